@@ -55,11 +55,14 @@ type Decision struct {
 	Default bool `json:"default,omitempty"`
 	// KillSwitch is set when an active kill switch refused the action.
 	KillSwitch bool `json:"kill_switch,omitempty"`
-	// Monitor is set when monitor mode (of the policy or of the deciding
-	// rule) turned a refusal or a hold into an allow. Would holds what
-	// enforce mode would have done.
-	Monitor bool   `json:"monitor,omitempty"`
-	Would   Effect `json:"would,omitempty"`
+	// Monitor is set when monitor mode, of the policy or of a shadow rule,
+	// let through what enforcing would have refused or held: Would is that
+	// stronger decision ("would deny"), WouldRule and WouldReason the rule
+	// behind it. Effect, Rule and Reason always describe what happens.
+	Monitor     bool   `json:"monitor,omitempty"`
+	Would       Effect `json:"would,omitempty"`
+	WouldRule   string `json:"would_rule,omitempty"`
+	WouldReason string `json:"would_reason,omitempty"`
 	// ApprovalTimeout is how long a require_approval decision may wait for
 	// a person; zero means the gateway's default.
 	ApprovalTimeout time.Duration `json:"approval_timeout,omitempty"`

@@ -1,0 +1,132 @@
+package rules
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+)
+
+// Decider decides actions against a policy, with the kill switch consulted
+// first. The zero KillSwitch never refuses; a nil Now means time.Now.
+type Decider struct {
+	Policy     *Policy
+	KillSwitch KillSwitch
+	Now        func() time.Time
+	// EnforceAll ignores monitor mode (of the policy and of rules), giving
+	// what the rules say when enforced. Policy tests use it.
+	EnforceAll bool
+}
+
+// Decide decides a against p with no kill switch.
+func (p *Policy) Decide(a *Action) Decision {
+	return (&Decider{Policy: p}).Decide(a)
+}
+
+var vmPool = sync.Pool{New: func() any { return new(vm.VM) }}
+
+func runProgram(p *vm.Program, env *exprEnv) (out any, err error) {
+	v := vmPool.Get().(*vm.VM)
+	defer vmPool.Put(v)
+	defer func() {
+		// expr reports run-time errors as errors, but a panic in a
+		// function it calls must not take the gateway down either.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return v.Run(p, env)
+}
+
+// Decide returns the decision for a. It never fails: a condition that errors
+// counts as a matching deny, so that a broken rule refuses rather than
+// waves through.
+func (d *Decider) Decide(a *Action) Decision {
+	p := d.Policy
+	dec := Decision{Revision: p.Revision}
+	if d.KillSwitch != nil {
+		if reason, killed := d.KillSwitch.Killed(a); killed {
+			dec.Effect, dec.KillSwitch, dec.Reason = Deny, true, reason
+			return dec
+		}
+	}
+
+	var env *exprEnv
+	enforced, shadow := -1, -1 // indexes into dec.Matched of the strongest matches
+	var timeout time.Duration  // of the strongest enforcing rule
+	for _, i := range p.index.candidates(a.Type) {
+		r := p.Rules[i]
+		m := Match{Rule: r.Name, Decision: r.Decision, Reason: r.Reason, Monitor: r.Monitor() && !d.EnforceAll}
+		if r.program != nil {
+			if env == nil {
+				now := time.Now
+				if d.Now != nil {
+					now = d.Now
+				}
+				env = newEnv(a, now())
+			}
+			out, err := runProgram(r.program, env)
+			switch {
+			case err != nil:
+				m.Decision = Deny
+				m.Error = "condition failed: " + exprMessage(err)
+			case out != true:
+				continue
+			}
+		}
+		dec.Matched = append(dec.Matched, m)
+		k := len(dec.Matched) - 1
+		best := &enforced
+		if m.Monitor {
+			best = &shadow
+		}
+		// Strictly stronger only: among equals the first in policy order decides.
+		if *best < 0 || m.Decision.strength() > dec.Matched[*best].Decision.strength() {
+			*best = k
+			if !m.Monitor {
+				timeout = r.Timeout
+			}
+		}
+	}
+
+	if enforced >= 0 {
+		m := &dec.Matched[enforced]
+		dec.Effect, dec.Rule, dec.Reason = m.Decision, m.Rule, ruleReason(m)
+		if m.Decision == RequireApproval {
+			dec.ApprovalTimeout = timeout
+		}
+	} else {
+		dec.Effect, dec.Default = p.Default, true
+		dec.Reason = fmt.Sprintf("no rule matched %s; the policy default is %s", a.Type, p.Default)
+	}
+	if shadow >= 0 && dec.Matched[shadow].Decision.strength() > dec.Effect.strength() {
+		m := &dec.Matched[shadow]
+		dec.Monitor, dec.Would, dec.WouldRule, dec.WouldReason = true, m.Decision, m.Rule, ruleReason(m)
+	}
+	if p.Mode == Monitor && !d.EnforceAll && dec.Effect != Allow {
+		if !dec.Monitor {
+			dec.Would, dec.WouldRule, dec.WouldReason = dec.Effect, dec.Rule, dec.Reason
+		}
+		dec.Effect, dec.Monitor, dec.Rule, dec.Default = Allow, true, "", false
+		dec.Reason = fmt.Sprintf("monitor mode: would %s: %s", dec.Would, dec.WouldReason)
+		dec.ApprovalTimeout = 0
+	}
+	return dec
+}
+
+func ruleReason(m *Match) string {
+	switch {
+	case m.Error != "":
+		return fmt.Sprintf("rule %s could not be evaluated (%s); refused to fail closed", m.Rule, m.Error)
+	case m.Reason != "":
+		return m.Reason
+	}
+	switch m.Decision {
+	case Deny:
+		return "denied by rule " + m.Rule
+	case RequireApproval:
+		return "rule " + m.Rule + " requires approval"
+	}
+	return "allowed by rule " + m.Rule
+}

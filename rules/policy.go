@@ -1,0 +1,93 @@
+package rules
+
+import (
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+)
+
+// Mode says whether refusals are enforced or only recorded.
+type Mode string
+
+const (
+	Enforce Mode = "enforce"
+	Monitor Mode = "monitor"
+)
+
+// Limits that keep a hostile or runaway policy within bounded memory and
+// load time.
+const (
+	MaxFileBytes  = 4 << 20 // one policy or test file
+	MaxRules      = 5000    // rules across all files of a policy
+	MaxExprBytes  = 16 << 10
+	maxExprNodes  = 5000
+	maxGlobLength = 256
+)
+
+// File is the document form of tameflare.yaml: what a user writes.
+type File struct {
+	Version     int      `yaml:"version" json:"version" jsonschema:"required,enum=1" jsonschema_description:"Policy format version. Only 1 exists."`
+	Mode        Mode     `yaml:"mode,omitempty" json:"mode,omitempty" jsonschema:"default=enforce" jsonschema_description:"enforce refuses what the rules refuse; monitor forwards everything and records what would have been refused."`
+	Default     Effect   `yaml:"default,omitempty" json:"default,omitempty" jsonschema:"default=deny" jsonschema_description:"The decision for an action that no rule matches."`
+	Rules       []Rule   `yaml:"rules,omitempty" json:"rules,omitempty" jsonschema_description:"Rules, in order. Among the rules that match an action, deny beats require_approval beats allow."`
+	Passthrough []string `yaml:"passthrough,omitempty" json:"passthrough,omitempty" jsonschema_description:"Hosts tunnelled without TLS interception (for certificate-pinned clients), decided as net.connect on host and port alone. * matches any run of characters."`
+	// PrivateHosts may resolve to loopback, private, link-local or CGNAT
+	// addresses; the proxy refuses such addresses for every other host.
+	PrivateHosts []string `yaml:"private_hosts,omitempty" json:"private_hosts,omitempty" jsonschema_description:"Hosts that may resolve to loopback, private, link-local or CGNAT addresses. Every other host that does is refused (SSRF and cloud metadata protection)."`
+}
+
+// Fragment is the document form of policies/*.yaml: more rules for the same
+// policy.
+type Fragment struct {
+	Version     int      `yaml:"version,omitempty" json:"version,omitempty" jsonschema:"enum=1" jsonschema_description:"Policy format version. Only 1 exists."`
+	Rules       []Rule   `yaml:"rules,omitempty" json:"rules,omitempty" jsonschema_description:"Rules merged after those of tameflare.yaml, files in name order."`
+	Passthrough []string `yaml:"passthrough,omitempty" json:"passthrough,omitempty" jsonschema_description:"More passthrough hosts."`
+}
+
+// Rule is one rule as written.
+type Rule struct {
+	Name     string    `yaml:"name" json:"name" jsonschema:"required,minLength=1" jsonschema_description:"Unique name of the rule; decisions and audit records name it."`
+	Actions  []string  `yaml:"actions" json:"actions" jsonschema:"required,minItems=1" jsonschema_description:"Globs over the action type (connector.resource.verb); * matches any run of characters. Example: github.*.get"`
+	When     string    `yaml:"when,omitempty" json:"when,omitempty" jsonschema_description:"Optional expr-lang condition over action, resource, params, request and now. Example: params.branch matches \"^(main|production)$\""`
+	Decision Effect    `yaml:"decision" json:"decision" jsonschema:"required" jsonschema_description:"What the rule decides when it matches."`
+	Reason   string    `yaml:"reason,omitempty" json:"reason,omitempty" jsonschema_description:"Shown to the agent and recorded with the decision."`
+	Mode     Mode      `yaml:"mode,omitempty" json:"mode,omitempty" jsonschema_description:"monitor records what the rule would decide without enforcing it (shadow mode for a staged rollout)."`
+	Approval *Approval `yaml:"approval,omitempty" json:"approval,omitempty" jsonschema_description:"Settings for require_approval."`
+}
+
+// Approval configures how long a held action waits for a person.
+type Approval struct {
+	Timeout string `yaml:"timeout,omitempty" json:"timeout,omitempty" jsonschema:"pattern=^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$" jsonschema_description:"How long to wait for a person, e.g. 15m. Default 5m. Expiry denies."`
+}
+
+// Policy is a loaded, compiled policy, ready to decide. It is immutable and
+// safe for concurrent use.
+type Policy struct {
+	Mode         Mode
+	Default      Effect
+	Rules        []*CompiledRule
+	Passthrough  []string
+	PrivateHosts []string
+	// Revision identifies the policy: a content hash when loaded from
+	// files, the commit when loaded from a repository.
+	Revision string
+	// Source says where the policy came from, for messages.
+	Source string
+
+	index *index
+}
+
+// CompiledRule is a rule ready to evaluate.
+type CompiledRule struct {
+	Rule
+	// File, Line and Col locate the rule's name in its file.
+	File      string
+	Line, Col int
+	Timeout   time.Duration
+	globs     []glob
+	program   *vm.Program
+	pos       int // index in Policy.Rules
+}
+
+// Monitor reports whether the rule only records.
+func (r *CompiledRule) Monitor() bool { return r.Mode == Monitor }
