@@ -39,6 +39,27 @@ func runProgram(p *vm.Program, env *exprEnv) (out any, err error) {
 	return v.Run(p, env)
 }
 
+// holds reports whether r's condition holds for a: natively when it can,
+// else by running the program in an environment built once per decision.
+func (r *CompiledRule) holds(a *Action, env **exprEnv, now func() time.Time) (bool, error) {
+	if r.native != nil {
+		if out, ok := r.native(a); ok {
+			return out, nil
+		}
+	}
+	if r.program == nil {
+		return true, nil
+	}
+	if *env == nil {
+		if now == nil {
+			now = time.Now
+		}
+		*env = newEnv(a, now())
+	}
+	out, err := runProgram(r.program, *env)
+	return out == true, err
+}
+
 // Decide returns the decision for a. It never fails: a condition that errors
 // counts as a matching deny, so that a broken rule refuses rather than
 // waves through.
@@ -55,25 +76,19 @@ func (d *Decider) Decide(a *Action) Decision {
 	var env *exprEnv
 	enforced, shadow := -1, -1 // indexes into dec.Matched of the strongest matches
 	var timeout time.Duration  // of the strongest enforcing rule
-	for _, i := range p.index.candidates(a.Type) {
+	cands := p.index.candidates(a.Type)
+	if len(cands) > 0 {
+		dec.Matched = make([]Match, 0, min(len(cands), 16))
+	}
+	for _, i := range cands {
 		r := p.Rules[i]
 		m := Match{Rule: r.Name, Decision: r.Decision, Reason: r.Reason, Monitor: r.Monitor() && !d.EnforceAll}
-		if r.program != nil {
-			if env == nil {
-				now := time.Now
-				if d.Now != nil {
-					now = d.Now
-				}
-				env = newEnv(a, now())
-			}
-			out, err := runProgram(r.program, env)
-			switch {
-			case err != nil:
-				m.Decision = Deny
-				m.Error = "condition failed: " + exprMessage(err)
-			case out != true:
-				continue
-			}
+		switch ok, err := r.holds(a, &env, d.Now); {
+		case err != nil:
+			m.Decision = Deny
+			m.Error = "condition failed: " + exprMessage(err)
+		case !ok:
+			continue
 		}
 		dec.Matched = append(dec.Matched, m)
 		k := len(dec.Matched) - 1

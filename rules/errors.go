@@ -63,7 +63,7 @@ func yamlError(file string, err error) *PosError {
 func cleanYAMLMessage(m string) string {
 	m = strings.TrimSpace(m)
 	if strings.HasPrefix(m, "unknown field ") {
-		return m + " (not a policy key; check the spelling)"
+		return m + " (not a known key; check the spelling)"
 	}
 	if i := strings.Index(m, " into Go struct field "); i >= 0 {
 		// "cannot unmarshal []interface {} into Go struct field Rule.Actions of type string"

@@ -59,12 +59,23 @@ func filepathToSlash(s string) string { return strings.ReplaceAll(s, string(os.P
 
 func (l *loader) errorf(file string, n ast.Node, format string, args ...any) {
 	e := &PosError{File: l.display(file), Msg: fmt.Sprintf(format, args...)}
-	if n != nil {
-		if tk := n.GetToken(); tk != nil && tk.Position != nil {
-			e.Line, e.Col = tk.Position.Line, tk.Position.Column
-		}
-	}
+	e.Line, e.Col = position(n)
 	l.errs = append(l.errs, e)
+}
+
+// position is where a node starts; for a mapping, where its first key is
+// (the parser's own token for a mapping is its first colon).
+func position(n ast.Node) (line, col int) {
+	if m, ok := n.(*ast.MappingNode); ok && len(m.Values) > 0 {
+		n = m.Values[0].Key
+	}
+	if n == nil {
+		return 0, 0
+	}
+	if tk := n.GetToken(); tk != nil && tk.Position != nil {
+		return tk.Position.Line, tk.Position.Column
+	}
+	return 0, 0
 }
 
 func (l *loader) load() (*Policy, error) {
@@ -265,9 +276,7 @@ func (l *loader) addRules(file string, body ast.Node, rules []Rule) {
 		r := rules[i]
 		node := itemOf(seq, i)
 		cr := &CompiledRule{Rule: r, File: l.display(file)}
-		if tk := node.GetToken(); tk != nil && tk.Position != nil {
-			cr.Line, cr.Col = tk.Position.Line, tk.Position.Column
-		}
+		cr.Line, cr.Col = position(node)
 		at := func(key string) ast.Node { return valueOf(node, key) }
 
 		switch {
@@ -275,13 +284,10 @@ func (l *loader) addRules(file string, body ast.Node, rules []Rule) {
 			l.errorf(file, node, "rule %d has no name", i+1)
 		default:
 			if first, dup := l.names[r.Name]; dup {
-				l.errorf(file, at("name"), "duplicate rule name %q (first defined at %s)", r.Name, first.Error())
+				l.errorf(file, at("name"), "duplicate rule name %q (first defined at %s:%d:%d)", r.Name, first.File, first.Line, first.Col)
 			} else {
-				n := at("name")
 				pe := &PosError{File: l.display(file)}
-				if tk := n.GetToken(); tk != nil && tk.Position != nil {
-					pe.Line, pe.Col = tk.Position.Line, tk.Position.Column
-				}
+				pe.Line, pe.Col = position(at("name"))
 				l.names[r.Name] = pe
 			}
 		}
@@ -348,6 +354,7 @@ func (l *loader) compile(fname string, n ast.Node, label string, cr *CompiledRul
 	prog, err := compileWhen(cr.When)
 	if err == nil {
 		cr.program = prog
+		cr.native = compileNative(prog.Node())
 		return
 	}
 	e := &PosError{File: l.display(fname), Msg: label + ": condition: " + exprMessage(err)}
@@ -369,12 +376,21 @@ func (l *loader) compile(fname string, n ast.Node, label string, cr *CompiledRul
 // exprMessage keeps expr's message and drops the source excerpt it appends.
 func exprMessage(err error) string {
 	var fe *file.Error
+	msg := err.Error()
 	if errors.As(err, &fe) {
-		return fe.Message
+		msg = fe.Message
 	}
-	msg, _, _ := strings.Cut(err.Error(), "\n")
-	return msg
+	msg, _, _ = strings.Cut(msg, "\n")
+	return envNames.Replace(msg)
 }
+
+// envNames rewrites the Go names of the environment types in expr's
+// messages into the names policies use.
+var envNames = strings.NewReplacer(
+	"type rules.requestEnv", "request", "rules.requestEnv", "request",
+	"type rules.actionEnv", "action", "rules.actionEnv", "action",
+	"*rules.exprEnv", "the environment", "rules.exprEnv", "the environment",
+)
 
 func (l *loader) hosts(file string, body ast.Node, key string, hosts []string) []string {
 	out := hosts[:0:0]

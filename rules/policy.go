@@ -86,6 +86,7 @@ type CompiledRule struct {
 	Timeout   time.Duration
 	globs     []glob
 	program   *vm.Program
+	native    native // nil unless the condition has a native form
 	pos       int // index in Policy.Rules
 }
 

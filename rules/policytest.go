@@ -63,9 +63,7 @@ func RunTests(p *Policy, fsys fs.FS, label string) (*TestReport, error) {
 		for i, c := range tf.Cases {
 			node := itemOf(seq, i)
 			res := TestResult{Name: c.Name, Pos: PosError{File: l.display(name)}}
-			if tk := node.GetToken(); tk != nil && tk.Position != nil {
-				res.Pos.Line, res.Pos.Col = tk.Position.Line, tk.Position.Column
-			}
+			res.Pos.Line, res.Pos.Col = position(node)
 			if msg := checkCase(&c); msg != "" {
 				l.errorf(name, node, "case %d: %s", i+1, msg)
 				continue

@@ -1,0 +1,259 @@
+package rules
+
+import (
+	"regexp"
+	"strings"
+
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/vm/runtime"
+)
+
+// A native condition evaluates the common shapes of `when` (comparisons of
+// action fields with literals, combined with and/or/not) directly on the
+// action, without building an environment or running the expr VM: a
+// 1,000-rule policy evaluates dozens of conditions per decision, and the
+// VM's reflective field access dominates that cost.
+//
+// It answers only when it is sure to agree with expr: ok is false whenever
+// a value has a type it does not handle (or an operation would fail), and
+// the caller then runs the compiled program, which gives the authoritative
+// result or error. A differential test and fuzz target hold the two equal.
+type native func(a *Action) (result, ok bool)
+
+// compileNative returns the native form of a checked expression tree, or
+// nil when the tree holds something outside the supported shapes.
+func compileNative(n ast.Node) native {
+	switch n := n.(type) {
+	case *ast.BoolNode:
+		v := n.Value
+		return func(*Action) (bool, bool) { return v, true }
+	case *ast.UnaryNode:
+		if n.Operator != "!" && n.Operator != "not" {
+			return nil
+		}
+		inner := compileNative(n.Node)
+		if inner == nil {
+			return nil
+		}
+		return func(a *Action) (bool, bool) {
+			r, ok := inner(a)
+			return !r, ok
+		}
+	case *ast.BinaryNode:
+		switch n.Operator {
+		case "&&", "and", "||", "or":
+			l, r := compileNative(n.Left), compileNative(n.Right)
+			if l == nil || r == nil {
+				return nil
+			}
+			if n.Operator == "&&" || n.Operator == "and" {
+				return func(a *Action) (bool, bool) {
+					lv, ok := l(a)
+					if !ok || !lv {
+						return false, ok
+					}
+					return r(a)
+				}
+			}
+			return func(a *Action) (bool, bool) {
+				lv, ok := l(a)
+				if !ok || lv {
+					return lv, ok
+				}
+				return r(a)
+			}
+		}
+		return compileComparison(n)
+	}
+	return nil
+}
+
+// compileComparison handles `field OP literal`.
+func compileComparison(n *ast.BinaryNode) native {
+	get := compileField(n.Left)
+	if get == nil {
+		return nil
+	}
+	switch n.Operator {
+	case "==", "!=":
+		lit, ok := literal(n.Right)
+		if !ok {
+			return nil
+		}
+		neq := n.Operator == "!="
+		return func(a *Action) (bool, bool) {
+			v, ok := get(a)
+			if !ok {
+				return false, false
+			}
+			return runtime.Equal(v, lit) != neq, true
+		}
+	case "<", ">", "<=", ">=":
+		lit, ok := literal(n.Right)
+		if !ok {
+			return nil
+		}
+		if _, isNum := lit.(int); !isNum {
+			if _, isFloat := lit.(float64); !isFloat {
+				return nil
+			}
+		}
+		op := n.Operator
+		return func(a *Action) (bool, bool) {
+			v, ok := get(a)
+			if !ok || !isNumber(v) {
+				return false, false // strings, nil and others: let expr decide or fail
+			}
+			switch op {
+			case "<":
+				return runtime.Less(v, lit), true
+			case ">":
+				return runtime.More(v, lit), true
+			case "<=":
+				return runtime.LessOrEqual(v, lit), true
+			}
+			return runtime.MoreOrEqual(v, lit), true
+		}
+	case "matches", "startsWith", "endsWith", "contains":
+		s, ok := n.Right.(*ast.StringNode)
+		if !ok {
+			return nil
+		}
+		var test func(string) bool
+		switch n.Operator {
+		case "matches":
+			re, err := regexp.Compile(s.Value)
+			if err != nil {
+				return nil
+			}
+			test = re.MatchString
+		case "startsWith":
+			test = func(v string) bool { return strings.HasPrefix(v, s.Value) }
+		case "endsWith":
+			test = func(v string) bool { return strings.HasSuffix(v, s.Value) }
+		default:
+			test = func(v string) bool { return strings.Contains(v, s.Value) }
+		}
+		return func(a *Action) (bool, bool) {
+			v, ok := get(a)
+			switch {
+			case !ok:
+				return false, false
+			case v == nil:
+				return false, true // expr: a nil operand gives false
+			}
+			str, isStr := v.(string)
+			if !isStr {
+				return false, false
+			}
+			return test(str), true
+		}
+	case "in":
+		c, ok := n.Right.(*ast.ConstantNode)
+		if !ok {
+			return nil
+		}
+		set, ok := c.Value.(map[string]struct{})
+		if !ok {
+			return nil
+		}
+		return func(a *Action) (bool, bool) {
+			v, ok := get(a)
+			if !ok {
+				return false, false
+			}
+			str, isStr := v.(string)
+			if !isStr {
+				return false, false
+			}
+			_, in := set[str]
+			return in, true
+		}
+	}
+	return nil
+}
+
+func isNumber(v any) bool {
+	switch v.(type) {
+	case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:
+		return true
+	}
+	return false
+}
+
+func literal(n ast.Node) (any, bool) {
+	switch n := n.(type) {
+	case *ast.StringNode:
+		return n.Value, true
+	case *ast.IntegerNode:
+		return n.Value, true
+	case *ast.FloatNode:
+		return n.Value, true
+	case *ast.BoolNode:
+		return n.Value, true
+	case *ast.NilNode:
+		return nil, true
+	}
+	return nil, false
+}
+
+// compileField returns a getter for a field of the environment, with the
+// value expr would fetch: "" for a missing resource or header key, nil for a
+// missing param.
+func compileField(n ast.Node) func(*Action) (any, bool) {
+	m, ok := n.(*ast.MemberNode)
+	if !ok || m.Optional || m.Method {
+		return nil
+	}
+	prop, ok := m.Property.(*ast.StringNode)
+	if !ok {
+		return nil
+	}
+	key := prop.Value
+	if inner, ok := m.Node.(*ast.MemberNode); ok {
+		// request.headers.X
+		root, ok := inner.Node.(*ast.IdentifierNode)
+		p, pok := inner.Property.(*ast.StringNode)
+		if !ok || !pok || root.Value != "request" || p.Value != "headers" || inner.Optional || inner.Method {
+			return nil
+		}
+		return func(a *Action) (any, bool) { return a.Request.Headers[key], true }
+	}
+	root, ok := m.Node.(*ast.IdentifierNode)
+	if !ok {
+		return nil
+	}
+	switch root.Value {
+	case "resource":
+		return func(a *Action) (any, bool) { return a.Resource[key], true }
+	case "params":
+		return func(a *Action) (any, bool) { return a.Params[key], true }
+	case "action":
+		switch key {
+		case "id":
+			return func(a *Action) (any, bool) { return a.ID, true }
+		case "type":
+			return func(a *Action) (any, bool) { return a.Type, true }
+		case "connector":
+			return func(a *Action) (any, bool) { return a.Connector, true }
+		case "gateway":
+			return func(a *Action) (any, bool) { return a.Gateway, true }
+		}
+	case "request":
+		switch key {
+		case "method":
+			return func(a *Action) (any, bool) { return a.Request.Method, true }
+		case "scheme":
+			return func(a *Action) (any, bool) { return a.Request.Scheme, true }
+		case "host":
+			return func(a *Action) (any, bool) { return a.Request.Host, true }
+		case "port":
+			return func(a *Action) (any, bool) { return a.Request.Port, true }
+		case "path":
+			return func(a *Action) (any, bool) { return a.Request.Path, true }
+		case "query":
+			return func(a *Action) (any, bool) { return a.Request.Query, true }
+		}
+	}
+	return nil
+}
