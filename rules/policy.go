@@ -87,7 +87,7 @@ type CompiledRule struct {
 	globs     []glob
 	program   *vm.Program
 	native    native // nil unless the condition has a native form
-	pos       int // index in Policy.Rules
+	pos       int    // index in Policy.Rules
 }
 
 // Monitor reports whether the rule only records.
