@@ -143,4 +143,3 @@ func TestRunStopsChildWhenContextEnds(t *testing.T) {
 		t.Errorf("exit %d after %v", code, time.Since(start))
 	}
 }
-
