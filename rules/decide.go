@@ -14,6 +14,8 @@ type Decider struct {
 	Policy     *Policy
 	KillSwitch KillSwitch
 	Now        func() time.Time
+	// Mode, when set, replaces the policy's mode (tf run --mode).
+	Mode Mode
 	// EnforceAll ignores monitor mode (of the policy and of rules), giving
 	// what the rules say when enforced. Policy tests use it.
 	EnforceAll bool
@@ -119,7 +121,11 @@ func (d *Decider) Decide(a *Action) Decision {
 		m := &dec.Matched[shadow]
 		dec.Monitor, dec.Would, dec.WouldRule, dec.WouldReason = true, m.Decision, m.Rule, ruleReason(m)
 	}
-	if p.Mode == Monitor && !d.EnforceAll && dec.Effect != Allow {
+	mode := p.Mode
+	if d.Mode != "" {
+		mode = d.Mode
+	}
+	if mode == Monitor && !d.EnforceAll && dec.Effect != Allow {
 		if !dec.Monitor {
 			dec.Would, dec.WouldRule, dec.WouldReason = dec.Effect, dec.Rule, dec.Reason
 		}

@@ -321,3 +321,14 @@ func TestRunTestsRejectsBadFiles(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestModeOverride(t *testing.T) {
+	p := mustLoad(t, map[string]string{"tameflare.yaml": "version: 1\n"})
+	if d := (&rules.Decider{Policy: p, Mode: rules.Monitor}).Decide(&rules.Action{Type: "a.b"}); d.Effect != rules.Allow || d.Would != rules.Deny {
+		t.Errorf("monitor override: %+v", d)
+	}
+	pm := mustLoad(t, map[string]string{"tameflare.yaml": "version: 1\nmode: monitor\n"})
+	if d := (&rules.Decider{Policy: pm, Mode: rules.Enforce}).Decide(&rules.Action{Type: "a.b"}); d.Effect != rules.Deny || d.Monitor {
+		t.Errorf("enforce override: %+v", d)
+	}
+}
