@@ -31,3 +31,6 @@ type Connector interface {
 	// error refuses the request (fail closed) with the error as the reason.
 	Classify(r *Request) ([]rules.Action, error)
 }
+
+// Host is the request's host, lower case, without port.
+func (r *Request) Host() string { return requestHost(r) }

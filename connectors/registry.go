@@ -1,0 +1,311 @@
+package connectors
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/tameflare/tf/rules"
+)
+
+// A Refuser answers a refused request in the client's own protocol, so that
+// the client shows the rule and reason instead of a bare HTTP error (git
+// prints "! [remote rejected] main -> main (reason)"). The gateway calls it
+// for a refused request of a connector that implements it; ok false means
+// the gateway's plain refusal applies. actions are the refused actions of
+// the request; rule and reason are the deciding rule and its reason.
+type Refuser interface {
+	Refuse(r *Request, actions []rules.Action, rule, reason, requestID string) (status int, header http.Header, body []byte, ok bool)
+}
+
+// Options configure the default registry.
+type Options struct {
+	GitHub GitHubOptions
+	NPM    NPMOptions
+	// Declared connectors are registered after the built-in ones; one that
+	// claims a host a built-in connector serves is an error.
+	Declared []Declared
+}
+
+// A Registry holds connectors and picks the one that serves a host. The
+// generic http connector serves every other host.
+type Registry struct {
+	list    []Connector
+	names   map[string]bool
+	generic Connector
+}
+
+// NewEmptyRegistry returns a registry with only the generic http connector.
+func NewEmptyRegistry() *Registry {
+	g := &HTTP{}
+	return &Registry{names: map[string]bool{g.Name(): true}, generic: g}
+}
+
+// NewRegistry returns the default registry: github and npm, then the
+// declared connectors of opts.
+func NewRegistry(opts Options) (*Registry, error) {
+	reg := NewEmptyRegistry()
+	gh, err := NewGitHub(opts.GitHub)
+	if err != nil {
+		return nil, fmt.Errorf("configuring the github connector: %w", err)
+	}
+	reg.Register(gh)
+	np, err := NewNPM(opts.NPM)
+	if err != nil {
+		return nil, fmt.Errorf("configuring the npm connector: %w", err)
+	}
+	reg.Register(np)
+	for _, d := range opts.Declared {
+		dc, err := NewDeclared(d)
+		if err != nil {
+			return nil, err
+		}
+		if reg.names[dc.Name()] {
+			return nil, fmt.Errorf("declared connector %q: name already taken", dc.Name())
+		}
+		for _, h := range dc.hostPatterns {
+			probe := strings.TrimPrefix(h, "*.")
+			if c := reg.Lookup(probe); c != reg.generic {
+				return nil, fmt.Errorf("declared connector %q: host %q is served by the %s connector", dc.Name(), h, c.Name())
+			}
+		}
+		reg.Register(dc)
+	}
+	return reg, nil
+}
+
+// Register adds c. Like a module registry, a duplicate name is a programming
+// error and panics.
+func (reg *Registry) Register(c Connector) {
+	name := c.Name()
+	if name == "" {
+		panic("connectors: Register of a connector with an empty name")
+	}
+	if reg.names[name] {
+		panic(fmt.Sprintf("connectors: connector %q registered twice", name))
+	}
+	reg.names[name] = true
+	reg.list = append(reg.list, c)
+}
+
+// Lookup returns the first registered connector that handles host, else the
+// generic http connector. host may carry a port and any case.
+func (reg *Registry) Lookup(host string) Connector {
+	host = normalizeHost(host)
+	for _, c := range reg.list {
+		if c.Handles(host) {
+			return c
+		}
+	}
+	return reg.generic
+}
+
+// Classify returns the actions of r, each with its connector and the
+// non-secret parts of the request filled in. An error refuses the request.
+func (reg *Registry) Classify(r *Request) ([]rules.Action, error) {
+	if r == nil || r.HTTP == nil || r.HTTP.URL == nil {
+		return nil, errors.New("classifying a request: no request")
+	}
+	info := requestInfo(r)
+	c := reg.Lookup(info.Host)
+	actions, err := c.Classify(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s connector: %w", c.Name(), err)
+	}
+	if len(actions) == 0 {
+		return nil, fmt.Errorf("%s connector: no action for %s %s", c.Name(), info.Method, info.Path)
+	}
+	for i := range actions {
+		if actions[i].Connector == "" {
+			actions[i].Connector = c.Name()
+		}
+		actions[i].Request = info
+		if i > 0 && info.Headers != nil {
+			// Each action owns its maps: a rule engine or recorder may
+			// annotate one without touching the others.
+			h := make(map[string]string, len(info.Headers))
+			for k, v := range info.Headers {
+				h[k] = v
+			}
+			actions[i].Request.Headers = h
+		}
+	}
+	return actions, nil
+}
+
+// recordedHeaders are the request headers copied into actions. It is an
+// allow list: nothing that carries a credential is ever on it.
+var recordedHeaders = []string{
+	"User-Agent",
+	"Content-Type",
+	"Content-Encoding",
+	"Accept",
+	"Mcp-Method",
+	"Mcp-Protocol-Version",
+	"X-Github-Api-Version",
+	"Npm-Command",
+	"Git-Protocol",
+}
+
+var recordedHeaderSet = func() map[string]bool {
+	m := map[string]bool{}
+	for _, h := range recordedHeaders {
+		m[h] = true
+	}
+	return m
+}()
+
+// maxHeaderValue bounds a recorded header value.
+const maxHeaderValue = 256
+
+// requestInfo returns the part of r that rules may look at.
+func requestInfo(r *Request) rules.Request {
+	u := r.HTTP.URL
+	hostport := u.Host
+	if hostport == "" {
+		hostport = r.HTTP.Host
+	}
+	host, port := splitHostPort(hostport)
+	scheme := r.Scheme
+	if scheme == "" {
+		scheme = u.Scheme
+	}
+	if scheme == "" {
+		scheme = "http"
+	}
+	if port == 0 {
+		port = 80
+		if scheme == "https" {
+			port = 443
+		}
+	}
+	info := rules.Request{
+		Method: r.HTTP.Method,
+		Scheme: scheme,
+		Host:   host,
+		Port:   port,
+		Path:   u.Path,
+		Query:  redactQuery(u.RawQuery),
+	}
+	if info.Method == "" {
+		info.Method = http.MethodGet
+	}
+	// Ranging over the request's few headers beats a canonicalizing Get
+	// per allowed name; keys of parsed requests are canonical already.
+	for k, vs := range r.HTTP.Header {
+		if !recordedHeaderSet[k] || len(vs) == 0 || vs[0] == "" {
+			continue
+		}
+		v := vs[0]
+		if len(v) > maxHeaderValue {
+			v = v[:maxHeaderValue]
+		}
+		if info.Headers == nil {
+			info.Headers = make(map[string]string, 4)
+		}
+		info.Headers[k] = v
+	}
+	return info
+}
+
+// requestHost returns the lower-case host of r without its port.
+func requestHost(r *Request) string {
+	h := r.HTTP.URL.Host
+	if h == "" {
+		h = r.HTTP.Host
+	}
+	return normalizeHost(h)
+}
+
+func normalizeHost(h string) string {
+	host, _ := splitHostPort(h)
+	return host
+}
+
+// splitHostPort splits host[:port] without allocating in the common cases
+// (net.SplitHostPort allocates an error for a host without a port).
+func splitHostPort(hp string) (string, int) {
+	host, portStr := hp, ""
+	if strings.HasPrefix(hp, "[") {
+		end := strings.IndexByte(hp, ']')
+		if end < 0 {
+			return lowerHost(strings.TrimPrefix(hp, "[")), 0
+		}
+		host = hp[1:end]
+		if rest := hp[end+1:]; strings.HasPrefix(rest, ":") {
+			portStr = rest[1:]
+		}
+	} else if i := strings.LastIndexByte(hp, ':'); i >= 0 && strings.IndexByte(hp, ':') == i {
+		host, portStr = hp[:i], hp[i+1:]
+	}
+	port := 0
+	if len(portStr) > 0 && len(portStr) <= 5 {
+		for i := 0; i < len(portStr); i++ {
+			c := portStr[i]
+			if c < '0' || c > '9' {
+				port = 0
+				break
+			}
+			port = port*10 + int(c-'0')
+		}
+		if port > 65535 {
+			port = 0
+		}
+	}
+	return lowerHost(host), port
+}
+
+// lowerHost lower-cases h and drops a trailing dot, allocating only when
+// something changes.
+func lowerHost(h string) string {
+	h = strings.TrimSuffix(h, ".")
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(h)
+		}
+	}
+	return h
+}
+
+// secretQueryKeys are query parameters whose values are replaced in
+// records: tokens in URLs are common enough (access_token, sig) that they
+// must not reach an audit log.
+var secretQueryKeys = []string{"token", "access_token", "auth", "key", "api_key", "apikey", "secret", "client_secret", "password", "passwd", "sig", "signature", "code", "jwt", "session"}
+
+func redactQuery(q string) string {
+	if q == "" {
+		return ""
+	}
+	parts := strings.Split(q, "&")
+	changed := false
+	for i, p := range parts {
+		k, _, hasValue := strings.Cut(p, "=")
+		if !hasValue {
+			continue
+		}
+		name, err := url.QueryUnescape(k)
+		if err != nil {
+			name = k
+		}
+		if isSecretName(name) {
+			parts[i] = k + "=REDACTED"
+			changed = true
+		}
+	}
+	if !changed {
+		return q
+	}
+	return strings.Join(parts, "&")
+}
+
+func isSecretName(name string) bool {
+	n := strings.ToLower(name)
+	for _, s := range secretQueryKeys {
+		if n == s || strings.HasSuffix(n, "_"+s) || strings.HasSuffix(n, "-"+s) {
+			return true
+		}
+	}
+	return strings.Contains(n, "token") || strings.Contains(n, "secret") || strings.Contains(n, "password")
+}
