@@ -1,0 +1,111 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"testing"
+	"time"
+)
+
+// BenchmarkAppend appends from many goroutines with fsync on, as a busy
+// gateway does, and reports records per second and records per fsync.
+// Throughput is bounded by fsync latency times the records one fsync
+// covers, which is about half the appenders, so it is measured at two
+// levels of concurrency.
+func BenchmarkAppend(b *testing.B) {
+	for _, appenders := range []int{128, 512} {
+		b.Run(fmt.Sprintf("appenders=%d", appenders), func(b *testing.B) {
+			benchmarkAppend(b, appenders)
+		})
+	}
+}
+
+func benchmarkAppend(b *testing.B, appenders int) {
+	dir := b.TempDir()
+	l, err := Open(dir, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	b.SetParallelism(max(1, appenders/runtime.GOMAXPROCS(0)))
+	b.ReportAllocs()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		// One record per appender, reused: building records is the
+		// caller's cost, not the log's.
+		r := decision(1)
+		for pb.Next() {
+			if err := l.Append(ctx, r); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err := l.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "records/s")
+	b.ReportMetric(float64(b.N)/float64(l.batches), "records/fsync")
+}
+
+// BenchmarkAppendPaced appends at about 1,000 records/s, the rate of a
+// busy agent session, and reports the latency of Append: everything it
+// adds to a request, its fsync included. BenchmarkFdatasyncPaced is the
+// floor to compare it with: the same pace of bare appends and fdatasyncs.
+func BenchmarkAppendPaced(b *testing.B) {
+	l, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	paced(b, func(i int) error { return l.Append(ctx, decision(i)) })
+}
+
+func BenchmarkFdatasyncPaced(b *testing.B) {
+	f, err := os.Create(filepath.Join(b.TempDir(), "raw"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	line := append(bytes.Repeat([]byte("x"), 699), '\n')
+	paced(b, func(int) error {
+		if _, err := f.Write(line); err != nil {
+			return err
+		}
+		return datasync(f)
+	})
+}
+
+// paced runs op b.N times, one per millisecond, and reports latency
+// percentiles.
+func paced(b *testing.B, op func(i int) error) {
+	lat := make([]time.Duration, 0, b.N)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		<-tick.C
+		t0 := time.Now()
+		if err := op(i); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds())
+	}
+	b.ReportMetric(pct(0.50), "p50-µs")
+	b.ReportMetric(pct(0.99), "p99-µs")
+	b.ReportMetric(pct(1), "max-µs")
+}

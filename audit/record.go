@@ -1,0 +1,224 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/tameflare/tf/rules"
+)
+
+// SchemaVersion is the version of the record schema written by this package.
+const SchemaVersion = 1
+
+// MaxRecordBytes bounds one record line so that readers work in bounded
+// memory; Append refuses larger records.
+const MaxRecordBytes = 1 << 20
+
+// Kind is the kind of a record.
+type Kind string
+
+const (
+	KindDecision Kind = "decision"
+	KindOutcome  Kind = "outcome"
+	KindEvent    Kind = "event"
+)
+
+// Valid reports whether k is one of the three kinds.
+func (k Kind) Valid() bool {
+	return k == KindDecision || k == KindOutcome || k == KindEvent
+}
+
+// Event names recorded in event records.
+const (
+	EventGatewayStarted        = "gateway.started"
+	EventGatewayStopped        = "gateway.stopped"
+	EventKillSwitchActivated   = "kill_switch.activated"
+	EventKillSwitchDeactivated = "kill_switch.deactivated"
+	EventApprovalRequested     = "approval.requested"
+	EventApprovalApproved      = "approval.approved"
+	EventApprovalDenied        = "approval.denied"
+	EventApprovalExpired       = "approval.expired"
+	EventApprovalCancelled     = "approval.cancelled"
+	EventPolicyApplied         = "policy.applied"
+	// EventTailRepaired is written by the log itself when it found bytes
+	// after the last acknowledged record (a writer died mid-batch) and
+	// adopted or removed them.
+	EventTailRepaired = "audit.tail_repaired"
+)
+
+// Approval describes the human decision on a require_approval action.
+type Approval struct {
+	ID       string `json:"id"`
+	Approver string `json:"approver,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	// Outcome is approved, denied, expired or cancelled.
+	Outcome string    `json:"outcome,omitempty"`
+	At      time.Time `json:"at,omitzero"`
+}
+
+// A Record is one line of the audit log. The field order is the order of
+// the keys on disk; see doc.go for the schema.
+type Record struct {
+	// SchemaVersion, Seq, Prev and Hash are filled in by Append.
+	SchemaVersion int       `json:"schema_version,omitempty"`
+	Seq           uint64    `json:"seq,omitempty"`
+	Time          time.Time `json:"time"`
+	Kind          Kind      `json:"kind"`
+	RequestID     string    `json:"request_id,omitempty"`
+	Gateway       string    `json:"gateway,omitempty"`
+
+	// Decision records.
+	Action   *rules.Action   `json:"action,omitempty"`
+	Decision *rules.Decision `json:"decision,omitempty"`
+	Approval *Approval       `json:"approval,omitempty"`
+
+	// Outcome records.
+	Status     int    `json:"status,omitempty"`
+	BytesIn    int64  `json:"bytes_in,omitempty"`
+	BytesOut   int64  `json:"bytes_out,omitempty"`
+	DurationMS int64  `json:"duration_ms,omitempty"`
+	Error      string `json:"error,omitempty"`
+
+	// Event records.
+	Event   string         `json:"event,omitempty"`
+	Details map[string]any `json:"details,omitempty"`
+
+	Prev string `json:"prev,omitempty"`
+	Hash string `json:"hash,omitempty"`
+
+	// Line is the record's line as stored, without the newline; readers
+	// set it so that output can repeat the exact bytes.
+	Line []byte `json:"-"`
+}
+
+// validate checks what a record of each kind must carry. It is used both
+// when appending and when reading, so the log never holds what readers
+// would refuse.
+func (r *Record) validate() error {
+	if !r.Kind.Valid() {
+		return fmt.Errorf("unknown record kind %q", r.Kind)
+	}
+	if r.Time.IsZero() {
+		return errors.New("record has no time")
+	}
+	switch r.Kind {
+	case KindDecision:
+		if r.Action == nil || r.Action.Type == "" {
+			return errors.New("decision record has no action type")
+		}
+		if r.Decision == nil || !r.Decision.Effect.Valid() {
+			return errors.New("decision record has no valid decision")
+		}
+		if r.Approval != nil && r.Approval.ID == "" {
+			return errors.New("decision record has an approval without id")
+		}
+	case KindOutcome:
+		if r.RequestID == "" {
+			return errors.New("outcome record has no request_id")
+		}
+	case KindEvent:
+		if r.Event == "" {
+			return errors.New("event record has no event name")
+		}
+	}
+	if r.Kind != KindDecision && (r.Action != nil || r.Decision != nil || r.Approval != nil) {
+		return fmt.Errorf("%s record carries decision fields", r.Kind)
+	}
+	return nil
+}
+
+// body encodes the record without the fields the writer fills in, so the
+// expensive part of encoding runs in the appending goroutine.
+func (r *Record) body() ([]byte, error) {
+	return appendBody(make([]byte, 0, 1024), r)
+}
+
+var (
+	zeroHash   = [sha256.Size]byte{}
+	hashKey    = []byte(`,"hash":"`)
+	prevKey    = []byte(`,"prev":"`)
+	lineHeader = []byte(`{"schema_version":1,"seq":`)
+)
+
+// ZeroHash is the prev of the first record of a log.
+var ZeroHash = hex.EncodeToString(zeroHash[:])
+
+// suffixLen is the length of `,"hash":"<64 hex>"}`.
+const suffixLen = 9 + 64 + 2
+
+// errHash marks a line whose hash does not match its content.
+var errHash = errors.New("hash does not match the record")
+
+// parseLine checks one stored line (without newline): its hash over the
+// canonical bytes, strict JSON decoding against the schema, and the rules
+// of its kind. It never panics on arbitrary input.
+func parseLine(line []byte) (*Record, error) {
+	if len(line) > MaxRecordBytes {
+		return nil, fmt.Errorf("line of %d bytes exceeds the %d byte limit", len(line), MaxRecordBytes)
+	}
+	if len(line) < suffixLen+2 || !bytes.HasSuffix(line, []byte(`"}`)) ||
+		!bytes.Equal(line[len(line)-suffixLen:len(line)-suffixLen+len(hashKey)], hashKey) {
+		return nil, errors.New("line does not end with a hash member")
+	}
+	want := line[len(line)-suffixLen+len(hashKey) : len(line)-2]
+	if !isLowerHex(want) {
+		return nil, errors.New("hash is not lower-case hex")
+	}
+	if got := canonicalHash(line[:len(line)-suffixLen]); !bytes.Equal(got, want) {
+		return nil, errHash
+	}
+	var r Record
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("decoding record: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("data after the record")
+	}
+	if r.SchemaVersion != SchemaVersion {
+		return nil, fmt.Errorf("unsupported schema_version %d", r.SchemaVersion)
+	}
+	if r.Seq == 0 {
+		return nil, errors.New("record has no seq")
+	}
+	if len(r.Prev) != 64 || !isLowerHex([]byte(r.Prev)) {
+		return nil, errors.New("prev is not a 64-digit hex hash")
+	}
+	if r.Hash != string(want) {
+		return nil, errors.New("hash member is duplicated")
+	}
+	if err := r.validate(); err != nil {
+		return nil, err
+	}
+	r.Line = line
+	return &r, nil
+}
+
+// canonicalHash returns the hex SHA-256 of the canonical bytes: the line
+// up to (not including) the hash member, followed by the closing brace.
+func canonicalHash(prefix []byte) []byte {
+	h := sha256.New()
+	h.Write(prefix)
+	h.Write([]byte{'}'})
+	return hex.AppendEncode(nil, h.Sum(nil))
+}
+
+// lineHash returns the SHA-256 of a whole line (without newline); the next
+// record's prev holds it.
+func lineHash(line []byte) [sha256.Size]byte { return sha256.Sum256(line) }
+
+func isLowerHex(b []byte) bool {
+	for _, c := range b {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
