@@ -105,6 +105,12 @@ func (l *loader) load() (*Policy, error) {
 	l.addRules(PolicyFile, body, main.Rules)
 	p.Passthrough = append(p.Passthrough, l.hosts(PolicyFile, body, "passthrough", main.Passthrough)...)
 	p.PrivateHosts = l.hosts(PolicyFile, body, "private_hosts", main.PrivateHosts)
+	if main.Credentials != nil {
+		if err := main.Credentials.Validate(); err != nil {
+			l.errorf(PolicyFile, valueOf(body, "credentials"), "credentials: %v", err)
+		}
+		p.Credentials = main.Credentials
+	}
 
 	frags, err := fs.Glob(l.fsys, "policies/*.yaml")
 	if err != nil {

@@ -177,3 +177,18 @@ func TestLimits(t *testing.T) {
 		}
 	})
 }
+
+func TestLoadCredentials(t *testing.T) {
+	p := mustLoad(t, map[string]string{"tameflare.yaml": "version: 1\ncredentials:\n  github: {secret: gh-token}\n  mcp:\n    docs: {secret: docs-token, header: X-Api-Key, format: \"{}\"}\n"})
+	if p.Credentials == nil || p.Credentials.GitHub.Secret != "gh-token" || p.Credentials.MCP["docs"].Header != "X-Api-Key" {
+		t.Fatalf("credentials %+v", p.Credentials)
+	}
+	_, err := rules.LoadFS(policyFS(map[string]string{"tameflare.yaml": "version: 1\ncredentials:\n  github: {secret: \"bad name!\"}\n"}), "p")
+	if err == nil || !strings.Contains(err.Error(), "p/tameflare.yaml:3:3: credentials:") {
+		t.Fatalf("got %v", err)
+	}
+	_, err = rules.LoadFS(policyFS(map[string]string{"tameflare.yaml": "version: 1\ncredentials:\n  gitlab: {secret: x}\n"}), "p")
+	if err == nil || !strings.Contains(err.Error(), `unknown field "gitlab"`) {
+		t.Fatalf("got %v", err)
+	}
+}

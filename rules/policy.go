@@ -3,6 +3,8 @@ package rules
 import (
 	"time"
 
+	"github.com/tameflare/tf/keyring/injection"
+
 	"github.com/expr-lang/expr/vm"
 )
 
@@ -34,6 +36,8 @@ type File struct {
 	// PrivateHosts may resolve to loopback, private, link-local or CGNAT
 	// addresses; the proxy refuses such addresses for every other host.
 	PrivateHosts []string `yaml:"private_hosts,omitempty" json:"private_hosts,omitempty" jsonschema_description:"Hosts that may resolve to loopback, private, link-local or CGNAT addresses. Every other host that does is refused (SSRF and cloud metadata protection)."`
+	// Credentials name the secrets the gateway injects, per connector.
+	Credentials *injection.Credentials `yaml:"credentials,omitempty" json:"credentials,omitempty" jsonschema_description:"Secrets the gateway injects into allowed requests, by connector; the agent never holds them. Values are names of secrets in the keyring (tf creds set NAME), never the secrets."`
 }
 
 // Fragment is the document form of policies/*.yaml: more rules for the same
@@ -68,6 +72,7 @@ type Policy struct {
 	Rules        []*CompiledRule
 	Passthrough  []string
 	PrivateHosts []string
+	Credentials  *injection.Credentials
 	// Revision identifies the policy: a content hash when loaded from
 	// files, the commit when loaded from a repository.
 	Revision string

@@ -29,9 +29,9 @@ var (
 // Injection says which secret goes into which request header, and how.
 // It is plain data so that policy files can embed it.
 type Injection struct {
-	Secret string `yaml:"secret" json:"secret" jsonschema:"description=Name of the secret in the keyring (tf creds set NAME)."`
-	Header string `yaml:"header,omitempty" json:"header,omitempty" jsonschema:"description=Request header that carries the secret (default Authorization)."`
-	Format string `yaml:"format,omitempty" json:"format,omitempty" jsonschema:"description=Header value with {} where the secret goes (default Bearer {})."`
+	Secret string `yaml:"secret" json:"secret" jsonschema:"required" jsonschema_description:"Name of the secret in the keyring (tf creds set NAME)."`
+	Header string `yaml:"header,omitempty" json:"header,omitempty" jsonschema_description:"Request header that carries the secret (default Authorization)."`
+	Format string `yaml:"format,omitempty" json:"format,omitempty" jsonschema_description:"Header value with {} where the secret goes (default Bearer {})."`
 }
 
 // Credentials maps connectors to the secrets the gateway injects for them.
@@ -43,13 +43,13 @@ type Injection struct {
 //	  mcp: {docs: {secret: docs-token, header: Authorization, format: "Bearer {}"}}
 //	  connectors: {jira: {secret: jira-token, header: X-Api-Key, format: "{}"}}
 type Credentials struct {
-	GitHub *Injection            `yaml:"github,omitempty" json:"github,omitempty" jsonschema:"description=Credentials for the github connector (REST, GraphQL, git over HTTPS)."`
-	NPM    *Injection            `yaml:"npm,omitempty" json:"npm,omitempty" jsonschema:"description=Credentials for the npm registry."`
-	MCP    map[string]*Injection `yaml:"mcp,omitempty" json:"mcp,omitempty" jsonschema:"description=Credentials per MCP server name."`
+	GitHub *Injection            `yaml:"github,omitempty" json:"github,omitempty" jsonschema_description:"Credentials for the github connector (REST, GraphQL, git over HTTPS)."`
+	NPM    *Injection            `yaml:"npm,omitempty" json:"npm,omitempty" jsonschema_description:"Credentials for the npm registry."`
+	MCP    map[string]*Injection `yaml:"mcp,omitempty" json:"mcp,omitempty" jsonschema_description:"Credentials per MCP server name."`
 	// Connectors holds declared (YAML) connectors by name. An explicit key
 	// rather than an inline map keeps strict decoding and the JSON Schema
 	// simple: an unknown key under credentials stays an error.
-	Connectors map[string]*Injection `yaml:"connectors,omitempty" json:"connectors,omitempty" jsonschema:"description=Credentials per declared connector name."`
+	Connectors map[string]*Injection `yaml:"connectors,omitempty" json:"connectors,omitempty" jsonschema_description:"Credentials per declared connector name."`
 }
 
 // HeaderName returns the header the secret goes into.

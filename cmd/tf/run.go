@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tameflare/tf/agent"
+	"github.com/tameflare/tf/gateway"
+	"github.com/tameflare/tf/home"
+	"github.com/tameflare/tf/rules"
+	"github.com/tameflare/tf/testdata"
+)
+
+func init() { register(runCommand()) }
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "run an agent with every HTTP(S) request governed by the policy",
+		ArgsUsage: "-- CMD [ARGS...]",
+		Description: `Starts a gateway on 127.0.0.1 for the life of CMD, and runs CMD with the
+terminal, signals and exit code passed through. CMD's environment routes
+HTTP(S) through the gateway, trusts tf's local CA (for CMD only) and holds
+no real token.
+
+   tf run -- claude
+   tf run --policy ./policy -- curl -X DELETE https://api.github.com/repos/acme/app
+   eval "$(tf run --print-env)"   # wire a shell up by hand; the gateway runs until Ctrl-C`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "name", Usage: "name of this governed session in the audit log", Value: "default"},
+			&cli.StringFlag{Name: "policy", Usage: "policy directory (default: the pinned policy, else the built-in example)"},
+			&cli.StringFlag{Name: "mode", Usage: "enforce or monitor, replacing the policy's mode"},
+			&cli.StringSliceFlag{Name: "upstream", Usage: "HOST=ADDR: dial ADDR for HOST (GitHub Enterprise, mirrors, tests); repeatable"},
+			&cli.StringSliceFlag{Name: "upstream-ca", Usage: "PEM file of a CA trusted for upstreams besides the system roots; repeatable"},
+			&cli.StringSliceFlag{Name: "keep-env", Usage: "keep this secret-looking variable in the agent's environment; repeatable"},
+			&cli.BoolFlag{Name: "print-env", Usage: "print the environment a governed process needs (shell syntax) and serve until interrupted, or, with CMD, print it to stderr and run CMD"},
+		},
+		Action: runAction,
+	}
+}
+
+func runAction(c *cli.Context) error {
+	argv := c.Args().Slice()
+	if len(argv) == 0 && !c.Bool("print-env") {
+		return cli.Exit("tf run: give the command to govern after --, e.g. tf run -- claude", 2)
+	}
+	dir, err := home.Ensure()
+	if err != nil {
+		return err
+	}
+	policy, source, err := resolvePolicy(c.String("policy"))
+	if err != nil {
+		return err
+	}
+	cfg, err := gatewayConfig(c, dir)
+	if err != nil {
+		return err
+	}
+	cfg.Policy = policy
+	g, err := gateway.Start(cfg)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+
+	bundle := filepath.Join(dir, "ca", "bundle.pem")
+	if err := agent.WriteBundle(bundle, g.CA().CertPEM()); err != nil {
+		return fmt.Errorf("writing the CA bundle for the agent: %w", err)
+	}
+	fmt.Fprintf(c.App.ErrWriter, "tf: governing with %s (%d rules, %s, revision %s); proxy %s; audit in %s\n",
+		source, len(policy.Rules), g.Mode(), shortRev(policy.Revision), g.Addr(), filepath.Join(dir, "audit"))
+
+	scrubbed, removed := g.ScrubEnv(os.Environ(), c.StringSlice("keep-env"))
+	env := agent.Env(scrubbed, agent.EnvSpec{ProxyURL: g.ProxyURL(), CABundle: bundle})
+	if len(removed) > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "tf: kept out of the agent's environment: %s\n", strings.Join(removed, ", "))
+	}
+
+	if c.Bool("print-env") {
+		out := c.App.Writer
+		if len(argv) > 0 {
+			out = c.App.ErrWriter
+		}
+		printEnv(out, env, os.Environ())
+		if len(argv) == 0 {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			fmt.Fprintln(c.App.ErrWriter, "tf: gateway running; Ctrl-C stops it")
+			<-ctx.Done()
+			return nil
+		}
+	}
+
+	code, err := agent.Run(context.Background(), argv, env)
+	if cerr := g.Close(); cerr != nil && err == nil {
+		fmt.Fprintf(c.App.ErrWriter, "tf: stopping the gateway: %v\n", cerr)
+	}
+	if err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "tf: %v\n", err)
+	}
+	if code != 0 {
+		return cli.Exit("", code)
+	}
+	return nil
+}
+
+// resolvePolicy loads the policy a gateway runs with: the directory given,
+// else the built-in example.
+func resolvePolicy(dir string) (*rules.Policy, string, error) {
+	if dir != "" {
+		p, err := rules.LoadDir(dir)
+		if err != nil {
+			return nil, "", policyErr(err)
+		}
+		return p, "policy " + dir, nil
+	}
+	p, err := rules.LoadFS(testdata.ExamplePolicy(), "(built-in example)")
+	if err != nil {
+		return nil, "", err
+	}
+	return p, "the built-in example policy (no --policy given, none pinned)", nil
+}
+
+func gatewayConfig(c *cli.Context, dir string) (gateway.Config, error) {
+	cfg := gateway.Config{Name: c.String("name"), Home: dir, Mode: rules.Mode(c.String("mode")), Upstreams: map[string]string{}}
+	file, err := gateway.LoadConfigFile(gateway.ConfigPath(dir))
+	if err != nil {
+		return cfg, err
+	}
+	for h, a := range file.Upstreams {
+		cfg.Upstreams[strings.ToLower(h)] = a
+	}
+	for _, u := range c.StringSlice("upstream") {
+		h, a, err := gateway.ParseUpstream(u)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Upstreams[h] = a
+	}
+	for _, f := range append(file.UpstreamCAs, c.StringSlice("upstream-ca")...) {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return cfg, fmt.Errorf("reading upstream CA: %w", err)
+		}
+		cfg.UpstreamCAs = append(cfg.UpstreamCAs, pem)
+	}
+	return cfg, nil
+}
+
+// printEnv prints, in shell syntax, what env sets or removes relative to
+// base.
+func printEnv(w io.Writer, env, base []string) {
+	was := map[string]string{}
+	for _, kv := range base {
+		k, v, _ := strings.Cut(kv, "=")
+		was[k] = v
+	}
+	now := map[string]bool{}
+	var lines []string
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		now[k] = true
+		if old, ok := was[k]; !ok || old != v {
+			lines = append(lines, fmt.Sprintf("export %s=%s", k, shellQuote(v)))
+		}
+	}
+	for k := range was {
+		if !now[k] {
+			lines = append(lines, "unset "+k)
+		}
+	}
+	sort.Strings(lines)
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
+	}
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -1,0 +1,72 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+)
+
+// ConfigFile is the optional file of gateway settings in $TF_HOME: where
+// upstreams really are (GitHub Enterprise, mirrors) and which extra CAs to
+// trust for them.
+//
+//	upstreams:
+//	  github.example.com: 10.0.0.5:443
+//	upstream_cas: [/etc/ssl/corp-ca.pem]
+type ConfigFile struct {
+	Upstreams   map[string]string `yaml:"upstreams,omitempty"`
+	UpstreamCAs []string          `yaml:"upstream_cas,omitempty"`
+}
+
+// ConfigPath is where the config file lives in a state directory.
+func ConfigPath(home string) string { return filepath.Join(home, "config.yaml") }
+
+// LoadConfigFile reads path; a missing file is an empty configuration.
+// Unknown keys are errors.
+func LoadConfigFile(path string) (*ConfigFile, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &ConfigFile{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var c ConfigFile
+	if err := yaml.UnmarshalWithOptions(data, &c, yaml.Strict()); err != nil {
+		return nil, fmt.Errorf("%s: %s", path, yaml.FormatError(err, false, false))
+	}
+	for host, addr := range c.Upstreams {
+		if err := CheckUpstream(host, addr); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return &c, nil
+}
+
+// ParseUpstream parses HOST=ADDR as given to tf run --upstream.
+func ParseUpstream(s string) (host, addr string, err error) {
+	host, addr, ok := strings.Cut(s, "=")
+	if !ok {
+		return "", "", fmt.Errorf("upstream %q: want HOST=ADDR, e.g. github.com=127.0.0.1:8443", s)
+	}
+	host = strings.ToLower(strings.TrimSpace(host))
+	addr = strings.TrimSpace(addr)
+	return host, addr, CheckUpstream(host, addr)
+}
+
+// CheckUpstream checks one upstreams entry.
+func CheckUpstream(host, addr string) error {
+	if host == "" || strings.ContainsAny(host, "/ ") {
+		return fmt.Errorf("upstream host %q is not a host name", host)
+	}
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		return fmt.Errorf("upstream address %q for %s: want HOST:PORT", addr, host)
+	}
+	return nil
+}

@@ -1,0 +1,216 @@
+// Package gateway runs one governed session: the proxy, wired to the
+// connectors that classify requests, the rules that decide them and the
+// audit log that records them.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tameflare/tf/audit"
+	"github.com/tameflare/tf/connectors"
+	"github.com/tameflare/tf/httpproxy"
+	"github.com/tameflare/tf/keyring"
+	"github.com/tameflare/tf/rules"
+)
+
+// Config describes a gateway to start.
+type Config struct {
+	// Name identifies the governed session in records (tf run --name).
+	Name string
+	// Home is tf's state directory ($TF_HOME): the CA and the audit log
+	// live there.
+	Home string
+	// Policy decides; Mode, when set, replaces its mode.
+	Policy *rules.Policy
+	Mode   rules.Mode
+	// Upstreams maps a host to another address to dial (GitHub
+	// Enterprise, a mirror, an offline test); UpstreamCAs are PEM
+	// certificates trusted for upstreams besides the system roots.
+	Upstreams   map[string]string
+	UpstreamCAs [][]byte
+	// Secrets resolves the credentials the policy names; nil means the
+	// environment (TF_SECRET_<NAME>), then the keyring.
+	Secrets *keyring.Resolver
+	// Connectors classifies requests; nil means the default registry.
+	Connectors *connectors.Registry
+	// Listen is the proxy's address; empty means 127.0.0.1 on a random port.
+	Listen string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// A Gateway is a running proxy that governs one session.
+type Gateway struct {
+	name     string
+	token    string
+	ca       *httpproxy.CA
+	proxy    *httpproxy.Proxy
+	listener net.Listener
+	log      *audit.Log
+	conns    *connectors.Registry
+	mode     rules.Mode
+	now      func() time.Time
+	policy   atomic.Pointer[rules.Policy]
+	secrets  *keyring.Resolver // nil when the policy names no credential
+	// killSwitch is consulted before every rule; nil never refuses.
+	killSwitch rules.KillSwitch
+	served     chan error
+	closing    sync.Once
+	closeErr   error
+}
+
+// Start starts a gateway: it loads or creates the CA, opens the audit log,
+// listens and serves until Close.
+func Start(cfg Config) (*Gateway, error) {
+	if cfg.Policy == nil {
+		return nil, errors.New("gateway: no policy")
+	}
+	if cfg.Home == "" {
+		return nil, errors.New("gateway: no state directory")
+	}
+	switch cfg.Mode {
+	case "", rules.Enforce, rules.Monitor:
+	default:
+		return nil, fmt.Errorf("mode %q: want enforce or monitor", cfg.Mode)
+	}
+	g := &Gateway{name: cfg.Name, conns: cfg.Connectors, mode: cfg.Mode, now: cfg.Now, served: make(chan error, 1)}
+	if g.name == "" {
+		g.name = "default"
+	}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	if g.conns == nil {
+		reg, err := connectors.NewRegistry(connectors.Options{})
+		if err != nil {
+			return nil, err
+		}
+		g.conns = reg
+	}
+	g.policy.Store(cfg.Policy)
+	var err error
+	if g.secrets, err = openSecrets(cfg.Policy, cfg.Secrets); err != nil {
+		return nil, err
+	}
+
+	if g.ca, err = httpproxy.LoadOrCreateCA(filepath.Join(cfg.Home, "ca")); err != nil {
+		return nil, fmt.Errorf("loading the local CA: %w", err)
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	for i, pem := range cfg.UpstreamCAs {
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("upstream CA %d holds no PEM certificate", i+1)
+		}
+	}
+	tok := make([]byte, 24)
+	if _, err := rand.Read(tok); err != nil {
+		return nil, err
+	}
+	g.token = base64.RawURLEncoding.EncodeToString(tok)
+
+	if g.log, err = audit.Open(filepath.Join(cfg.Home, "audit"), audit.Options{Gateway: g.name, Now: g.now}); err != nil {
+		return nil, fmt.Errorf("opening the audit log: %w", err)
+	}
+	g.proxy, err = httpproxy.New(httpproxy.Config{
+		CA:           g.ca,
+		Token:        g.token,
+		Governor:     g,
+		Upstreams:    cfg.Upstreams,
+		RootCAs:      roots,
+		Passthrough:  func(host string) bool { return matchHost(g.policy.Load().Passthrough, host) },
+		AllowPrivate: func(host string) bool { return matchHost(g.policy.Load().PrivateHosts, host) },
+	})
+	if err != nil {
+		g.log.Close()
+		return nil, err
+	}
+	addr := cfg.Listen
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	if g.listener, err = net.Listen("tcp", addr); err != nil {
+		g.log.Close()
+		return nil, fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	go func() { g.served <- g.proxy.Serve(g.listener) }()
+
+	p := g.policy.Load()
+	_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStarted, map[string]any{
+		"proxy": g.listener.Addr().String(), "pid": os.Getpid(), "revision": p.Revision,
+		"policy": p.Source, "mode": string(g.Mode()),
+	})
+	return g, nil
+}
+
+// matchHost reports whether host matches one of the patterns, in which *
+// matches any run of characters.
+func matchHost(patterns []string, host string) bool {
+	host = strings.ToLower(host)
+	for _, p := range patterns {
+		if rules.GlobMatch(p, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// Name is the gateway's name.
+func (g *Gateway) Name() string { return g.name }
+
+// Addr is the proxy's listening address.
+func (g *Gateway) Addr() string { return g.listener.Addr().String() }
+
+// ProxyURL is the proxy URL with the session credential, as the governed
+// process must use it.
+func (g *Gateway) ProxyURL() string {
+	return (&url.URL{Scheme: "http", User: url.UserPassword("tf", g.token), Host: g.Addr()}).String()
+}
+
+// CA is the local CA that signs intercepted hosts' certificates.
+func (g *Gateway) CA() *httpproxy.CA { return g.ca }
+
+// Policy is the policy deciding new requests.
+func (g *Gateway) Policy() *rules.Policy { return g.policy.Load() }
+
+// SetPolicy replaces the policy for requests that arrive from now on; a
+// request in flight keeps the policy it was decided with.
+func (g *Gateway) SetPolicy(p *rules.Policy) { g.policy.Store(p) }
+
+// Mode is the mode in force: the override, else the policy's.
+func (g *Gateway) Mode() rules.Mode {
+	if g.mode != "" {
+		return g.mode
+	}
+	return g.policy.Load().Mode
+}
+
+// Close stops the proxy, records that the gateway stopped, and closes the
+// audit log.
+func (g *Gateway) Close() error {
+	g.closing.Do(func() {
+		err := g.proxy.Close()
+		if serr := <-g.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+			err = errors.Join(err, serr)
+		}
+		_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStopped, nil)
+		g.closeErr = errors.Join(err, g.log.Close())
+	})
+	return g.closeErr
+}

@@ -1,0 +1,231 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/tameflare/tf/audit"
+	"github.com/tameflare/tf/connectors"
+	"github.com/tameflare/tf/httpproxy"
+	"github.com/tameflare/tf/keyring"
+	"github.com/tameflare/tf/rules"
+)
+
+var _ httpproxy.Governor = (*Gateway)(nil)
+
+// Govern classifies one request into actions, decides each, records the
+// decisions durably, and then lets the request through or refuses it. A
+// request is allowed only when every action it carries is allowed.
+func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy.Verdict {
+	start := g.now()
+	id := newRequestID(start)
+	p := g.policy.Load() // one revision decides the whole request
+	d := &rules.Decider{Policy: p, Mode: g.mode, Now: g.now, KillSwitch: g.killSwitch}
+
+	actions, err := g.conns.Classify(req)
+	var decisions []rules.Decision
+	if err != nil {
+		// Fail closed: what cannot be classified is refused, and recorded
+		// as what little is known of it.
+		a := rules.Action{
+			Type:      "tf.unclassified",
+			Connector: g.conns.Lookup(req.Host()).Name(),
+			Resource:  map[string]string{"host": req.Host()},
+			Params:    map[string]any{"error": g.redact(err.Error())},
+			Request:   rules.Request{Method: req.HTTP.Method, Scheme: req.Scheme, Host: req.Host(), Path: req.HTTP.URL.Path},
+		}
+		actions = []rules.Action{a}
+		decisions = []rules.Decision{{
+			Effect: rules.Deny, Revision: p.Revision,
+			Reason: "tf could not classify this request, so it is refused: " + g.redact(err.Error()),
+		}}
+	} else {
+		for i := range actions {
+			decisions = append(decisions, d.Decide(&actions[i]))
+		}
+	}
+	for i := range actions {
+		actions[i].ID = id
+		if len(actions) > 1 {
+			actions[i].ID = id + "." + strconv.Itoa(i)
+		}
+		actions[i].Time = start
+		actions[i].Gateway = g.name
+	}
+
+	// The decision records are durable before anything is forwarded.
+	if err := g.recordDecisions(ctx, id, actions, decisions); err != nil {
+		return refusal(http.StatusServiceUnavailable, id, "", actions[0].Type, rules.Deny,
+			"tf could not write the audit log, so nothing is forwarded: "+err.Error())
+	}
+
+	k := strongest(decisions)
+	dec, act := decisions[k], actions[k]
+	done := func(o httpproxy.Outcome) { g.recordOutcome(id, o) }
+	if dec.Effect == rules.RequireApproval {
+		// Held for a person: hold returns the decision they made (or the
+		// expiry's), recorded; an approved request goes on as allowed.
+		dec = g.hold(ctx, id, actions, decisions, k)
+	}
+	if dec.Effect == rules.Allow {
+		return httpproxy.Verdict{Allow: true, Done: done, Prepare: g.prepare(req, actions), Ctx: g.cutOff(actions)}
+	}
+	if r, ok := g.conns.Lookup(req.Host()).(connectors.Refuser); ok {
+		// Only the refused actions carry the reason; the protocol's own
+		// answer tells the client the rest were not done either.
+		var refused []rules.Action
+		for i := range actions {
+			if decisions[i].Effect != rules.Allow {
+				refused = append(refused, actions[i])
+			}
+		}
+		if status, h, body, ok := r.Refuse(req, refused, dec.Rule, dec.Reason, id); ok {
+			h = h.Clone()
+			if h == nil {
+				h = http.Header{}
+			}
+			setTFHeaders(h, id, dec.Rule, dec.Effect)
+			return httpproxy.Verdict{Refusal: &httpproxy.Response{Status: status, Header: h, Body: body}, Done: done}
+		}
+	}
+	v := refusal(http.StatusForbidden, id, dec.Rule, act.Type, dec.Effect, dec.Reason)
+	v.Done = done
+	return v
+}
+
+// GovernTunnel decides a passthrough CONNECT: the action net.connect on
+// host and port alone.
+func (g *Gateway) GovernTunnel(ctx context.Context, host string, port int) httpproxy.Verdict {
+	start := g.now()
+	id := newRequestID(start)
+	p := g.policy.Load()
+	a := rules.Action{
+		ID: id, Time: start, Gateway: g.name, Connector: "net", Type: "net.connect",
+		Resource: map[string]string{"host": host},
+		Params:   map[string]any{"port": port},
+		Request:  rules.Request{Method: http.MethodConnect, Host: host, Port: port},
+	}
+	dec := (&rules.Decider{Policy: p, Mode: g.mode, Now: g.now, KillSwitch: g.killSwitch}).Decide(&a)
+	if err := g.recordDecisions(ctx, id, []rules.Action{a}, []rules.Decision{dec}); err != nil {
+		return refusal(http.StatusServiceUnavailable, id, "", a.Type, rules.Deny, "tf could not write the audit log: "+err.Error())
+	}
+	done := func(o httpproxy.Outcome) { g.recordOutcome(id, o) }
+	if dec.Effect == rules.Allow {
+		return httpproxy.Verdict{Allow: true, Done: done, Ctx: g.cutOff([]rules.Action{a})}
+	}
+	v := refusal(http.StatusForbidden, id, dec.Rule, a.Type, dec.Effect, dec.Reason)
+	v.Done = done
+	return v
+}
+
+// strongest returns the index of the decision that decides a request of
+// several actions: the first deny, else the first hold, else the first.
+func strongest(ds []rules.Decision) int {
+	best := 0
+	rank := map[rules.Effect]int{rules.Allow: 1, rules.RequireApproval: 2, rules.Deny: 3}
+	for i, d := range ds {
+		if rank[d.Effect] > rank[ds[best].Effect] {
+			best = i
+		}
+	}
+	return best
+}
+
+func (g *Gateway) recordDecisions(ctx context.Context, id string, actions []rules.Action, decisions []rules.Decision) error {
+	recs := make([]*audit.Record, len(actions))
+	for i := range actions {
+		a := actions[i]
+		a.Params = g.redactParams(a.Params)
+		dec := decisions[i]
+		recs[i] = &audit.Record{Time: a.Time, Kind: audit.KindDecision, RequestID: id, Gateway: g.name, Action: &a, Decision: &dec}
+	}
+	if len(recs) == 1 {
+		return g.log.Append(ctx, recs[0])
+	}
+	// Concurrent appends share one fsync (group commit).
+	var wg sync.WaitGroup
+	errs := make([]error, len(recs))
+	for i, r := range recs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = g.log.Append(ctx, r)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g *Gateway) recordOutcome(id string, o httpproxy.Outcome) {
+	r := &audit.Record{
+		Time: g.now(), Kind: audit.KindOutcome, RequestID: id, Gateway: g.name,
+		Status: o.Status, BytesIn: o.RequestBytes, BytesOut: o.ResponseBytes, DurationMS: o.Duration.Milliseconds(),
+	}
+	if o.Err != nil {
+		r.Error = g.redact(o.Err.Error())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = g.log.Append(ctx, r) // the decision is on record already; an outcome lost to a closing log is not a refusal
+}
+
+// redactParams masks secret-looking params and any known secret value.
+func (g *Gateway) redactParams(p map[string]any) map[string]any {
+	p = keyring.RedactParams(p)
+	if g.secrets != nil {
+		p = g.secrets.Redactor().Params(p)
+	}
+	return p
+}
+
+// redact removes known secret values from a message.
+func (g *Gateway) redact(s string) string {
+	if g.secrets != nil {
+		return g.secrets.Redactor().Redact(s)
+	}
+	return s
+}
+
+// refusal is the answer to a refused request: JSON the agent (and its
+// model) can read, and headers for auditors.
+func refusal(status int, id, rule, actionType string, effect rules.Effect, reason string) httpproxy.Verdict {
+	body, _ := json.Marshal(map[string]string{
+		"error":      fmt.Sprintf("tf refused %s: %s", actionType, reason),
+		"decision":   string(effect),
+		"action":     actionType,
+		"rule":       rule,
+		"reason":     reason,
+		"request_id": id,
+	})
+	h := http.Header{"Content-Type": {"application/json"}}
+	setTFHeaders(h, id, rule, effect)
+	return httpproxy.Verdict{Refusal: &httpproxy.Response{Status: status, Header: h, Body: append(body, '\n')}}
+}
+
+func setTFHeaders(h http.Header, id, rule string, effect rules.Effect) {
+	h.Set("X-TF-Decision", string(effect))
+	h.Set("X-TF-Request-Id", id)
+	if rule != "" {
+		h.Set("X-TF-Rule", rule)
+	}
+}
+
+// newRequestID returns an identifier that sorts by time: milliseconds
+// since the epoch, then random bits.
+func newRequestID(t time.Time) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%012x%s", t.UnixMilli(), hex.EncodeToString(b[:5]))
+}

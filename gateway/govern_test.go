@@ -1,0 +1,205 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/tameflare/tf/audit"
+	"github.com/tameflare/tf/keyring"
+	"github.com/tameflare/tf/rules"
+	"github.com/tameflare/tf/testdata"
+)
+
+type fixture struct {
+	g      *Gateway
+	client *http.Client
+	hits   atomic.Int64
+	home   string
+	mu     sync.Mutex
+	auth   []string
+}
+
+func policy(t *testing.T, src string) *rules.Policy {
+	t.Helper()
+	p, err := rules.LoadFS(fstest.MapFS{"tameflare.yaml": {Data: []byte(src)}}, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func start(t *testing.T, p *rules.Policy, mutate func(*Config)) *fixture {
+	t.Helper()
+	f := &fixture{home: t.TempDir()}
+	cert, caPEM, err := testdata.ServerCert("api.github.com", "example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.hits.Add(1)
+		f.mu.Lock()
+		f.auth = append(f.auth, r.Header.Get("Authorization"))
+		f.mu.Unlock()
+		io.WriteString(w, "upstream says hi")
+	}))
+	up.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	addr := strings.TrimPrefix(up.URL, "https://")
+	cfg := Config{Name: "test", Home: f.home, Policy: p,
+		Upstreams:   map[string]string{"api.github.com": addr, "example.test": addr},
+		UpstreamCAs: [][]byte{caPEM}}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	g, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	f.g = g
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(g.CA().CertPEM())
+	pu, _ := url.Parse(g.ProxyURL())
+	tr := &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: roots}}
+	t.Cleanup(tr.CloseIdleConnections)
+	f.client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	return f
+}
+
+func (f *fixture) do(t *testing.T, method, u, body string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, u, strings.NewReader(body))
+	res, err := f.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	return res, string(b)
+}
+
+func (f *fixture) records(t *testing.T, kind audit.Kind) []*audit.Record {
+	t.Helper()
+	var out []*audit.Record
+	if err := audit.Scan(filepath.Join(f.home, "audit"), audit.Filter{Kind: kind}, func(r *audit.Record) error {
+		out = append(out, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// A request the connector cannot parse is refused and recorded: a git push
+// whose command list is garbled never reaches the upstream.
+func TestUnclassifiableIsRefusedAndRecorded(t *testing.T) {
+	f := start(t, policy(t, "version: 1\ndefault: allow\n"), nil)
+	res, body := f.do(t, "POST", "https://api.github.com/graphql", `{"query": "mutation { createPullRequest(input: {"`)
+	if res.StatusCode != http.StatusForbidden || !strings.Contains(body, "could not classify") {
+		t.Fatalf("%d %s", res.StatusCode, body)
+	}
+	if f.hits.Load() != 0 {
+		t.Fatal("an unclassifiable request reached the upstream")
+	}
+	recs := f.records(t, audit.KindDecision)
+	if len(recs) != 1 || recs[0].Action.Type != "tf.unclassified" || recs[0].Decision.Effect != rules.Deny || recs[0].Action.Connector != "github" {
+		t.Fatalf("records: %+v", recs)
+	}
+	outs := f.records(t, audit.KindOutcome)
+	if len(outs) != 1 || outs[0].RequestID != recs[0].RequestID || outs[0].Status != http.StatusForbidden {
+		t.Fatalf("outcome records: %+v", outs)
+	}
+}
+
+// Monitor mode forwards what enforce would refuse, and records "would deny".
+func TestMonitorModeForwardsAndRecords(t *testing.T) {
+	f := start(t, policy(t, "version: 1\ndefault: deny\n"), func(c *Config) { c.Mode = rules.Monitor })
+	res, body := f.do(t, "DELETE", "https://api.github.com/repos/acme/app", "")
+	if res.StatusCode != 200 || body != "upstream says hi" {
+		t.Fatalf("%d %s", res.StatusCode, body)
+	}
+	recs := f.records(t, audit.KindDecision)
+	if len(recs) != 1 || recs[0].Decision.Effect != rules.Allow || !recs[0].Decision.Monitor || recs[0].Decision.Would != rules.Deny {
+		t.Fatalf("record: %+v", recs[0].Decision)
+	}
+	if recs[0].Label() != "would deny" {
+		t.Errorf("label %q", recs[0].Label())
+	}
+}
+
+// A refusal carries the rule and reason for the agent and X-TF headers
+// for auditors; the decision record is written before the answer.
+func TestRefusalResponse(t *testing.T) {
+	f := start(t, policy(t, "version: 1\nrules:\n  - name: no-deletes\n    actions: [github.repo.delete]\n    decision: deny\n    reason: Repositories stay.\n"), nil)
+	res, body := f.do(t, "DELETE", "https://api.github.com/repos/acme/app", "")
+	if res.StatusCode != 403 || res.Header.Get("X-TF-Decision") != "deny" || res.Header.Get("X-TF-Rule") != "no-deletes" || res.Header.Get("X-TF-Request-Id") == "" {
+		t.Fatalf("%d %v", res.StatusCode, res.Header)
+	}
+	for _, want := range []string{`"rule":"no-deletes"`, `"reason":"Repositories stay."`, `"action":"github.repo.delete"`, `"request_id":"` + res.Header.Get("X-TF-Request-Id") + `"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("body lacks %s: %s", want, body)
+		}
+	}
+}
+
+// The policy can be swapped while the gateway runs; new requests use it.
+func TestSetPolicy(t *testing.T) {
+	f := start(t, policy(t, "version: 1\ndefault: deny\n"), nil)
+	if res, _ := f.do(t, "GET", "https://api.github.com/repos/acme/app", ""); res.StatusCode != 403 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	f.g.SetPolicy(policy(t, "version: 1\ndefault: allow\n"))
+	if res, _ := f.do(t, "GET", "https://api.github.com/repos/acme/app", ""); res.StatusCode != 200 {
+		t.Fatalf("status %d after the new policy", res.StatusCode)
+	}
+}
+
+const credPolicy = "version: 1\ndefault: allow\ncredentials:\n  github: {secret: gh-token}\n"
+
+func TestMissingSecretStopsStart(t *testing.T) {
+	r := keyring.NewResolver(nil, keyring.ResolverOptions{LookupEnv: func(string) (string, bool) { return "", false }})
+	_, err := Start(Config{Home: t.TempDir(), Policy: policy(t, credPolicy), Secrets: r})
+	if err == nil || !strings.Contains(err.Error(), "gh-token") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// A rotated secret takes effect on the next request, without a restart.
+func TestSecretRotation(t *testing.T) {
+	var mu sync.Mutex
+	value := "first-secret-value"
+	lookup := func(name string) (string, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if name == keyring.EnvName("gh-token") {
+			return value, true
+		}
+		return "", false
+	}
+	r := keyring.NewResolver(nil, keyring.ResolverOptions{LookupEnv: lookup})
+	f := start(t, policy(t, credPolicy), func(c *Config) { c.Secrets = r })
+	f.do(t, "GET", "https://api.github.com/user", "")
+	mu.Lock()
+	value = "second-secret-value"
+	mu.Unlock()
+	f.do(t, "GET", "https://api.github.com/user", "")
+	f.do(t, "GET", "https://example.test/x", "") // another connector's host: no credential
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	want := []string{"Bearer first-secret-value", "Bearer second-secret-value", ""}
+	if strings.Join(f.auth, "|") != strings.Join(want, "|") {
+		t.Errorf("upstream saw %q, want %q", f.auth, want)
+	}
+}

@@ -1,0 +1,584 @@
+// Package httpproxy is the governing forward proxy: it intercepts HTTP and
+// CONNECT traffic, asks a Governor about every request and forwards or
+// refuses it.
+package httpproxy
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tameflare/tf/connectors"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultPeekLimit         = 1 << 20
+	DefaultMaxHeaderBytes    = 256 << 10
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+)
+
+// ProxyUser is the user name clients put in Proxy-Authorization; the
+// password is Config.Token.
+const ProxyUser = "tf"
+
+// Config configures a Proxy.
+type Config struct {
+	// CA signs the leaf certificates of intercepted hosts. Required.
+	CA *CA
+	// Token is the per-session credential: clients must send
+	// Proxy-Authorization: Basic base64("tf:" + Token). Required.
+	Token string
+	// Governor decides every request. Required.
+	Governor Governor
+	// Upstreams maps "host" or "host:port" to an "addr:port" to dial
+	// instead (GitHub Enterprise, mirrors, offline tests). TLS is still
+	// verified against the original host name. Mapped hosts may be private.
+	Upstreams map[string]string
+	// RootCAs verifies upstream servers; nil means the system roots.
+	RootCAs *x509.CertPool
+	// Passthrough reports hosts whose CONNECT tunnels are relayed without
+	// interception, decided by Governor.GovernTunnel. Nil means none.
+	Passthrough func(host string) bool
+	// AllowPrivate reports hosts that may resolve to loopback, private,
+	// link-local, CGNAT, unspecified or multicast addresses. Nil means none.
+	AllowPrivate func(host string) bool
+	// PeekLimit is the number of body bytes shown to the Governor
+	// (default DefaultPeekLimit).
+	PeekLimit int
+	// MaxHeaderBytes, ReadHeaderTimeout and IdleTimeout bound client
+	// connections (defaults DefaultMaxHeaderBytes, DefaultReadHeaderTimeout,
+	// DefaultIdleTimeout).
+	MaxHeaderBytes    int
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	// ErrorLog receives connection-level errors of the underlying servers
+	// (never request contents); nil discards them.
+	ErrorLog *log.Logger
+}
+
+// Governor decides what the proxy does with each request.
+type Governor interface {
+	// Govern decides one request. It may block (a request held for a
+	// human) and should return when ctx is done. It must not read
+	// req.HTTP.Body; the start of the body is in req.Body.
+	Govern(ctx context.Context, req *connectors.Request) Verdict
+	// GovernTunnel decides a passthrough CONNECT (no interception) on
+	// host and port alone.
+	GovernTunnel(ctx context.Context, host string, port int) Verdict
+}
+
+// Verdict is a Governor's answer for one request or tunnel.
+type Verdict struct {
+	// Allow forwards the request; otherwise Refusal is written.
+	Allow bool
+	// Refusal is written to the client when Allow is false; nil means a
+	// plain 403.
+	Refusal *Response
+	// Prepare, if set, edits the outbound request just before it is sent
+	// upstream (after hop-by-hop headers are removed). It sees only the
+	// outbound request.
+	Prepare func(out *http.Request)
+	// Done, if set, is called once when the exchange ends, also for
+	// refusals.
+	Done func(Outcome)
+	// Ctx, if set, cuts the forwarded exchange when it is done (the kill
+	// switch).
+	Ctx context.Context
+}
+
+// Response is a response the proxy writes itself.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Outcome describes one finished exchange.
+type Outcome struct {
+	// Status is the status the client received: the upstream's, or the
+	// proxy's own for refusals and errors. 101 for an upgrade.
+	Status int
+	// RequestBytes is the number of request body bytes sent upstream (for
+	// a tunnel, client to upstream); ResponseBytes the number of response
+	// body bytes sent to the client (upstream to client).
+	RequestBytes, ResponseBytes int64
+	Duration                    time.Duration
+	// Err is why the exchange failed, if it did: an *AddressError for a
+	// refused destination, a cancellation, an upstream error.
+	Err error
+}
+
+// Proxy is a governing forward proxy. Create it with New, run it with
+// Serve and stop it with Close or Shutdown.
+type Proxy struct {
+	cfg       Config
+	upstreams map[string]string
+	transport *http.Transport
+	rp        *httputil.ReverseProxy
+	dialer    net.Dialer
+	resolver  *net.Resolver
+	refusal   Response // the default refusal
+
+	outer  *http.Server // the listener side: proxy requests and CONNECT
+	inner  *http.Server // requests inside intercepted tunnels
+	innerL *connListener
+
+	ctx    context.Context // cancelled by Close: cuts governing, forwarding and tunnels
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	stopping  bool // stop has begun
+	closed    bool // no new handlers or raw connections
+	active    int  // running handlers
+	idle      *sync.Cond
+	raw       map[net.Conn]struct{} // hijacked connections the servers do not track
+	innerDone chan struct{}         // closed when the inner server stops; nil before Serve
+}
+
+// New returns a Proxy for cfg. It checks the configuration but opens
+// nothing.
+func New(cfg Config) (*Proxy, error) {
+	if cfg.CA == nil {
+		return nil, errors.New("httpproxy: config has no CA")
+	}
+	if cfg.Governor == nil {
+		return nil, errors.New("httpproxy: config has no Governor")
+	}
+	if cfg.Token == "" {
+		return nil, errors.New("httpproxy: config has no Token")
+	}
+	if cfg.PeekLimit <= 0 {
+		cfg.PeekLimit = DefaultPeekLimit
+	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.ErrorLog == nil {
+		cfg.ErrorLog = log.New(io.Discard, "", 0)
+	}
+	upstreams := make(map[string]string, len(cfg.Upstreams))
+	for from, to := range cfg.Upstreams {
+		key, err := upstreamKey(from)
+		if err != nil {
+			return nil, fmt.Errorf("httpproxy: upstream %q: %w", from, err)
+		}
+		if _, _, err := net.SplitHostPort(to); err != nil {
+			return nil, fmt.Errorf("httpproxy: upstream %q: address %q: %w", from, to, err)
+		}
+		upstreams[key] = to
+	}
+
+	p := &Proxy{
+		cfg:       cfg,
+		upstreams: upstreams,
+		dialer:    net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
+		resolver:  net.DefaultResolver,
+		raw:       make(map[net.Conn]struct{}),
+		innerL:    newConnListener(),
+		refusal: Response{
+			Status: http.StatusForbidden,
+			Header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
+			Body:   []byte("tf: request refused\n"),
+		},
+	}
+	p.idle = sync.NewCond(&p.mu)
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.transport = &http.Transport{
+		Proxy:       nil, // never chain to a proxy from the environment
+		DialContext: p.dial,
+		TLSClientConfig: &tls.Config{
+			RootCAs:    cfg.RootCAs,
+			MinVersion: tls.VersionTLS12,
+		},
+		ForceAttemptHTTP2:      true,
+		DisableCompression:     true, // pass encodings through untouched
+		MaxIdleConns:           256,
+		MaxIdleConnsPerHost:    64,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: 1 << 20,
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:   p.rewrite,
+		Transport: p.transport,
+		// Writes are flushed one by one by countingWriter; an interval
+		// here would add a timer and a separate header flush per request.
+		FlushInterval:  0,
+		BufferPool:     bufferPool{},
+		ErrorLog:       cfg.ErrorLog,
+		ErrorHandler:   p.upstreamError,
+		ModifyResponse: p.upstreamResponse,
+	}
+	p.outer = p.newServer(http.HandlerFunc(p.serveProxy))
+	p.inner = p.newServer(http.HandlerFunc(p.serveTunnel))
+	p.inner.ConnState = p.innerConnState
+	return p, nil
+}
+
+func upstreamKey(s string) (string, error) {
+	if a, err := parseAuthority(s, 0); err == nil {
+		return a.String(), nil
+	}
+	host, _, err := canonicalHost(s)
+	if err != nil {
+		return "", err
+	}
+	return host, nil
+}
+
+func (p *Proxy) newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:                      p.track(h),
+		MaxHeaderBytes:               p.cfg.MaxHeaderBytes,
+		ReadHeaderTimeout:            p.cfg.ReadHeaderTimeout,
+		IdleTimeout:                  p.cfg.IdleTimeout,
+		ErrorLog:                     p.cfg.ErrorLog,
+		DisableGeneralOptionsHandler: true, // OPTIONS * reaches the handler and is refused there
+		BaseContext:                  func(net.Listener) context.Context { return p.ctx },
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if fc, ok := c.(*framingConn); ok {
+				return context.WithValue(ctx, connKey{}, fc)
+			}
+			return ctx
+		},
+		// HTTP/2 needs TLS the server does not see (the proxy terminates
+		// it), so client connections are HTTP/1.1.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+	}
+}
+
+type connKey struct{}
+
+// track counts running handlers so that Close can wait for them, and
+// refuses requests that arrive while closing.
+func (p *Proxy) track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			w.Header().Set("Connection", "close")
+			writeText(w, http.StatusServiceUnavailable, "proxy is shutting down")
+			return
+		}
+		p.active++
+		p.mu.Unlock()
+		defer func() {
+			p.mu.Lock()
+			p.active--
+			if p.active == 0 {
+				p.idle.Broadcast()
+			}
+			p.mu.Unlock()
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Serve accepts proxy connections on l until Close or Shutdown, and then
+// returns http.ErrServerClosed; it closes l. It may be called for several
+// listeners.
+func (p *Proxy) Serve(l net.Listener) error {
+	p.mu.Lock()
+	if p.stopping {
+		p.mu.Unlock()
+		l.Close() // as http.Server.Serve does
+		return http.ErrServerClosed
+	}
+	if p.innerDone == nil {
+		done := make(chan struct{})
+		p.innerDone = done
+		go func() {
+			defer close(done)
+			_ = p.inner.Serve(p.innerL) // returns when innerL closes
+		}()
+	}
+	p.mu.Unlock()
+	return p.outer.Serve(&framingListener{Listener: l, maxHead: p.maxHead()})
+}
+
+// maxHead bounds request heads for the framing tracker; Go's server allows
+// 4 KiB beyond MaxHeaderBytes.
+func (p *Proxy) maxHead() int { return p.cfg.MaxHeaderBytes + 4096 + 1024 }
+
+// Close stops the proxy at once: listeners, client connections, tunnels
+// and in-flight exchanges. It waits for running handlers to return, so a
+// Governor must return when its context is done.
+func (p *Proxy) Close() error {
+	return p.stop(nil)
+}
+
+// Shutdown stops accepting connections, lets in-flight requests finish
+// until ctx is done, and then closes everything as Close does.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	return p.stop(ctx)
+}
+
+func (p *Proxy) stop(graceful context.Context) error {
+	p.mu.Lock()
+	if p.stopping {
+		p.mu.Unlock()
+		return nil
+	}
+	p.stopping = true
+	p.mu.Unlock()
+
+	var errs []error
+	if graceful != nil {
+		errs = append(errs, p.outer.Shutdown(graceful), p.inner.Shutdown(graceful))
+	}
+
+	p.mu.Lock()
+	p.closed = true
+	innerDone := p.innerDone
+	p.mu.Unlock()
+	p.cancel()
+	errs = append(errs, p.outer.Close())
+	p.innerL.Close()
+	errs = append(errs, p.inner.Close())
+	p.mu.Lock()
+	for c := range p.raw {
+		c.Close()
+	}
+	for p.active > 0 {
+		p.idle.Wait()
+	}
+	p.mu.Unlock()
+	if innerDone != nil {
+		<-innerDone
+	}
+	p.transport.CloseIdleConnections()
+	return errors.Join(errs...)
+}
+
+// addRaw registers a hijacked connection so that Close can cut it; it
+// reports false (and closes c) when the proxy is already closed.
+func (p *Proxy) addRaw(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		c.Close()
+		return false
+	}
+	p.raw[c] = struct{}{}
+	return true
+}
+
+func (p *Proxy) removeRaw(c net.Conn) {
+	p.mu.Lock()
+	delete(p.raw, c)
+	p.mu.Unlock()
+}
+
+// serveProxy handles requests on the proxy listener: absolute-form HTTP
+// requests and CONNECT.
+func (p *Proxy) serveProxy(w http.ResponseWriter, r *http.Request) {
+	fc, _ := r.Context().Value(connKey{}).(*framingConn)
+	if !p.checkFraming(w, fc) {
+		return
+	}
+	if !p.authorized(r) {
+		if r.Method == http.MethodConnect {
+			// The framing tracker stops at a CONNECT head; the client
+			// (curl, git) retries with credentials on a new connection.
+			w.Header().Set("Connection", "close")
+		}
+		w.Header().Set("Proxy-Authenticate", `Basic realm="tf"`)
+		writeText(w, http.StatusProxyAuthRequired, "proxy authentication required")
+		return
+	}
+	r.Header.Del("Proxy-Authorization")
+	if r.Method == http.MethodConnect {
+		p.handleConnect(w, r, fc)
+		return
+	}
+	if r.URL.Host == "" {
+		writeText(w, http.StatusBadRequest, "not a proxy request: use an absolute URL or CONNECT")
+		return
+	}
+	if r.URL.Scheme != "http" {
+		writeText(w, http.StatusBadRequest, fmt.Sprintf("scheme %q is not proxied: use CONNECT for https", r.URL.Scheme))
+		return
+	}
+	if r.URL.User != nil {
+		writeText(w, http.StatusBadRequest, "credentials in the request URL are not supported")
+		return
+	}
+	a, err := parseAuthority(r.URL.Host, 80)
+	if err != nil {
+		writeText(w, http.StatusBadRequest, "invalid host: "+err.Error())
+		return
+	}
+	r.URL.Host = a.hostPort(80)
+	r.Host = r.URL.Host
+	p.forward(w, r, "http", a)
+}
+
+// serveTunnel handles requests inside an intercepted CONNECT tunnel.
+func (p *Proxy) serveTunnel(w http.ResponseWriter, r *http.Request) {
+	fc, _ := r.Context().Value(connKey{}).(*framingConn)
+	if !p.checkFraming(w, fc) {
+		return
+	}
+	if fc.target == nil {
+		writeText(w, http.StatusBadRequest, "request outside a tunnel")
+		return
+	}
+	target := *fc.target
+	if r.Method == http.MethodConnect {
+		w.Header().Set("Connection", "close")
+		writeText(w, http.StatusBadRequest, "CONNECT inside a tunnel is not supported")
+		return
+	}
+	if r.URL.Host != "" && r.URL.Scheme != "https" {
+		writeText(w, http.StatusBadRequest, fmt.Sprintf("scheme %q inside a TLS tunnel", r.URL.Scheme))
+		return
+	}
+	if r.URL.User != nil {
+		writeText(w, http.StatusBadRequest, "credentials in the request URL are not supported")
+		return
+	}
+	if r.URL.Opaque != "" || !strings.HasPrefix(r.URL.Path, "/") {
+		writeText(w, http.StatusBadRequest, "request target must be an absolute path")
+		return
+	}
+	a, err := parseAuthority(r.Host, 443)
+	if err != nil {
+		writeText(w, http.StatusBadRequest, "invalid Host header: "+err.Error())
+		return
+	}
+	if a.host != target.host || a.port != target.port {
+		writeText(w, http.StatusMisdirectedRequest,
+			fmt.Sprintf("Host %s does not match the CONNECT authority %s", a.String(), target.String()))
+		return
+	}
+	r.URL.Scheme = "https"
+	r.URL.Host = a.hostPort(443)
+	r.Host = r.URL.Host
+	p.forward(w, r, "https", target)
+}
+
+// checkFraming takes the framing record of the request being served and
+// refuses ambiguous framing. A missing record fails closed.
+func (p *Proxy) checkFraming(w http.ResponseWriter, fc *framingConn) bool {
+	if fc == nil {
+		w.Header().Set("Connection", "close")
+		writeText(w, http.StatusBadRequest, "request framing could not be checked")
+		return false
+	}
+	reason, ok := fc.nextHead()
+	if !ok {
+		reason = "request framing could not be checked"
+	}
+	if reason != "" {
+		w.Header().Set("Connection", "close")
+		writeText(w, http.StatusBadRequest, reason)
+		return false
+	}
+	return true
+}
+
+// authorized checks Proxy-Authorization against the session token in
+// constant time.
+func (p *Proxy) authorized(r *http.Request) bool {
+	v := r.Header.Get("Proxy-Authorization")
+	scheme, cred, ok := strings.Cut(v, " ")
+	if !ok || !strings.EqualFold(scheme, "Basic") {
+		return false
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+	if err != nil {
+		return false
+	}
+	user, pass, ok := strings.Cut(string(raw), ":")
+	userOK := subtle.ConstantTimeCompare([]byte(user), []byte(ProxyUser))
+	passOK := subtle.ConstantTimeCompare([]byte(pass), []byte(p.cfg.Token))
+	return ok && userOK&passOK == 1
+}
+
+// writeText writes a short plain-text response of the proxy's own, prefixed
+// "tf: " so that it cannot be mistaken for the upstream's.
+func writeText(w http.ResponseWriter, status int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len("tf: ")+len(msg)+1))
+	w.WriteHeader(status)
+	io.WriteString(w, "tf: "+msg+"\n")
+}
+
+// framingListener wraps accepted connections in framing trackers.
+type framingListener struct {
+	net.Listener
+	maxHead int
+}
+
+func (l *framingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return newFramingConn(c, l.maxHead, nil), nil
+}
+
+// connListener hands connections from CONNECT handlers to the inner server.
+type connListener struct {
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newConnListener() *connListener {
+	return &connListener{ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// deliver passes c to the inner server; it fails once the listener closed.
+func (l *connListener) deliver(c net.Conn) error {
+	select {
+	case l.ch <- c:
+		return nil
+	case <-l.done:
+		return net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return tunnelAddr{} }
+
+type tunnelAddr struct{}
+
+func (tunnelAddr) Network() string { return "tunnel" }
+func (tunnelAddr) String() string  { return "intercepted-tunnels" }
