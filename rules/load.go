@@ -166,11 +166,23 @@ func (l *loader) parse(name string, v any) (ast.Node, bool) {
 	if !ok {
 		return nil, false
 	}
-	if err := yaml.NodeToValue(body, v, yaml.Strict()); err != nil {
+	if err := decodeNode(body, v); err != nil {
 		l.errs = append(l.errs, yamlError(l.display(name), err))
 		return nil, false
 	}
 	return body, true
+}
+
+// decodeNode decodes strictly. The decoder has panicked on some malformed
+// input (fuzzing found a tagged flow value that does it); a file must never
+// take tf down, so that is an error like any other.
+func decodeNode(body ast.Node, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the YAML decoder could not read this file (%v)", r)
+		}
+	}()
+	return yaml.NodeToValue(body, v, yaml.Strict())
 }
 
 // document parses data into its single YAML document, refusing what a
