@@ -19,6 +19,9 @@ type GitHubOptions struct {
 	// REST merge, which names only the pull request number. An error
 	// refuses the merge.
 	BaseLookup func(ctx context.Context, owner, repo string, number int) (string, error)
+	// NeedBase, when set, says whether the base is wanted at all (whether
+	// a rule reads it); a merge is then looked up only when it is.
+	NeedBase func() bool
 	// BaseCacheTTL is how long a looked-up base is reused; zero means one
 	// minute.
 	BaseCacheTTL time.Duration
@@ -36,9 +39,10 @@ const (
 
 // GitHub classifies GitHub REST, GraphQL and git smart HTTP requests.
 type GitHub struct {
-	hosts map[string]ghHostKind
-	rest  *router[*ghRoute]
-	base  baseCache
+	hosts    map[string]ghHostKind
+	rest     *router[*ghRoute]
+	base     baseCache
+	needBase func() bool
 }
 
 var (
@@ -75,6 +79,7 @@ func NewGitHub(opts GitHubOptions) (*GitHub, error) {
 		now = time.Now
 	}
 	g.base = baseCache{lookup: opts.BaseLookup, ttl: ttl, now: now, entries: map[baseKey]baseEntry{}}
+	g.needBase = opts.NeedBase
 	return g, nil
 }
 

@@ -384,7 +384,7 @@ func refineMergeBase(g *GitHub, r *Request, a *rules.Action, _ map[string]any) e
 	if s, ok := a.Params["merge_method"].(string); ok {
 		a.Params["merge_method"] = strings.ToLower(s)
 	}
-	if _, ok := a.Params["base"]; ok || g.base.lookup == nil {
+	if _, ok := a.Params["base"]; ok || g.base.lookup == nil || g.needBase != nil && !g.needBase() {
 		return nil
 	}
 	n, _ := a.Params["number"].(int)

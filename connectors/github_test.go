@@ -69,9 +69,22 @@ func TestMergeBaseLookup(t *testing.T) {
 	if _, err := merge("9"); err == nil || !strings.Contains(err.Error(), "empty answer") {
 		t.Errorf("empty base: %v", err)
 	}
+	// When no rule reads the base, nothing is looked up.
+	need := false
+	lazy, _ := NewGitHub(GitHubOptions{NeedBase: func() bool { return need },
+		BaseLookup: func(context.Context, string, string, int) (string, error) { calls++; return "main", nil }})
+	before := calls
+	acts, err := lazy.Classify(newRequest("PUT", "api.github.com", "/repos/acme/app/pulls/7/merge", "", nil, false))
+	if err != nil || acts[0].Params["base"] != nil || calls != before {
+		t.Errorf("unneeded lookup: %+v %v, calls %d", acts, err, calls-before)
+	}
+	need = true
+	if acts, err := lazy.Classify(newRequest("PUT", "api.github.com", "/repos/acme/app/pulls/7/merge", "", nil, false)); err != nil || acts[0].Params["base"] != "main" {
+		t.Errorf("needed lookup: %+v %v", acts, err)
+	}
 	// Without a lookup, the merge has no base and is not refused.
 	plain, _ := NewGitHub(GitHubOptions{})
-	acts, err := plain.Classify(newRequest("PUT", "api.github.com", "/repos/acme/app/pulls/7/merge", "", nil, false))
+	acts, err = plain.Classify(newRequest("PUT", "api.github.com", "/repos/acme/app/pulls/7/merge", "", nil, false))
 	if err != nil || acts[0].Params["base"] != nil {
 		t.Errorf("no lookup: %+v %v", acts, err)
 	}
