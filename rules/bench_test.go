@@ -30,10 +30,14 @@ var benchTypes = func() []string {
 	return ts
 }()
 
-// syntheticPolicy builds n rules shaped like real ones: mostly exact types,
-// globs by connector and verb, a few connector-wide and global globs, and
-// conditions on params, resources and the request.
-func syntheticPolicy(n int) string {
+// syntheticPolicy builds n rules shaped like a large organisation's
+// policy: mostly rules on one action type with conditions on the
+// repository, branch or request (per-team and per-repository rules), some
+// globs by connector and verb, and a few connector-wide and global globs.
+// overlap raises the share of broad globs, so that every action has dozens
+// of candidate rules: the worst case for a decision, which must name every
+// rule that matched.
+func syntheticPolicy(n int, overlap bool) string {
 	var b strings.Builder
 	b.WriteString("version: 1\ndefault: deny\nrules:\n")
 	decisions := []string{"allow", "deny", "require_approval"}
@@ -41,18 +45,16 @@ func syntheticPolicy(n int) string {
 		typ := benchTypes[(i*7)%len(benchTypes)]
 		conn := strings.SplitN(typ, ".", 2)[0]
 		verb := typ[strings.LastIndexByte(typ, '.')+1:]
-		var actions string
-		switch i % 20 {
-		case 0, 1, 2:
+		actions := typ
+		switch k := i % 100; {
+		case overlap && k < 15, k < 5:
 			actions = conn + ".*." + verb
-		case 3:
+		case overlap && k < 20, k == 5:
 			actions = conn + ".*"
-		case 4:
+		case overlap && k < 25, k == 6:
 			actions = "*." + verb
-		case 5:
+		case k < 10:
 			actions = fmt.Sprintf("custom%d.*", i) // a declared connector's rules
-		default:
-			actions = typ
 		}
 		fmt.Fprintf(&b, "  - name: rule-%d\n    actions: [%q]\n    decision: %s\n", i, actions, decisions[i%3])
 		switch i % 5 {
@@ -63,7 +65,11 @@ func syntheticPolicy(n int) string {
 		case 2:
 			fmt.Fprintf(&b, "    when: params.number > %d\n", i)
 		case 3:
-			fmt.Fprintf(&b, "    when: len(params.branch) > %d\n", i%20) // no native form: the VM runs it
+			fmt.Fprintf(&b, "    when: len(params.branch) > %d && params.flag != true\n", i%20)
+		case 4:
+			if i%10 == 9 { // a method call: no native form, the VM runs it
+				fmt.Fprintf(&b, "    when: now.Hour() >= %d\n", i%24)
+			}
 		}
 	}
 	return b.String()
@@ -85,13 +91,22 @@ func benchActions() []*rules.Action {
 }
 
 func BenchmarkDecide(b *testing.B) {
-	for _, n := range []int{10, 100, 1000} {
-		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
-			p := mustLoad(b, map[string]string{"tameflare.yaml": syntheticPolicy(n)})
+	for _, c := range []struct {
+		n       int
+		overlap bool
+	}{{10, false}, {100, false}, {1000, false}, {1000, true}} {
+		name := fmt.Sprintf("rules=%d", c.n)
+		if c.overlap {
+			name += "/overlapping"
+		}
+		b.Run(name, func(b *testing.B) {
+			p := mustLoad(b, map[string]string{"tameflare.yaml": syntheticPolicy(c.n, c.overlap)})
 			as := benchActions()
+			matched := 0
 			for _, a := range as { // warm the candidate cache, as a running gateway has
-				p.Decide(a)
+				matched += len(p.Decide(a).Matched)
 			}
+			b.ReportMetric(float64(matched)/float64(len(as)), "matched/decision")
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
@@ -102,7 +117,7 @@ func BenchmarkDecide(b *testing.B) {
 }
 
 func BenchmarkLoad(b *testing.B) {
-	src := map[string]string{"tameflare.yaml": syntheticPolicy(1000)}
+	src := map[string]string{"tameflare.yaml": syntheticPolicy(1000, false)}
 	b.ReportAllocs()
 	for b.Loop() {
 		mustLoad(b, src)
@@ -117,7 +132,7 @@ func TestDecideLatency(t *testing.T) {
 		t.Skip("latency report")
 	}
 	start := time.Now()
-	p := mustLoad(t, map[string]string{"tameflare.yaml": syntheticPolicy(1000)})
+	p := mustLoad(t, map[string]string{"tameflare.yaml": syntheticPolicy(1000, false)})
 	t.Logf("load and compile 1,000 rules: %v", time.Since(start))
 	as := benchActions()
 	const n = 20000

@@ -80,17 +80,18 @@ func (d *Decider) Decide(a *Action) Decision {
 	var timeout time.Duration  // of the strongest enforcing rule
 	cands := p.index.candidates(a.Type)
 	if len(cands) > 0 {
-		dec.Matched = make([]Match, 0, min(len(cands), 16))
+		dec.Matched = make([]Match, 0, len(cands))
 	}
 	for _, i := range cands {
 		r := p.Rules[i]
+		ok, err := r.holds(a, &env, d.Now)
+		if !ok && err == nil {
+			continue
+		}
 		m := Match{Rule: r.Name, Decision: r.Decision, Reason: r.Reason, Monitor: r.Monitor() && !d.EnforceAll}
-		switch ok, err := r.holds(a, &env, d.Now); {
-		case err != nil:
+		if err != nil {
 			m.Decision = Deny
 			m.Error = "condition failed: " + exprMessage(err)
-		case !ok:
-			continue
 		}
 		dec.Matched = append(dec.Matched, m)
 		k := len(dec.Matched) - 1
@@ -115,7 +116,7 @@ func (d *Decider) Decide(a *Action) Decision {
 		}
 	} else {
 		dec.Effect, dec.Default = p.Default, true
-		dec.Reason = fmt.Sprintf("no rule matched %s; the policy default is %s", a.Type, p.Default)
+		dec.Reason = "no rule matched " + a.Type + "; the policy default is " + string(p.Default)
 	}
 	if shadow >= 0 && dec.Matched[shadow].Decision.strength() > dec.Effect.strength() {
 		m := &dec.Matched[shadow]

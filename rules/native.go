@@ -201,6 +201,9 @@ func literal(n ast.Node) (any, bool) {
 // value expr would fetch: "" for a missing resource or header key, nil for a
 // missing param.
 func compileField(n ast.Node) func(*Action) (any, bool) {
+	if b, ok := n.(*ast.BuiltinNode); ok {
+		return compileLen(b)
+	}
 	m, ok := n.(*ast.MemberNode)
 	if !ok || m.Optional || m.Method {
 		return nil
@@ -256,4 +259,31 @@ func compileField(n ast.Node) func(*Action) (any, bool) {
 		}
 	}
 	return nil
+}
+
+// compileLen handles len(field) for the kinds of values a field holds;
+// anything else (nil among them, where expr fails) is left to expr.
+func compileLen(b *ast.BuiltinNode) func(*Action) (any, bool) {
+	if b.Name != "len" || len(b.Arguments) != 1 {
+		return nil
+	}
+	get := compileField(b.Arguments[0])
+	if get == nil {
+		return nil
+	}
+	return func(a *Action) (any, bool) {
+		v, ok := get(a)
+		if !ok {
+			return nil, false
+		}
+		switch v := v.(type) {
+		case string:
+			return len(v), true
+		case []any:
+			return len(v), true
+		case map[string]any:
+			return len(v), true
+		}
+		return nil, false
+	}
 }

@@ -28,6 +28,7 @@ var nativeExprs = []string{
 	`request.host matches "(^|\\.)github\\.com$"`,
 	`true`, `false && params.number > 1`,
 	`resource.missing == ""`,
+	`len(params.branch) > 4`, `len(resource.owner) == 4`, `len(params.number) >= 0`,
 }
 
 func nativeActions() []*Action {
@@ -90,7 +91,7 @@ func TestNativeAgreesWithVM(t *testing.T) {
 
 func TestNativeDeclinesUnsupportedShapes(t *testing.T) {
 	for _, src := range []string{
-		`len(params.branch) > 3`, `params.a.b == 1`, `params.n + 1 > 2`, `params.branch matches params.pattern`,
+		`len(params.branch + "x") > 3`, `params.a.b == 1`, `params.n + 1 > 2`, `params.branch matches params.pattern`,
 		`now.Hour() > 3`, `params?.branch == "x"`, `params.list[0] == "x"`, `resource.owner == resource.repo`,
 	} {
 		prog, err := compileWhen(src)
