@@ -43,9 +43,9 @@ func runProgram(p *vm.Program, env *exprEnv) (out any, err error) {
 
 // holds reports whether r's condition holds for a: natively when it can,
 // else by running the program in an environment built once per decision.
-func (r *CompiledRule) holds(a *Action, env **exprEnv, now func() time.Time) (bool, error) {
+func (r *CompiledRule) holds(c *evalCtx, env **exprEnv) (bool, error) {
 	if r.native != nil {
-		if out, ok := r.native(a); ok {
+		if out, ok := r.native(c); ok {
 			return out, nil
 		}
 	}
@@ -53,10 +53,7 @@ func (r *CompiledRule) holds(a *Action, env **exprEnv, now func() time.Time) (bo
 		return true, nil
 	}
 	if *env == nil {
-		if now == nil {
-			now = time.Now
-		}
-		*env = newEnv(a, now())
+		*env = newEnv(c.a, c.time())
 	}
 	out, err := runProgram(r.program, *env)
 	return out == true, err
@@ -76,6 +73,7 @@ func (d *Decider) Decide(a *Action) Decision {
 	}
 
 	var env *exprEnv
+	ctx := evalCtx{a: a, nowFn: d.Now}
 	enforced, shadow := -1, -1 // indexes into dec.Matched of the strongest matches
 	var timeout time.Duration  // of the strongest enforcing rule
 	cands := p.index.candidates(a.Type)
@@ -84,7 +82,7 @@ func (d *Decider) Decide(a *Action) Decision {
 	}
 	for _, i := range cands {
 		r := p.Rules[i]
-		ok, err := r.holds(a, &env, d.Now)
+		ok, err := r.holds(&ctx, &env)
 		if !ok && err == nil {
 			continue
 		}

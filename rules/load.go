@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path"
 	"regexp"
@@ -111,6 +112,8 @@ func (l *loader) load() (*Policy, error) {
 		}
 		p.Credentials = main.Credentials
 	}
+	p.MCPServers = l.mcpServers(body, main.MCPServers)
+	p.MCPFilterTools = main.MCP == nil || main.MCP.FilterTools == nil || *main.MCP.FilterTools
 
 	frags, err := fs.Glob(l.fsys, "policies/*.yaml")
 	if err != nil {
@@ -419,6 +422,59 @@ func (l *loader) hosts(file string, body ast.Node, key string, hosts []string) [
 			continue
 		}
 		out = append(out, h)
+	}
+	return out
+}
+
+var mcpServerName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// mcpServers validates mcp_servers: unique names fit for action types,
+// unique absolute http(s) URLs without credentials, query or fragment.
+func (l *loader) mcpServers(body ast.Node, servers []MCPServer) []MCPServer {
+	seq := valueOf(body, "mcp_servers")
+	names := map[string]bool{}
+	urls := map[string]bool{}
+	var out []MCPServer
+	for i, s := range servers {
+		node := itemOf(seq, i)
+		ok := true
+		switch {
+		case s.Name == "":
+			l.errorf(PolicyFile, node, "mcp_servers: server %d has no name", i+1)
+			ok = false
+		case len(s.Name) > 64 || !mcpServerName.MatchString(s.Name):
+			l.errorf(PolicyFile, valueOf(node, "name"), "mcp_servers: name %q: use lower-case letters, digits, - and _ (at most 64), e.g. docs", s.Name)
+			ok = false
+		case names[s.Name]:
+			l.errorf(PolicyFile, valueOf(node, "name"), "mcp_servers: duplicate name %q", s.Name)
+			ok = false
+		}
+		names[s.Name] = true
+		u, err := url.Parse(strings.TrimSpace(s.URL))
+		switch {
+		case s.URL == "":
+			l.errorf(PolicyFile, node, "mcp_servers: server %q has no url", s.Name)
+			ok = false
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "":
+			l.errorf(PolicyFile, valueOf(node, "url"), "mcp_servers: url %q: want an absolute http or https URL such as https://mcp.example.com/mcp", s.URL)
+			ok = false
+		case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+			l.errorf(PolicyFile, valueOf(node, "url"), "mcp_servers: url %q: no user, query or fragment (credentials go under credentials.mcp)", s.URL)
+			ok = false
+		default:
+			u.Host = strings.ToLower(u.Host)
+			u.Path = strings.TrimSuffix(u.Path, "/")
+			key := u.Scheme + "://" + u.Host + u.Path
+			if urls[key] {
+				l.errorf(PolicyFile, valueOf(node, "url"), "mcp_servers: url %q is listed twice", s.URL)
+				ok = false
+			}
+			urls[key] = true
+			s.URL = key
+		}
+		if ok {
+			out = append(out, s)
+		}
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package rules
 import (
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/vm/runtime"
@@ -18,7 +19,31 @@ import (
 // a value has a type it does not handle (or an operation would fail), and
 // the caller then runs the compiled program, which gives the authoritative
 // result or error. A differential test and fuzz target hold the two equal.
-type native func(a *Action) (result, ok bool)
+type native func(c *evalCtx) (result, ok bool)
+
+// evalCtx is what a native condition reads: the action and the clock,
+// read at most once per decision.
+type evalCtx struct {
+	a      *Action
+	nowFn  func() time.Time
+	now    time.Time
+	hasNow bool
+}
+
+func (c *evalCtx) time() time.Time {
+	if !c.hasNow {
+		switch {
+		case !c.a.Time.IsZero():
+			c.now = c.a.Time // as newEnv: a recorded action is judged at its time
+		case c.nowFn != nil:
+			c.now = c.nowFn()
+		default:
+			c.now = time.Now()
+		}
+		c.hasNow = true
+	}
+	return c.now
+}
 
 // compileNative returns the native form of a checked expression tree, or
 // nil when the tree holds something outside the supported shapes.
@@ -26,7 +51,7 @@ func compileNative(n ast.Node) native {
 	switch n := n.(type) {
 	case *ast.BoolNode:
 		v := n.Value
-		return func(*Action) (bool, bool) { return v, true }
+		return func(*evalCtx) (bool, bool) { return v, true }
 	case *ast.UnaryNode:
 		if n.Operator != "!" && n.Operator != "not" {
 			return nil
@@ -35,8 +60,8 @@ func compileNative(n ast.Node) native {
 		if inner == nil {
 			return nil
 		}
-		return func(a *Action) (bool, bool) {
-			r, ok := inner(a)
+		return func(c *evalCtx) (bool, bool) {
+			r, ok := inner(c)
 			return !r, ok
 		}
 	case *ast.BinaryNode:
@@ -47,20 +72,20 @@ func compileNative(n ast.Node) native {
 				return nil
 			}
 			if n.Operator == "&&" || n.Operator == "and" {
-				return func(a *Action) (bool, bool) {
-					lv, ok := l(a)
+				return func(c *evalCtx) (bool, bool) {
+					lv, ok := l(c)
 					if !ok || !lv {
 						return false, ok
 					}
-					return r(a)
+					return r(c)
 				}
 			}
-			return func(a *Action) (bool, bool) {
-				lv, ok := l(a)
+			return func(c *evalCtx) (bool, bool) {
+				lv, ok := l(c)
 				if !ok || lv {
 					return lv, ok
 				}
-				return r(a)
+				return r(c)
 			}
 		}
 		return compileComparison(n)
@@ -81,8 +106,8 @@ func compileComparison(n *ast.BinaryNode) native {
 			return nil
 		}
 		neq := n.Operator == "!="
-		return func(a *Action) (bool, bool) {
-			v, ok := get(a)
+		return func(c *evalCtx) (bool, bool) {
+			v, ok := get(c)
 			if !ok {
 				return false, false
 			}
@@ -99,8 +124,8 @@ func compileComparison(n *ast.BinaryNode) native {
 			}
 		}
 		op := n.Operator
-		return func(a *Action) (bool, bool) {
-			v, ok := get(a)
+		return func(c *evalCtx) (bool, bool) {
+			v, ok := get(c)
 			if !ok || !isNumber(v) {
 				return false, false // strings, nil and others: let expr decide or fail
 			}
@@ -134,8 +159,8 @@ func compileComparison(n *ast.BinaryNode) native {
 		default:
 			test = func(v string) bool { return strings.Contains(v, s.Value) }
 		}
-		return func(a *Action) (bool, bool) {
-			v, ok := get(a)
+		return func(c *evalCtx) (bool, bool) {
+			v, ok := get(c)
 			switch {
 			case !ok:
 				return false, false
@@ -157,8 +182,8 @@ func compileComparison(n *ast.BinaryNode) native {
 		if !ok {
 			return nil
 		}
-		return func(a *Action) (bool, bool) {
-			v, ok := get(a)
+		return func(c *evalCtx) (bool, bool) {
+			v, ok := get(c)
 			if !ok {
 				return false, false
 			}
@@ -200,9 +225,12 @@ func literal(n ast.Node) (any, bool) {
 // compileField returns a getter for a field of the environment, with the
 // value expr would fetch: "" for a missing resource or header key, nil for a
 // missing param.
-func compileField(n ast.Node) func(*Action) (any, bool) {
+func compileField(n ast.Node) func(*evalCtx) (any, bool) {
 	if b, ok := n.(*ast.BuiltinNode); ok {
 		return compileLen(b)
+	}
+	if call, ok := n.(*ast.CallNode); ok {
+		return compileNowCall(call)
 	}
 	m, ok := n.(*ast.MemberNode)
 	if !ok || m.Optional || m.Method {
@@ -220,7 +248,7 @@ func compileField(n ast.Node) func(*Action) (any, bool) {
 		if !ok || !pok || root.Value != "request" || p.Value != "headers" || inner.Optional || inner.Method {
 			return nil
 		}
-		return func(a *Action) (any, bool) { return a.Request.Headers[key], true }
+		return func(c *evalCtx) (any, bool) { return c.a.Request.Headers[key], true }
 	}
 	root, ok := m.Node.(*ast.IdentifierNode)
 	if !ok {
@@ -228,34 +256,34 @@ func compileField(n ast.Node) func(*Action) (any, bool) {
 	}
 	switch root.Value {
 	case "resource":
-		return func(a *Action) (any, bool) { return a.Resource[key], true }
+		return func(c *evalCtx) (any, bool) { return c.a.Resource[key], true }
 	case "params":
-		return func(a *Action) (any, bool) { return a.Params[key], true }
+		return func(c *evalCtx) (any, bool) { return c.a.Params[key], true }
 	case "action":
 		switch key {
 		case "id":
-			return func(a *Action) (any, bool) { return a.ID, true }
+			return func(c *evalCtx) (any, bool) { return c.a.ID, true }
 		case "type":
-			return func(a *Action) (any, bool) { return a.Type, true }
+			return func(c *evalCtx) (any, bool) { return c.a.Type, true }
 		case "connector":
-			return func(a *Action) (any, bool) { return a.Connector, true }
+			return func(c *evalCtx) (any, bool) { return c.a.Connector, true }
 		case "gateway":
-			return func(a *Action) (any, bool) { return a.Gateway, true }
+			return func(c *evalCtx) (any, bool) { return c.a.Gateway, true }
 		}
 	case "request":
 		switch key {
 		case "method":
-			return func(a *Action) (any, bool) { return a.Request.Method, true }
+			return func(c *evalCtx) (any, bool) { return c.a.Request.Method, true }
 		case "scheme":
-			return func(a *Action) (any, bool) { return a.Request.Scheme, true }
+			return func(c *evalCtx) (any, bool) { return c.a.Request.Scheme, true }
 		case "host":
-			return func(a *Action) (any, bool) { return a.Request.Host, true }
+			return func(c *evalCtx) (any, bool) { return c.a.Request.Host, true }
 		case "port":
-			return func(a *Action) (any, bool) { return a.Request.Port, true }
+			return func(c *evalCtx) (any, bool) { return c.a.Request.Port, true }
 		case "path":
-			return func(a *Action) (any, bool) { return a.Request.Path, true }
+			return func(c *evalCtx) (any, bool) { return c.a.Request.Path, true }
 		case "query":
-			return func(a *Action) (any, bool) { return a.Request.Query, true }
+			return func(c *evalCtx) (any, bool) { return c.a.Request.Query, true }
 		}
 	}
 	return nil
@@ -263,7 +291,7 @@ func compileField(n ast.Node) func(*Action) (any, bool) {
 
 // compileLen handles len(field) for the kinds of values a field holds;
 // anything else (nil among them, where expr fails) is left to expr.
-func compileLen(b *ast.BuiltinNode) func(*Action) (any, bool) {
+func compileLen(b *ast.BuiltinNode) func(*evalCtx) (any, bool) {
 	if b.Name != "len" || len(b.Arguments) != 1 {
 		return nil
 	}
@@ -271,8 +299,8 @@ func compileLen(b *ast.BuiltinNode) func(*Action) (any, bool) {
 	if get == nil {
 		return nil
 	}
-	return func(a *Action) (any, bool) {
-		v, ok := get(a)
+	return func(c *evalCtx) (any, bool) {
+		v, ok := get(c)
 		if !ok {
 			return nil, false
 		}
@@ -286,4 +314,37 @@ func compileLen(b *ast.BuiltinNode) func(*Action) (any, bool) {
 		}
 		return nil, false
 	}
+}
+
+// compileNowCall handles the clock methods that return an int, for office
+// hours and the like: now.Hour(), now.Minute(), now.Day(), now.YearDay(),
+// now.Year(), now.Second().
+func compileNowCall(call *ast.CallNode) func(*evalCtx) (any, bool) {
+	m, ok := call.Callee.(*ast.MemberNode)
+	if !ok || len(call.Arguments) != 0 || m.Optional {
+		return nil
+	}
+	root, ok := m.Node.(*ast.IdentifierNode)
+	prop, pok := m.Property.(*ast.StringNode)
+	if !ok || !pok || root.Value != "now" {
+		return nil
+	}
+	var f func(time.Time) int
+	switch prop.Value {
+	case "Hour":
+		f = time.Time.Hour
+	case "Minute":
+		f = time.Time.Minute
+	case "Second":
+		f = time.Time.Second
+	case "Day":
+		f = time.Time.Day
+	case "YearDay":
+		f = time.Time.YearDay
+	case "Year":
+		f = time.Time.Year
+	default:
+		return nil
+	}
+	return func(c *evalCtx) (any, bool) { return f(c.time()), true }
 }

@@ -38,6 +38,22 @@ type File struct {
 	PrivateHosts []string `yaml:"private_hosts,omitempty" json:"private_hosts,omitempty" jsonschema_description:"Hosts that may resolve to loopback, private, link-local or CGNAT addresses. Every other host that does is refused (SSRF and cloud metadata protection)."`
 	// Credentials name the secrets the gateway injects, per connector.
 	Credentials *injection.Credentials `yaml:"credentials,omitempty" json:"credentials,omitempty" jsonschema_description:"Secrets the gateway injects into allowed requests, by connector; the agent never holds them. Values are names of secrets in the keyring (tf creds set NAME), never the secrets."`
+	// MCPServers name MCP servers reached over HTTP, so that their actions
+	// read mcp.<name>.<tool> rather than mcp.<host>.<tool>.
+	MCPServers []MCPServer `yaml:"mcp_servers,omitempty" json:"mcp_servers,omitempty" jsonschema_description:"MCP servers reached over Streamable HTTP, by name: requests to a listed URL are MCP actions named mcp.<name>.<tool>. MCP requests to other URLs are still recognised by their JSON-RPC shape and named after their host."`
+	// MCP holds settings of MCP governance.
+	MCP *MCPSettings `yaml:"mcp,omitempty" json:"mcp,omitempty" jsonschema_description:"Settings of MCP governance."`
+}
+
+// MCPServer names an MCP server reached over HTTP.
+type MCPServer struct {
+	Name string `yaml:"name" json:"name" jsonschema:"required,pattern=^[a-z0-9][a-z0-9_-]*$" jsonschema_description:"The server's name in action types (mcp.<name>.<tool>) and in credentials.mcp: lower-case letters, digits, - and _."`
+	URL  string `yaml:"url" json:"url" jsonschema:"required,minLength=1" jsonschema_description:"The server's endpoint, e.g. https://mcp.example.com/mcp. Requests to this path, or below it, belong to the server; a URL without a path claims the whole host."`
+}
+
+// MCPSettings configure MCP governance.
+type MCPSettings struct {
+	FilterTools *bool `yaml:"filter_tools,omitempty" json:"filter_tools,omitempty" jsonschema:"default=true" jsonschema_description:"Remove from tools/list answers the tools that every call of which the policy denies. Default true."`
 }
 
 // Fragment is the document form of policies/*.yaml: more rules for the same
@@ -73,6 +89,11 @@ type Policy struct {
 	Passthrough  []string
 	PrivateHosts []string
 	Credentials  *injection.Credentials
+	// MCPServers are the named MCP servers, URLs validated.
+	MCPServers []MCPServer
+	// MCPFilterTools removes always-denied tools from tools/list answers
+	// (mcp: {filter_tools: ...}, default true).
+	MCPFilterTools bool
 	// Revision identifies the policy: a content hash when loaded from
 	// files, the commit when loaded from a repository.
 	Revision string
