@@ -1,0 +1,124 @@
+package gitops
+
+// The files tf init writes into a new policy repository. The policy is a
+// safe start for a coding agent: read, propose through pull requests, and
+// leave merging, protected branches, branch deletion and publishing to
+// people. Everything else is denied until a rule says otherwise.
+var starterFiles = []struct{ name, body string }{
+	{"tameflare.yaml", starterPolicy},
+	{"tests/starter.yaml", starterTests},
+	{"README.md", starterReadme},
+}
+
+const starterPolicy = `# yaml-language-server: $schema=https://tameflare.dev/schema/tameflare.schema.json
+#
+# Written by tf init: safe defaults for a coding agent. Change it through a
+# pull request, check it with tf policy plan, and put it in force with
+# tf policy apply.
+version: 1
+mode: enforce
+default: deny
+
+rules:
+  - name: reads
+    actions: [github.*.get, github.*.list, github.repo.pull, github.graphql.query, npm.package.get]
+    decision: allow
+    reason: Reading code, issues, pull requests and packages is safe.
+
+  - name: open-pull-requests
+    actions: [github.pr.create]
+    decision: allow
+    reason: Agents propose changes through pull requests.
+
+  - name: merges-need-a-human
+    actions: [github.pr.merge]
+    decision: require_approval
+    reason: A person merges pull requests.
+    approval: { timeout: 15m }
+
+  - name: protect-branches
+    actions: [github.repo.push]
+    when: params.branch matches "^(main|master|develop|staging|production|release/.*)$"
+    decision: deny
+    reason: Protected branches change through pull requests.
+
+  - name: push-other-branches
+    actions: [github.repo.push]
+    decision: allow
+    reason: Agents push their own working branches.
+
+  - name: no-branch-deletion
+    actions: [github.branch.delete]
+    decision: deny
+    reason: Branches are deleted by people, not agents.
+
+  - name: no-npm-publish
+    actions: [npm.package.publish]
+    decision: deny
+    reason: Packages are published by people, not agents.
+`
+
+const starterTests = `# Tests of tameflare.yaml: tf policy test runs them, and tf policy plan and
+# tf policy apply refuse a policy whose tests fail.
+cases:
+  - name: reading a repository is allowed
+    action: {type: github.repo.get, connector: github, resource: {owner: acme, repo: app}}
+    expect: allow
+    rule: reads
+  - name: cloning is allowed
+    action: {type: github.repo.pull, resource: {owner: acme, repo: app}}
+    expect: allow
+    rule: reads
+  - name: fetching a package is allowed
+    action: {type: npm.package.get, connector: npm, resource: {package: left-pad}}
+    expect: allow
+    rule: reads
+  - name: opening a pull request is allowed
+    action: {type: github.pr.create, resource: {owner: acme, repo: app}, params: {base: main, head: feature/login}}
+    expect: allow
+    rule: open-pull-requests
+  - name: merging needs a person
+    action: {type: github.pr.merge, resource: {owner: acme, repo: app}, params: {number: 42}}
+    expect: require_approval
+    rule: merges-need-a-human
+  - name: a push to main is refused
+    action: {type: github.repo.push, resource: {owner: acme, repo: app}, params: {branch: main}}
+    expect: deny
+    rule: protect-branches
+  - name: a push to a release branch is refused
+    action: {type: github.repo.push, resource: {owner: acme, repo: app}, params: {branch: release/2.0}}
+    expect: deny
+    rule: protect-branches
+  - name: a push to a working branch is allowed
+    action: {type: github.repo.push, resource: {owner: acme, repo: app}, params: {branch: feature/login}}
+    expect: allow
+    rule: push-other-branches
+  - name: deleting a branch is refused
+    action: {type: github.branch.delete, resource: {owner: acme, repo: app}, params: {branch: feature/old}}
+    expect: deny
+    rule: no-branch-deletion
+  - name: publishing to npm is refused
+    action: {type: npm.package.publish, connector: npm, resource: {package: left-pad}}
+    expect: deny
+    rule: no-npm-publish
+  - name: anything else falls to the default
+    action: {type: http.post, connector: http, resource: {host: example.com}}
+    expect: deny
+`
+
+const starterReadme = `# Agent policy
+
+This repository holds the policy that tf enforces for AI coding agents:
+` + "`tameflare.yaml`" + ` (rules), ` + "`policies/*.yaml`" + ` (more rules, optional) and
+` + "`tests/*.yaml`" + ` (what the rules must decide).
+
+Only the pinned commit is in force; edits take effect when they are applied:
+
+` + "```sh" + `
+tf policy test .          # run the tests
+tf policy plan            # replay recorded traffic through the change
+tf policy apply           # move the pin to the branch tip
+tf policy show            # what is in force
+tf policy rollback        # back to the previous applied commit
+` + "```" + `
+`
