@@ -1,0 +1,331 @@
+// Package killswitch keeps the kill switch: scopes of traffic that every
+// gateway refuses at once, persisted in $TF_HOME/killswitch.
+package killswitch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tameflare/tf/audit"
+)
+
+// FileName is the kill switch file in $TF_HOME.
+const FileName = "killswitch"
+
+// Version is the version of the file format written by this package.
+const Version = 1
+
+// maxFileBytes bounds the file so that a reader works in bounded memory.
+const maxFileBytes = 1 << 20
+
+// Path is where the kill switch lives in a state directory.
+func Path(home string) string { return filepath.Join(home, FileName) }
+
+// A Scope is what one switch stops: everything, one connector's traffic,
+// or one gateway. Exactly one field is set.
+type Scope struct {
+	All       bool   `json:"all,omitempty"`
+	Connector string `json:"connector,omitempty"`
+	Gateway   string `json:"gateway,omitempty"`
+}
+
+// Validate refuses a scope that names nothing or more than one thing.
+func (s Scope) Validate() error {
+	n := 0
+	if s.All {
+		n++
+	}
+	for _, v := range []string{s.Connector, s.Gateway} {
+		if v != "" {
+			n++
+			if strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+				return fmt.Errorf("kill switch scope %q holds control characters", v)
+			}
+		}
+	}
+	if n != 1 {
+		return errors.New("a kill switch scope needs exactly one of all, connector or gateway")
+	}
+	return nil
+}
+
+// String describes the scope: "all", "connector github", "gateway ci".
+func (s Scope) String() string {
+	switch {
+	case s.All:
+		return "all"
+	case s.Connector != "":
+		return "connector " + s.Connector
+	case s.Gateway != "":
+		return "gateway " + s.Gateway
+	}
+	return "none"
+}
+
+// Matches reports whether traffic of connector through gateway is in scope.
+func (s Scope) Matches(gateway, connector string) bool {
+	return s.All || (s.Connector != "" && s.Connector == connector) || (s.Gateway != "" && s.Gateway == gateway)
+}
+
+// A Switch is one active kill switch.
+type Switch struct {
+	Scope  Scope     `json:"scope"`
+	Reason string    `json:"reason,omitempty"`
+	By     string    `json:"by,omitempty"`
+	At     time.Time `json:"at,omitzero"`
+}
+
+// Describe is the reason given to a refused agent.
+func (w Switch) Describe() string {
+	s := "the kill switch (" + w.Scope.String()
+	if w.By != "" {
+		s += ", by " + w.By
+	}
+	s += ") is active"
+	if w.Reason != "" {
+		s += ": " + w.Reason
+	}
+	return s
+}
+
+// State is the content of the kill switch file.
+type State struct {
+	Version  int      `json:"version"`
+	Switches []Switch `json:"switches"`
+	// Broken is set, never stored, when the file could not be read: the
+	// state then stops everything (fail closed) until the file is fixed.
+	Broken string `json:"broken,omitempty"`
+}
+
+// Active reports whether any switch is on.
+func (s State) Active() bool { return len(s.Switches) > 0 }
+
+// Match returns the first switch that stops connector's traffic through
+// gateway.
+func (s State) Match(gateway, connector string) (Switch, bool) {
+	for _, w := range s.Switches {
+		if w.Scope.Matches(gateway, connector) {
+			return w, true
+		}
+	}
+	return Switch{}, false
+}
+
+// Parse decodes a kill switch file strictly: unknown fields, an unknown
+// version or an invalid scope are errors.
+func Parse(data []byte) (State, error) {
+	var s State
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return State{}, fmt.Errorf("decoding kill switch: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return State{}, errors.New("decoding kill switch: data after the object")
+	}
+	if s.Version != Version {
+		return State{}, fmt.Errorf("kill switch version %d: want %d", s.Version, Version)
+	}
+	if s.Broken != "" {
+		return State{}, errors.New("kill switch file carries a broken marker")
+	}
+	for i, w := range s.Switches {
+		if err := w.Scope.Validate(); err != nil {
+			return State{}, fmt.Errorf("kill switch %d: %w", i+1, err)
+		}
+	}
+	return s, nil
+}
+
+// Read reads the kill switch in home; a missing file means no switch is
+// on.
+func Read(home string) (State, error) {
+	f, err := os.Open(Path(home))
+	if errors.Is(err, fs.ErrNotExist) {
+		return State{Version: Version}, nil
+	}
+	if err != nil {
+		return State{}, fmt.Errorf("reading kill switch: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
+	if err != nil {
+		return State{}, fmt.Errorf("reading kill switch: %w", err)
+	}
+	if len(data) > maxFileBytes {
+		return State{}, fmt.Errorf("kill switch file exceeds %d bytes", maxFileBytes)
+	}
+	return Parse(data)
+}
+
+// brokenState is what a gateway enforces when the file cannot be read.
+func brokenState(err error) State {
+	reason := "the kill switch file cannot be read, so everything is refused until it is fixed: " + err.Error()
+	return State{Version: Version, Broken: reason, Switches: []Switch{{Scope: Scope{All: true}, Reason: reason}}}
+}
+
+// Activate turns on a switch for w.Scope, replacing one of the same scope,
+// and records kill_switch.activated in the audit log of home. The switch is
+// written before it is recorded, so that stopping never waits for the log;
+// the error then reports a failed record.
+func Activate(ctx context.Context, home string, w Switch) (State, error) {
+	if err := w.Scope.Validate(); err != nil {
+		return State{}, err
+	}
+	st, err := update(home, func(s *State) bool {
+		s.Switches = slices.DeleteFunc(s.Switches, func(o Switch) bool { return o.Scope == w.Scope })
+		s.Switches = append(s.Switches, w)
+		return true
+	})
+	if err != nil {
+		return State{}, err
+	}
+	return st, record(ctx, home, audit.EventKillSwitchActivated, w)
+}
+
+// Deactivate turns off the switch of scope, or every switch when scope is
+// All, and records kill_switch.deactivated for each, by who. The records
+// are written first: a deactivation that cannot be recorded does not
+// happen (fail closed). It returns the switches turned off.
+func Deactivate(ctx context.Context, home string, scope Scope, by, reason string) ([]Switch, State, error) {
+	if err := scope.Validate(); err != nil {
+		return nil, State{}, err
+	}
+	unlock, err := lock(home)
+	if err != nil {
+		return nil, State{}, err
+	}
+	defer unlock()
+	st, err := Read(home)
+	if err != nil {
+		return nil, State{}, err
+	}
+	var off []Switch
+	st.Switches = slices.DeleteFunc(st.Switches, func(o Switch) bool {
+		if scope.All || o.Scope == scope {
+			off = append(off, o)
+			return true
+		}
+		return false
+	})
+	if len(off) == 0 {
+		return nil, st, nil
+	}
+	for _, o := range off {
+		if err := record(ctx, home, audit.EventKillSwitchDeactivated, Switch{Scope: o.Scope, Reason: reason, By: by, At: time.Now()}); err != nil {
+			return nil, State{}, fmt.Errorf("the kill switch stays on: %w", err)
+		}
+	}
+	if err := write(home, st); err != nil {
+		return nil, State{}, err
+	}
+	return off, st, nil
+}
+
+// update applies edit to the state under the file lock and writes it.
+func update(home string, edit func(*State) bool) (State, error) {
+	unlock, err := lock(home)
+	if err != nil {
+		return State{}, err
+	}
+	defer unlock()
+	st, err := Read(home)
+	if err != nil {
+		// A broken file is replaced: activating must work even then.
+		st = State{Version: Version}
+	}
+	if !edit(&st) {
+		return st, nil
+	}
+	return st, write(home, st)
+}
+
+// lock serializes writers of the file across processes.
+func lock(home string) (func(), error) {
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return nil, fmt.Errorf("creating state directory: %w", err)
+	}
+	f, err := os.OpenFile(Path(home)+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening kill switch lock: %w", err)
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking kill switch: %w", err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// write replaces the file atomically: a temporary file, fsync, rename,
+// fsync of the directory.
+func write(home string, st State) error {
+	st.Version = Version
+	if st.Switches == nil {
+		st.Switches = []Switch{}
+	}
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding kill switch: %w", err)
+	}
+	tmp, err := os.CreateTemp(home, FileName+".tmp*")
+	if err != nil {
+		return fmt.Errorf("writing kill switch: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing kill switch: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing kill switch: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing kill switch: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), Path(home)); err != nil {
+		return fmt.Errorf("writing kill switch: %w", err)
+	}
+	if d, err := os.Open(home); err == nil {
+		_ = d.Sync() // the rename is durable once the directory is
+		d.Close()
+	}
+	return nil
+}
+
+// record appends a kill switch event to the audit log of home.
+func record(ctx context.Context, home, event string, w Switch) error {
+	log, err := audit.Open(audit.Dir(home), audit.Options{})
+	if err != nil {
+		return fmt.Errorf("recording %s: %w", event, err)
+	}
+	details := map[string]any{"scope": w.Scope.String(), "by": w.By}
+	if w.Reason != "" {
+		details["reason"] = w.Reason
+	}
+	err = log.Append(ctx, &audit.Record{Kind: audit.KindEvent, Gateway: w.Scope.Gateway, Event: event, Details: details})
+	if cerr := log.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("recording %s: %w", event, err)
+	}
+	return nil
+}
