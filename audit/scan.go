@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -143,9 +144,110 @@ func walkSegment(dir string, s segment, last bool, fn func(*Record) error) error
 	return walkReader(rc, s.name(), last, fn)
 }
 
-// walkReader calls fn for each record of one segment's content.
+// walkReader calls fn for each record of one segment's content, in order.
+// Parsing a line (hash check and JSON decoding) is most of the cost of
+// reading the log, so lines are parsed in batches on every core while fn
+// still sees one record at a time, in file order.
 func walkReader(r io.Reader, name string, last bool, fn func(*Record) error) error {
-	lr := newLineReader(r)
+	workers := runtime.GOMAXPROCS(0)
+	if workers < 2 {
+		return walkLines(newLineReader(r), name, last, fn)
+	}
+	type batch struct {
+		lines [][]byte
+		first int // line number of lines[0]
+		recs  []*Record
+		err   error // the first parse error, after recs
+		tail  error // what ended reading after this batch, if anything
+		done  chan struct{}
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	jobs := make(chan *batch, workers)
+	ordered := make(chan *batch, 2*workers)
+	go func() {
+		defer close(jobs)
+		defer close(ordered)
+		lr := newLineReader(r)
+		for lineNo := 1; ; {
+			b := &batch{first: lineNo, done: make(chan struct{})}
+		fill:
+			for len(b.lines) < scanBatch {
+				line, complete, tooLong, err := lr.next()
+				switch {
+				case errors.Is(err, io.EOF):
+					b.tail = io.EOF
+				case err != nil:
+					b.tail = fmt.Errorf("reading %s: %w", name, err)
+				case !complete && last:
+					b.tail = io.EOF // a torn last line is verify's to report
+				case !complete:
+					b.tail = fmt.Errorf("%s:%d: incomplete line", name, lineNo)
+				case tooLong:
+					b.tail = fmt.Errorf("%s:%d: line exceeds the %d byte limit", name, lineNo, MaxRecordBytes)
+				default:
+					b.lines = append(b.lines, bytes.Clone(line))
+					lineNo++
+					continue
+				}
+				break fill
+			}
+			select {
+			case ordered <- b:
+			case <-stop:
+				return
+			}
+			select {
+			case jobs <- b:
+			case <-stop:
+				return
+			}
+			if b.tail != nil {
+				return
+			}
+		}
+	}()
+	for range workers {
+		go func() {
+			for b := range jobs {
+				for i, line := range b.lines {
+					rec, err := parseLine(line)
+					if err != nil {
+						b.err = fmt.Errorf("%s:%d: %w", name, b.first+i, err)
+						break
+					}
+					rec.Line = line
+					b.recs = append(b.recs, rec)
+				}
+				close(b.done)
+			}
+		}()
+	}
+	for b := range ordered {
+		<-b.done
+		for _, rec := range b.recs {
+			if err := fn(rec); err != nil {
+				return err
+			}
+		}
+		if b.err != nil {
+			return b.err
+		}
+		if errors.Is(b.tail, io.EOF) {
+			return nil
+		}
+		if b.tail != nil {
+			return b.tail
+		}
+	}
+	return nil
+}
+
+// scanBatch is the number of lines parsed together.
+const scanBatch = 256
+
+// walkLines is walkReader on one core.
+func walkLines(lr *lineReader, name string, last bool, fn func(*Record) error) error {
 	for lineNo := 1; ; lineNo++ {
 		line, complete, tooLong, err := lr.next()
 		if errors.Is(err, io.EOF) {
