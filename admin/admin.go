@@ -21,6 +21,9 @@ import (
 	"github.com/tameflare/tf/killswitch"
 )
 
+// ErrNameTaken is returned when a running gateway already has the name.
+var ErrNameTaken = errors.New("gateway name taken")
+
 // Dir is where the gateways' sockets live in a state directory.
 func Dir(home string) string { return filepath.Join(home, "gateways") }
 
@@ -73,7 +76,7 @@ func Listen(home, name string) (*Listener, error) {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		lock.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("another running gateway is named %q (tf run --name picks another)", name)
+			return nil, fmt.Errorf("%w: another running gateway is named %q (tf run --name picks another)", ErrNameTaken, name)
 		}
 		return nil, fmt.Errorf("locking gateway name: %w", err)
 	}
