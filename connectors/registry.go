@@ -20,6 +20,27 @@ type Refuser interface {
 	Refuse(r *Request, actions []rules.Action, rule, reason, requestID string) (status int, header http.Header, body []byte, ok bool)
 }
 
+// An EachRefuser answers a refused request that carries several messages
+// (a JSON-RPC batch) message by message. The gateway prefers it to
+// Refuser. actions and decisions are all of the request's, in the order
+// Classify returned them; the gateway's final decision on a held action
+// replaces the one in decisions. A request that could not be classified
+// comes with one action, tf.unclassified, whose params.error says why.
+type EachRefuser interface {
+	RefuseEach(r *Request, actions []rules.Action, decisions []rules.Decision, requestID string) (status int, header http.Header, body []byte, ok bool)
+}
+
+// A Sniffer is a connector that recognises its requests by their content
+// (a JSON-RPC body, protocol headers) rather than by host. The registry
+// consults sniffers, in order, for requests to hosts that only the generic
+// connector serves; the hosts of specific connectors stay theirs.
+type Sniffer interface {
+	Connector
+	// Sniff reports whether the connector classifies r. It must be cheap:
+	// it runs for every request to an unclaimed host.
+	Sniff(r *Request) bool
+}
+
 // Options configure the default registry.
 type Options struct {
 	GitHub GitHubOptions
@@ -32,9 +53,10 @@ type Options struct {
 // A Registry holds connectors and picks the one that serves a host. The
 // generic http connector serves every other host.
 type Registry struct {
-	list    []Connector
-	names   map[string]bool
-	generic Connector
+	list     []Connector
+	sniffers []Sniffer
+	names    map[string]bool
+	generic  Connector
 }
 
 // NewEmptyRegistry returns a registry with only the generic http connector.
@@ -90,6 +112,35 @@ func (reg *Registry) Register(c Connector) {
 	reg.list = append(reg.list, c)
 }
 
+// AddSniffer adds a connector consulted by content for requests to hosts
+// no specific connector serves. A duplicate name panics, as in Register.
+func (reg *Registry) AddSniffer(s Sniffer) {
+	name := s.Name()
+	if name == "" {
+		panic("connectors: AddSniffer of a connector with an empty name")
+	}
+	if reg.names[name] {
+		panic(fmt.Sprintf("connectors: connector %q registered twice", name))
+	}
+	reg.names[name] = true
+	reg.sniffers = append(reg.sniffers, s)
+}
+
+// For returns the connector that classifies r: the one that handles its
+// host, else the first sniffer that recognises it, else the generic one.
+func (reg *Registry) For(r *Request) Connector {
+	c := reg.Lookup(r.Host())
+	if c != reg.generic {
+		return c
+	}
+	for _, s := range reg.sniffers {
+		if s.Sniff(r) {
+			return s
+		}
+	}
+	return c
+}
+
 // Lookup returns the first registered connector that handles host, else the
 // generic http connector. host may carry a port and any case.
 func (reg *Registry) Lookup(host string) Connector {
@@ -109,7 +160,7 @@ func (reg *Registry) Classify(r *Request) ([]rules.Action, error) {
 		return nil, errors.New("classifying a request: no request")
 	}
 	info := requestInfo(r)
-	c := reg.Lookup(info.Host)
+	c := reg.For(r)
 	actions, err := c.Classify(r)
 	if err != nil {
 		return nil, fmt.Errorf("%s connector: %w", c.Name(), err)

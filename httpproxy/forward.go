@@ -200,13 +200,21 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
-// upstreamResponse records the upstream status. After a refused upgrade
-// the connection is closed, since its framing is no longer tracked.
+// upstreamResponse records the upstream status and applies the Governor's
+// response hook. After a refused upgrade the connection is closed, since
+// its framing is no longer tracked.
 func (p *Proxy) upstreamResponse(res *http.Response) error {
-	if ex, ok := res.Request.Context().Value(exchangeKey{}).(*exchange); ok {
-		ex.status = res.StatusCode
-		if ex.upgrade && res.StatusCode != http.StatusSwitchingProtocols {
-			res.Header.Set("Connection", "close")
+	ex, ok := res.Request.Context().Value(exchangeKey{}).(*exchange)
+	if !ok {
+		return nil
+	}
+	ex.status = res.StatusCode
+	if ex.upgrade && res.StatusCode != http.StatusSwitchingProtocols {
+		res.Header.Set("Connection", "close")
+	}
+	if ex.verdict.ModifyResponse != nil && res.StatusCode != http.StatusSwitchingProtocols {
+		if err := ex.verdict.ModifyResponse(res); err != nil {
+			return fmt.Errorf("modifying the upstream response: %w", err)
 		}
 	}
 	return nil

@@ -99,6 +99,12 @@ type Verdict struct {
 	// Ctx, if set, cuts the forwarded exchange when it is done (the kill
 	// switch).
 	Ctx context.Context
+	// ModifyResponse, if set, edits the upstream response before it is
+	// copied to the client: it may replace res.Body with a reader that
+	// transforms the stream as it goes (each write to the client is still
+	// flushed, so an event stream stays one). An error answers the client
+	// with a 502 instead.
+	ModifyResponse func(res *http.Response) error
 }
 
 // Response is a response the proxy writes itself.
