@@ -1,0 +1,558 @@
+package mcp
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// maxDepth bounds nesting, so that a hostile message cannot make
+// classification expensive or exhaust the stack.
+const maxDepth = 64
+
+var errEnd = errors.New("unexpected end of JSON")
+
+// decoder is a strict JSON (RFC 8259) decoder over one buffer. It exists
+// because classifying a tool call must be cheap even with large arguments:
+// it validates and decodes in one pass (encoding/json validates the whole
+// input before decoding it), scans strings eight bytes at a time, and
+// refuses what encoding/json would accept silently but a smuggler could
+// use: duplicate object keys (parsers disagree on which one wins) and
+// invalid UTF-8. Values decode as encoding/json decodes into any: objects
+// to map[string]any, arrays to []any, numbers to float64.
+type decoder struct {
+	b     []byte
+	i     int
+	depth int
+}
+
+func (d *decoder) errorf(format string, args ...any) error {
+	return fmt.Errorf("invalid JSON at offset %d: %s", d.i, fmt.Sprintf(format, args...))
+}
+
+func (d *decoder) ws() {
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+// peek returns the next non-space byte without consuming it.
+func (d *decoder) peek() (byte, error) {
+	d.ws()
+	if d.i >= len(d.b) {
+		return 0, errEnd
+	}
+	return d.b[d.i], nil
+}
+
+// end checks that only white space follows.
+func (d *decoder) end() error {
+	d.ws()
+	if d.i != len(d.b) {
+		return d.errorf("data after the value")
+	}
+	return nil
+}
+
+// value decodes the next value.
+func (d *decoder) value() (any, error) {
+	c, err := d.peek()
+	if err != nil {
+		return nil, err
+	}
+	switch c {
+	case '{':
+		return d.object()
+	case '[':
+		return d.array()
+	case '"':
+		return d.str()
+	case 't':
+		return true, d.lit("true")
+	case 'f':
+		return false, d.lit("false")
+	case 'n':
+		return nil, d.lit("null")
+	}
+	return d.number()
+}
+
+// skip validates the next value without building it and returns its
+// bytes.
+func (d *decoder) skip() ([]byte, error) {
+	c, err := d.peek()
+	if err != nil {
+		return nil, err
+	}
+	start := d.i
+	switch c {
+	case '{', '[':
+		if err := d.skipComposite(c); err != nil {
+			return nil, err
+		}
+	case '"':
+		if _, _, err := d.scanString(); err != nil {
+			return nil, err
+		}
+	case 't':
+		err = d.lit("true")
+	case 'f':
+		err = d.lit("false")
+	case 'n':
+		err = d.lit("null")
+	default:
+		_, err = d.numberEnd()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return d.b[start:d.i], nil
+}
+
+func (d *decoder) skipComposite(open byte) error {
+	d.depth++
+	if d.depth > maxDepth {
+		return d.errorf("nested deeper than %d levels", maxDepth)
+	}
+	defer func() { d.depth-- }()
+	d.i++
+	c, err := d.peek()
+	if err != nil {
+		return err
+	}
+	closer := byte('}')
+	if open == '[' {
+		closer = ']'
+	}
+	if c == closer {
+		d.i++
+		return nil
+	}
+	var keys keySet
+	for {
+		if open == '{' {
+			if err := d.uniqueKey(&keys); err != nil {
+				return err
+			}
+		}
+		if _, err := d.skip(); err != nil {
+			return err
+		}
+		c, err := d.peek()
+		if err != nil {
+			return err
+		}
+		d.i++
+		switch c {
+		case ',':
+		case closer:
+			return nil
+		default:
+			d.i--
+			return d.errorf("want , or %c", closer)
+		}
+	}
+}
+
+// keySet detects duplicate keys of one object without allocating for the
+// common case: a few keys without escapes, compared as raw bytes.
+type keySet struct {
+	small [8][]byte
+	n     int
+	big   map[string]struct{}
+}
+
+// uniqueKey reads a key and its colon, and fails if the object had it
+// already.
+func (d *decoder) uniqueKey(ks *keySet) error {
+	c, err := d.peek()
+	if err != nil {
+		return err
+	}
+	if c != '"' {
+		return d.errorf("object key is not a string")
+	}
+	raw, escaped, err := d.scanString()
+	if err != nil {
+		return err
+	}
+	if escaped {
+		raw = []byte(unescape(raw))
+	}
+	if ks.big == nil && ks.n < len(ks.small) {
+		for _, k := range ks.small[:ks.n] {
+			if string(k) == string(raw) {
+				return d.errorf("duplicate object key %q", raw)
+			}
+		}
+		ks.small[ks.n] = raw
+		ks.n++
+	} else {
+		if ks.big == nil {
+			ks.big = make(map[string]struct{}, 2*len(ks.small))
+			for _, k := range ks.small {
+				ks.big[string(k)] = struct{}{}
+			}
+		}
+		if _, dup := ks.big[string(raw)]; dup {
+			return d.errorf("duplicate object key %q", raw)
+		}
+		ks.big[string(raw)] = struct{}{}
+	}
+	if c, err = d.peek(); err != nil {
+		return err
+	}
+	if c != ':' {
+		return d.errorf("want : after an object key")
+	}
+	d.i++
+	return nil
+}
+
+// key reads an object key and the colon after it.
+func (d *decoder) key() (string, error) {
+	c, err := d.peek()
+	if err != nil {
+		return "", err
+	}
+	if c != '"' {
+		return "", d.errorf("object key is not a string")
+	}
+	k, err := d.str()
+	if err != nil {
+		return "", err
+	}
+	if c, err = d.peek(); err != nil {
+		return "", err
+	}
+	if c != ':' {
+		return "", d.errorf("want : after an object key")
+	}
+	d.i++
+	return k, nil
+}
+
+func (d *decoder) object() (map[string]any, error) {
+	d.depth++
+	if d.depth > maxDepth {
+		return nil, d.errorf("nested deeper than %d levels", maxDepth)
+	}
+	defer func() { d.depth-- }()
+	d.i++ // {
+	m := make(map[string]any)
+	c, err := d.peek()
+	if err != nil {
+		return nil, err
+	}
+	if c == '}' {
+		d.i++
+		return m, nil
+	}
+	for {
+		k, err := d.key()
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := m[k]; dup {
+			return nil, d.errorf("duplicate object key %q", k)
+		}
+		v, err := d.value()
+		if err != nil {
+			return nil, err
+		}
+		m[k] = v
+		c, err := d.peek()
+		if err != nil {
+			return nil, err
+		}
+		switch c {
+		case ',':
+			d.i++
+		case '}':
+			d.i++
+			return m, nil
+		default:
+			return nil, d.errorf("want , or }")
+		}
+	}
+}
+
+func (d *decoder) array() ([]any, error) {
+	d.depth++
+	if d.depth > maxDepth {
+		return nil, d.errorf("nested deeper than %d levels", maxDepth)
+	}
+	defer func() { d.depth-- }()
+	d.i++ // [
+	a := []any{}
+	c, err := d.peek()
+	if err != nil {
+		return nil, err
+	}
+	if c == ']' {
+		d.i++
+		return a, nil
+	}
+	for {
+		v, err := d.value()
+		if err != nil {
+			return nil, err
+		}
+		a = append(a, v)
+		c, err := d.peek()
+		if err != nil {
+			return nil, err
+		}
+		switch c {
+		case ',':
+			d.i++
+		case ']':
+			d.i++
+			return a, nil
+		default:
+			return nil, d.errorf("want , or ]")
+		}
+	}
+}
+
+func (d *decoder) lit(s string) error {
+	if len(d.b)-d.i < len(s) {
+		return errEnd
+	}
+	if string(d.b[d.i:d.i+len(s)]) != s {
+		return d.errorf("unknown literal")
+	}
+	d.i += len(s)
+	return nil
+}
+
+// numberEnd checks the JSON number grammar and returns the number's bytes.
+func (d *decoder) numberEnd() ([]byte, error) {
+	start, b, i := d.i, d.b, d.i
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i >= len(b):
+		return nil, errEnd
+	case b[i] == '0':
+		i++
+	case b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return nil, d.errorf("invalid character %q", b[i])
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		j := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == j {
+			d.i = i
+			return nil, d.errorf("no digits after the decimal point")
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == j {
+			d.i = i
+			return nil, d.errorf("no digits in the exponent")
+		}
+	}
+	d.i = i
+	return b[start:i], nil
+}
+
+func (d *decoder) number() (float64, error) {
+	raw, err := d.numberEnd()
+	if err != nil {
+		return 0, err
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil {
+		return 0, d.errorf("number %s out of range", raw)
+	}
+	return f, nil
+}
+
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// scanString finds the end of the string at d.i (on its opening quote)
+// and advances past it. It returns the bytes between the quotes and
+// whether they hold an escape. Eight bytes at a time, it looks for a byte
+// that needs attention: a quote, a backslash, a control character or a
+// non-ASCII byte (checked as UTF-8).
+func (d *decoder) scanString() (raw []byte, escaped bool, err error) {
+	b := d.b
+	start := d.i + 1
+	i := start
+	for {
+		for i+8 <= len(b) {
+			w := binary.LittleEndian.Uint64(b[i:])
+			// A byte below 0x20, or at or above 0x80, or equal to " (0x22)
+			// or \ (0x5c) sets its high bit in one of these.
+			special := ((w - 0x20*lsb) | w | ((w ^ 0x22*lsb) - lsb) | ((w ^ 0x5c*lsb) - lsb)) & msb
+			if special != 0 {
+				// Borrows only run upwards from a byte that is special, so
+				// the lowest flagged byte is the first special one.
+				i += bits.TrailingZeros64(special) / 8
+				break
+			}
+			i += 8
+		}
+		if i >= len(b) {
+			d.i = i
+			return nil, false, errEnd
+		}
+		c := b[i]
+		switch {
+		case c == '"':
+			d.i = i + 1
+			return b[start:i], escaped, nil
+		case c == '\\':
+			escaped = true
+			if i+1 >= len(b) {
+				d.i = i
+				return nil, false, errEnd
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) {
+					d.i = i
+					return nil, false, errEnd
+				}
+				if _, ok := hex4(b[i+2 : i+6]); !ok {
+					d.i = i
+					return nil, false, d.errorf("invalid \\u escape")
+				}
+				i += 6
+			default:
+				d.i = i
+				return nil, false, d.errorf("invalid escape \\%c", b[i+1])
+			}
+		case c < 0x20:
+			d.i = i
+			return nil, false, d.errorf("control character in a string")
+		case c >= 0x80:
+			r, n := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && n <= 1 {
+				d.i = i
+				return nil, false, d.errorf("invalid UTF-8 in a string")
+			}
+			i += n
+		default:
+			i++
+		}
+	}
+}
+
+func hex4(b []byte) (rune, bool) {
+	var r rune
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r*16 + rune(c)
+	}
+	return r, true
+}
+
+func (d *decoder) str() (string, error) {
+	raw, escaped, err := d.scanString()
+	if err != nil {
+		return "", err
+	}
+	if !escaped {
+		return string(raw), nil
+	}
+	return unescape(raw), nil
+}
+
+// unescape decodes the escapes of a string scanString accepted. Like
+// encoding/json, a lone surrogate becomes U+FFFD.
+func unescape(raw []byte) string {
+	out := make([]byte, len(raw)) // escapes only shrink
+	w := 0
+	for i := 0; i < len(raw); {
+		c := raw[i]
+		if c != '\\' {
+			j := bytes.IndexByte(raw[i:], '\\')
+			if j < 0 {
+				j = len(raw) - i
+			}
+			w += copy(out[w:], raw[i:i+j])
+			i += j
+			continue
+		}
+		switch raw[i+1] {
+		case 'b':
+			c = '\b'
+		case 'f':
+			c = '\f'
+		case 'n':
+			c = '\n'
+		case 'r':
+			c = '\r'
+		case 't':
+			c = '\t'
+		case 'u':
+			r, _ := hex4(raw[i+2 : i+6])
+			i += 6
+			if utf16.IsSurrogate(r) {
+				if i+6 <= len(raw) && raw[i] == '\\' && raw[i+1] == 'u' {
+					if r2, ok := hex4(raw[i+2 : i+6]); ok {
+						if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+							w += utf8.EncodeRune(out[w:], dec)
+							i += 6
+							continue
+						}
+					}
+				}
+				r = utf8.RuneError
+			}
+			// At most 3 bytes for a rune from one \uXXXX (6 bytes).
+			w += utf8.EncodeRune(out[w:], r)
+			continue
+		default: // " \ /
+			c = raw[i+1]
+		}
+		out[w] = c
+		w++
+		i += 2
+	}
+	// out is not used after this: the string may share it.
+	return unsafe.String(unsafe.SliceData(out), w)
+}

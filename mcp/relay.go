@@ -1,0 +1,564 @@
+package mcp
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/tameflare/tf/rules"
+)
+
+// A Governor decides and records the messages of one stdio server; the
+// gateway implements it (the same decisions, records, approvals and kill
+// switch as for HTTP).
+type Governor interface {
+	// Decide decides the actions of one line and records the decisions
+	// durably before it returns; decisions that cannot be recorded are
+	// denials. When err is set the line could not be classified: actions
+	// is nil, and Decide records a refusal with err as the reason.
+	Decide(ctx context.Context, actions []rules.Action, err error) Ruling
+	// HideTools returns which tools to remove from tool lists now, or nil
+	// when the policy does not filter them.
+	HideTools() func(tool string) bool
+}
+
+// Ruling is a Governor's answer for one line.
+type Ruling struct {
+	// RequestID is the line's id in the audit log.
+	RequestID string
+	// Decisions holds one decision per action (one for an unclassified
+	// line).
+	Decisions []rules.Decision
+	// Hold, set when a decision is require_approval, waits for a person
+	// (or the expiry) and returns the final decisions, recorded, and for
+	// an approved line the context that the kill switch ends (as Cut).
+	Hold func(ctx context.Context) ([]rules.Decision, context.Context)
+	// Done records how the line ended; it may be nil.
+	Done func(Outcome)
+	// Cut, if set, ends when the kill switch stops the server's traffic:
+	// requests still unanswered are then answered with an error.
+	Cut context.Context
+}
+
+// Outcome describes how one relayed line ended.
+type Outcome struct {
+	// Refused is set when tf answered in the server's place.
+	Refused bool
+	// Err says why a forwarded request got no answer, or the error the
+	// server answered with.
+	Err      error
+	Duration time.Duration
+	// Bytes is the length of the line sent to the server.
+	Bytes int
+}
+
+// Relay relays newline-delimited JSON-RPC between an MCP client and a
+// stdio server, governing every line the client sends.
+type Relay struct {
+	// Server names the server in actions (mcp.<server>.<tool>).
+	Server   string
+	Governor Governor
+	// ClientIn and ClientOut are the client's side (tf's stdin and stdout
+	// under tf mcp wrap); ServerIn and ServerOut the server's (the child's
+	// stdin and stdout).
+	ClientIn  io.Reader
+	ClientOut io.Writer
+	ServerIn  io.WriteCloser
+	ServerOut io.Reader
+	// MaxMessage bounds a line from the client (default MaxMessageBytes).
+	MaxMessage int
+	// Window is how many lines may be deciding at once (default 256);
+	// lines are still forwarded in order, except held ones, which go on
+	// when a person approves them.
+	Window int
+}
+
+type slot struct {
+	line    []byte
+	msgs    []Message
+	batch   bool
+	actions []rules.Action
+	ruling  Ruling
+	ready   chan struct{}
+	// errCode and errID answer a line that could not be classified.
+	errCode int
+	errID   []byte
+}
+
+// pendingLine is a forwarded line whose requests await answers.
+type pendingLine struct {
+	start   time.Time
+	left    int
+	done    func(Outcome)
+	bytes   int
+	errText string
+}
+
+type relay struct {
+	*Relay
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	clientMu sync.Mutex // serialises lines to the client
+	serverMu sync.Mutex // serialises lines to the server
+
+	mu        sync.Mutex
+	pending   map[string]*pendingLine // request id key → its line
+	lists     map[string]bool         // ids of forwarded tools/list requests
+	closed    bool                    // the server's output ended
+	stopped   bool                    // Run is returning: work runs inline
+	inputDone bool                    // the client's input ended
+	holds     int                     // lines waiting for approval
+	serverEnd bool                    // the server's input is closed
+	wg        sync.WaitGroup          // goroutines of spawn
+}
+
+// spawn runs f in a goroutine that Run waits for; once Run is returning,
+// f runs inline.
+func (r *relay) spawn(f func()) {
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		f()
+		return
+	}
+	r.wg.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.wg.Done()
+		f()
+	}()
+}
+
+// closeServerWhenIdle closes the server's input once the client's input
+// has ended and no held line can still be sent.
+func (r *relay) closeServerWhenIdle() {
+	r.mu.Lock()
+	end := r.inputDone && r.holds == 0 && !r.serverEnd
+	if end {
+		r.serverEnd = true
+	}
+	r.mu.Unlock()
+	if end {
+		r.serverMu.Lock()
+		r.ServerIn.Close()
+		r.serverMu.Unlock()
+	}
+}
+
+// Run relays until the server's output ends (the child exited or closed
+// its stdout), and returns. When the client's input ends, the server's
+// input is closed once every line read so far is decided and sent, so that
+// the server ends in turn. ctx cancels waits for approval.
+func (rl *Relay) Run(ctx context.Context) error {
+	if rl.Governor == nil || rl.Server == "" {
+		return errors.New("mcp relay: no governor or no server name")
+	}
+	r := &relay{Relay: rl, pending: map[string]*pendingLine{}, lists: map[string]bool{}}
+	r.ctx, r.cancel = context.WithCancel(ctx)
+	defer r.cancel()
+	if r.MaxMessage <= 0 {
+		r.MaxMessage = MaxMessageBytes
+	}
+	if r.Window <= 0 {
+		r.Window = 256
+	}
+	toClient := make(chan error, 1)
+	go func() { toClient <- r.fromServer() }()
+	go r.fromClient()
+	err := <-toClient
+	r.cancel() // pending approvals end: nobody is left to answer
+	r.mu.Lock()
+	r.stopped = true
+	r.mu.Unlock()
+	r.wg.Wait()
+	r.finish(errors.New("the server closed its output before answering"))
+	return err
+}
+
+// fromClient reads, decides (several lines at once) and forwards in order.
+func (r *relay) fromClient() {
+	q := make(chan *slot, r.Window)
+	sem := make(chan struct{}, r.Window)
+	go func() {
+		defer func() {
+			r.mu.Lock()
+			r.inputDone = true
+			r.mu.Unlock()
+			r.closeServerWhenIdle()
+		}()
+		for s := range q {
+			<-s.ready
+			r.dispatch(s)
+		}
+	}()
+	defer close(q)
+	br := bufio.NewReaderSize(r.ClientIn, 64<<10)
+	for {
+		line, err := readLine(br, r.MaxMessage)
+		if len(bytes.TrimSpace(line)) > 0 || errors.Is(err, errLineTooLong) {
+			s := &slot{line: line, ready: make(chan struct{})}
+			select {
+			case sem <- struct{}{}:
+			case <-r.ctx.Done():
+				return
+			}
+			go func() {
+				defer func() { <-sem }()
+				r.decide(s, err)
+				close(s.ready)
+			}()
+			q <- s
+		}
+		if err != nil && !errors.Is(err, errLineTooLong) {
+			return
+		}
+	}
+}
+
+// decide classifies and decides one line.
+func (r *relay) decide(s *slot, readErr error) {
+	var err error
+	switch {
+	case readErr != nil:
+		err = fmt.Errorf("MCP message larger than %d bytes", r.MaxMessage)
+		s.line = nil
+	default:
+		s.msgs, s.batch, err = Parse(s.line)
+		if err == nil {
+			s.actions, err = Actions(r.Server, s.msgs)
+		}
+	}
+	if err != nil {
+		s.actions = nil
+	}
+	s.ruling = r.Governor.Decide(r.ctx, s.actions, err)
+	if err != nil {
+		// Answered with an error to the one request the line seems to
+		// be, else to id null.
+		s.errCode = CodeInvalid
+		switch {
+		case readErr != nil:
+		case len(s.msgs) == 1 && !s.batch && s.msgs[0].Kind == Request:
+			s.errID = s.msgs[0].ID
+		case !errors.Is(err, ErrNotJSONRPC) && s.msgs == nil:
+			s.errCode = CodeParse
+		}
+	}
+}
+
+// dispatch forwards, holds or refuses a decided line.
+func (r *relay) dispatch(s *slot) {
+	ds := s.ruling.Decisions
+	if len(s.actions) == 0 {
+		// Unclassified: answered with a JSON-RPC error, never forwarded.
+		reason := "tf refused this message"
+		if len(ds) > 0 {
+			reason = ds[0].Reason
+		}
+		r.toClient(ErrorMessage(s.errID, s.errCode, reason, map[string]string{"rule": "", "reason": reason, "request_id": s.ruling.RequestID}))
+		r.done(s.ruling.Done, Outcome{Refused: true})
+		return
+	}
+	switch effectOf(ds) {
+	case rules.Allow:
+		r.forward(s)
+	case rules.RequireApproval:
+		if s.ruling.Hold == nil {
+			r.refuse(s, ds)
+			return
+		}
+		// A held line waits on its own; the lines after it go on.
+		r.mu.Lock()
+		r.holds++
+		r.mu.Unlock()
+		r.spawn(func() {
+			defer func() {
+				r.mu.Lock()
+				r.holds--
+				r.mu.Unlock()
+				r.closeServerWhenIdle()
+			}()
+			final, cut := s.ruling.Hold(r.ctx)
+			if effectOf(final) == rules.Allow {
+				s.ruling.Cut = cut
+				r.forward(s)
+				return
+			}
+			r.refuse(s, final)
+		})
+	default:
+		r.refuse(s, ds)
+	}
+}
+
+func effectOf(ds []rules.Decision) rules.Effect {
+	if len(ds) == 0 {
+		return rules.Deny
+	}
+	return ds[strongest(ds)].Effect
+}
+
+func (r *relay) refuse(s *slot, ds []rules.Decision) {
+	if len(ds) != len(s.msgs) {
+		ds = make([]rules.Decision, len(s.msgs))
+		for i := range ds {
+			ds[i] = rules.Decision{Effect: rules.Deny, Reason: "tf could not decide this message"}
+		}
+	}
+	k := strongest(ds)
+	d := ds[k]
+	ref := Refusal{Type: s.actions[k].Type, Rule: d.Rule, Reason: d.Reason, Effect: d.Effect, KillSwitch: d.KillSwitch, RequestID: s.ruling.RequestID}
+	answers := AnswerAll(s.msgs, ds, ref, func(i int) string { return s.actions[i].Type })
+	if len(answers) > 0 {
+		r.toClient(join(answers, s.batch))
+	}
+	r.done(s.ruling.Done, Outcome{Refused: true})
+}
+
+// forward sends an allowed line to the server and notes the requests
+// whose answers are awaited.
+func (r *relay) forward(s *slot) {
+	p := &pendingLine{start: time.Now(), done: s.ruling.Done, bytes: len(s.line)}
+	var keys []string
+	r.mu.Lock()
+	if !r.closed {
+		for i := range s.msgs {
+			m := &s.msgs[i]
+			if m.Kind != Request {
+				continue
+			}
+			k := idKey(m.ID)
+			r.pending[k] = p
+			keys = append(keys, k)
+			p.left++
+			if m.Method == "tools/list" {
+				r.lists[k] = true
+			}
+		}
+	}
+	awaited := p.left // p.left belongs to fromServer once the line is sent
+	r.mu.Unlock()
+
+	r.serverMu.Lock()
+	_, err := r.ServerIn.Write(append(bytes.TrimRight(s.line, "\r\n"), '\n'))
+	r.serverMu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("writing to the server: %w", err)
+	}
+	if err != nil || awaited == 0 {
+		r.mu.Lock()
+		for _, k := range keys {
+			if r.pending[k] == p {
+				delete(r.pending, k)
+				delete(r.lists, k)
+			}
+		}
+		r.mu.Unlock()
+		r.done(p.done, Outcome{Err: err, Duration: time.Since(p.start), Bytes: p.bytes})
+		return
+	}
+	if cut := s.ruling.Cut; cut != nil {
+		context.AfterFunc(cut, func() { r.cutOff(s, context.Cause(cut)) })
+	}
+}
+
+// cutOff answers the requests of a line still unanswered when the kill
+// switch stopped the server's traffic; their late answers are dropped.
+func (r *relay) cutOff(s *slot, cause error) {
+	reason := "the kill switch cut this request off"
+	if cause != nil {
+		reason += ": " + cause.Error()
+	}
+	var answers [][]byte
+	var p *pendingLine
+	r.mu.Lock()
+	for i := range s.msgs {
+		m := &s.msgs[i]
+		if m.Kind != Request {
+			continue
+		}
+		k := idKey(m.ID)
+		if q := r.pending[k]; q != nil {
+			p = q
+			delete(r.pending, k)
+			delete(r.lists, k)
+			q.left--
+			answers = append(answers, Answer(m, Refusal{Type: MethodType(r.Server, m.Method), Reason: reason, Effect: rules.Deny, KillSwitch: true, RequestID: s.ruling.RequestID}))
+		}
+	}
+	r.mu.Unlock()
+	if len(answers) == 0 {
+		return
+	}
+	for _, a := range answers {
+		r.toClient(a)
+	}
+	if p != nil && p.left == 0 {
+		r.done(p.done, Outcome{Err: errors.New(reason), Duration: time.Since(p.start), Bytes: p.bytes})
+	}
+}
+
+// fromServer passes the server's lines to the client, filtering tool
+// lists and noting answers, until the server's output ends.
+func (r *relay) fromServer() error {
+	br := bufio.NewReaderSize(r.ServerOut, 64<<10)
+	for {
+		// The server's lines are not bounded by MaxMessage: they carry
+		// results (images, files) the client asked for.
+		line, err := readLine(br, 0)
+		if len(bytes.TrimSpace(line)) > 0 {
+			if out, ok := r.fromServerLine(line); ok {
+				r.toClient(out)
+			}
+		}
+		if err != nil {
+			r.mu.Lock()
+			r.closed = true
+			r.mu.Unlock()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("reading from the server: %w", err)
+		}
+	}
+}
+
+// fromServerLine handles one line from the server; ok false drops it (the
+// answer to a request the kill switch cut off).
+func (r *relay) fromServerLine(line []byte) ([]byte, bool) {
+	line = bytes.TrimRight(line, "\r\n")
+	msgs, _, err := Parse(line)
+	if err != nil {
+		// The server's own output is not governed; the client judges it.
+		return line, true
+	}
+	var lists map[string]bool
+	answered, dropped := 0, 0
+	var finished []*pendingLine
+	r.mu.Lock()
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Kind != Response {
+			continue
+		}
+		answered++
+		k := idKey(m.ID)
+		p := r.pending[k]
+		if p == nil {
+			dropped++
+			continue
+		}
+		delete(r.pending, k)
+		if r.lists[k] {
+			delete(r.lists, k)
+			if lists == nil {
+				lists = map[string]bool{}
+			}
+			lists[k] = true
+		}
+		if m.Error != nil && p.errText == "" {
+			p.errText = string(m.Error)
+		}
+		if p.left--; p.left == 0 {
+			finished = append(finished, p)
+		}
+	}
+	r.mu.Unlock()
+	for _, p := range finished {
+		o := Outcome{Duration: time.Since(p.start), Bytes: p.bytes}
+		if p.errText != "" {
+			o.Err = fmt.Errorf("the server answered with an error: %s", truncate(p.errText, 512))
+		}
+		r.done(p.done, o)
+	}
+	if answered > 0 && dropped == answered && len(msgs) == answered {
+		// Every message answers something tf did not send or already
+		// answered itself (a request cut off by the kill switch).
+		return nil, false
+	}
+	if lists != nil {
+		if hide := r.Governor.HideTools(); hide != nil {
+			out, err := filterMessages(line, lists, hide)
+			if err != nil {
+				return ErrorMessage(nil, CodeRefused, "tf could not filter this tool list: "+err.Error(), nil), true
+			}
+			return out, true
+		}
+	}
+	return line, true
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+func (r *relay) toClient(b []byte) {
+	r.clientMu.Lock()
+	defer r.clientMu.Unlock()
+	// A client that went away is noticed on its input side.
+	_, _ = r.ClientOut.Write(append(b[:len(b):len(b)], '\n'))
+}
+
+// done records an outcome without holding up the relay: records are
+// durable (fsync'd), and concurrent ones share a sync.
+func (r *relay) done(f func(Outcome), o Outcome) {
+	if f != nil {
+		r.spawn(func() { f(o) })
+	}
+}
+
+// finish records the lines still awaiting answers when the relay ends.
+func (r *relay) finish(err error) {
+	r.mu.Lock()
+	seen := map[*pendingLine]bool{}
+	var left []*pendingLine
+	for k, p := range r.pending {
+		delete(r.pending, k)
+		if !seen[p] {
+			seen[p] = true
+			left = append(left, p)
+		}
+	}
+	r.mu.Unlock()
+	for _, p := range left {
+		if p.done != nil {
+			p.done(Outcome{Err: err, Duration: time.Since(p.start), Bytes: p.bytes})
+		}
+	}
+}
+
+var errLineTooLong = errors.New("line too long")
+
+// readLine reads one line (its newline included when present). A line
+// longer than max (when max > 0) is consumed up to its end and reported
+// with errLineTooLong.
+func readLine(br *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		if max > 0 && len(line)+len(frag) > max {
+			// Skip to the end of the line, keeping nothing of it.
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+			if err != nil && !errors.Is(err, io.EOF) {
+				return nil, err
+			}
+			return nil, errLineTooLong
+		}
+		line = append(line, frag...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		return line, err
+	}
+}

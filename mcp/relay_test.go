@@ -1,0 +1,266 @@
+package mcp
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tameflare/tf/rules"
+)
+
+// fakeGovernor denies calls of "delete", holds calls of "write" until
+// approve is closed, and allows the rest.
+type fakeGovernor struct {
+	mu       sync.Mutex
+	outcomes []Outcome
+	classErr []error
+	approve  chan bool
+	n        int
+}
+
+func (g *fakeGovernor) Decide(ctx context.Context, actions []rules.Action, err error) Ruling {
+	g.mu.Lock()
+	g.n++
+	id := fmt.Sprint("r", g.n)
+	if err != nil {
+		g.classErr = append(g.classErr, err)
+	}
+	g.mu.Unlock()
+	r := Ruling{RequestID: id, Done: func(o Outcome) {
+		g.mu.Lock()
+		g.outcomes = append(g.outcomes, o)
+		g.mu.Unlock()
+	}}
+	if err != nil {
+		r.Decisions = []rules.Decision{{Effect: rules.Deny, Reason: "tf could not classify this request, so it is refused: " + err.Error()}}
+		return r
+	}
+	for _, a := range actions {
+		d := rules.Decision{Effect: rules.Allow}
+		switch a.Resource["tool"] {
+		case "delete":
+			d = rules.Decision{Effect: rules.Deny, Rule: "no-delete", Reason: "deleting is off limits"}
+		case "write":
+			d = rules.Decision{Effect: rules.RequireApproval, Rule: "ask", Reason: "writes need a person"}
+		}
+		r.Decisions = append(r.Decisions, d)
+	}
+	for _, d := range r.Decisions {
+		if d.Effect == rules.RequireApproval {
+			r.Hold = func(ctx context.Context) ([]rules.Decision, context.Context) {
+				out := append([]rules.Decision(nil), r.Decisions...)
+				ok := false
+				select {
+				case ok = <-g.approve:
+				case <-ctx.Done():
+				}
+				for i := range out {
+					if out[i].Effect == rules.RequireApproval {
+						out[i].Effect = rules.Deny
+						if ok {
+							out[i].Effect = rules.Allow
+						}
+					}
+				}
+				return out, nil
+			}
+		}
+	}
+	return r
+}
+
+func (g *fakeGovernor) HideTools() func(string) bool { return hideDelete }
+
+// fakeServer answers tools/list with toolList's tools, tools/call with the
+// tool's name, and records what reached it.
+func fakeServer(in io.Reader, out io.WriteCloser, got chan<- string) {
+	defer out.Close()
+	sc := bufio.NewScanner(in)
+	sc.Buffer(nil, 8<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		got <- line
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+			Params struct {
+				Name string `json:"name"`
+			} `json:"params"`
+		}
+		if json.Unmarshal([]byte(line), &m) != nil || m.ID == nil {
+			continue
+		}
+		switch m.Method {
+		case "tools/list":
+			fmt.Fprintf(out, `{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"read"},{"name":"delete"}],"nextCursor":"c2"}}`+"\n", m.ID)
+		case "tools/call":
+			fmt.Fprintf(out, `{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}`+"\n")
+			fmt.Fprintf(out, `{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"called %s"}]}}`+"\n", m.ID, m.Params.Name)
+		default:
+			fmt.Fprintf(out, `{"jsonrpc":"2.0","id":%s,"result":{}}`+"\n", m.ID)
+		}
+	}
+}
+
+type relayFixture struct {
+	gov      *fakeGovernor
+	toServer chan string
+	client   io.WriteCloser
+	answers  <-chan string
+	done     chan error
+}
+
+func startRelay(t *testing.T, max int) *relayFixture {
+	t.Helper()
+	f := &relayFixture{gov: &fakeGovernor{approve: make(chan bool, 1)}, toServer: make(chan string, 64), done: make(chan error, 1)}
+	cin, cw := io.Pipe()
+	cr, cout := io.Pipe()
+	sin, sw := io.Pipe()
+	sr, sout := io.Pipe()
+	go fakeServer(sin, sout, f.toServer)
+	f.client, f.answers = cw, readLines(cr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	rl := &Relay{Server: "docs", Governor: f.gov, ClientIn: cin, ClientOut: cout, ServerIn: sw, ServerOut: sr, MaxMessage: max}
+	go func() {
+		f.done <- rl.Run(ctx)
+		cout.Close()
+	}()
+	t.Cleanup(func() {
+		cw.Close()
+		cancel()
+		<-f.done
+	})
+	return f
+}
+
+func (f *relayFixture) send(t *testing.T, line string) {
+	t.Helper()
+	if _, err := io.WriteString(f.client, line+"\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *relayFixture) answer(t *testing.T) map[string]any {
+	t.Helper()
+	select {
+	case line, ok := <-f.answers:
+		if !ok {
+			t.Fatal("the relay closed the client's side")
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer")
+	}
+	return nil
+}
+
+func TestRelay(t *testing.T) {
+	f := startRelay(t, 1024)
+
+	// Allowed: forwarded, the progress notification first, then the result.
+	f.send(t, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read"}}`)
+	if m := f.answer(t); m["method"] != "notifications/progress" {
+		t.Fatalf("want the progress notification first: %v", m)
+	}
+	if m := f.answer(t); m["id"].(float64) != 1 || !strings.Contains(fmt.Sprint(m["result"]), "called read") {
+		t.Fatalf("allowed call: %v", m)
+	}
+
+	// Denied: answered by tf, never sent to the server.
+	f.send(t, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete","arguments":{"path":"/"}}}`)
+	m := f.answer(t)
+	res := m["result"].(map[string]any)
+	if m["id"].(float64) != 2 || res["isError"] != true || !strings.Contains(fmt.Sprint(res["content"]), "no-delete: deleting is off limits") {
+		t.Fatalf("denied call: %v", m)
+	}
+
+	// tools/list: the always-denied tool is not offered.
+	f.send(t, `{"jsonrpc":"2.0","id":"l","method":"tools/list"}`)
+	m = f.answer(t)
+	if fmt.Sprint(m["result"]) != "map[nextCursor:c2 tools:[map[name:read]]]" {
+		t.Fatalf("tool list: %v", m)
+	}
+
+	// Held: the lines after it go on; it is sent once approved.
+	f.send(t, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"write"}}`)
+	f.send(t, `{"jsonrpc":"2.0","id":4,"method":"ping"}`)
+	if m = f.answer(t); m["id"].(float64) != 4 {
+		t.Fatalf("a held call held up the next line: %v", m)
+	}
+	f.gov.approve <- true
+	f.answer(t) // progress
+	if m = f.answer(t); m["id"].(float64) != 3 || !strings.Contains(fmt.Sprint(m["result"]), "called write") {
+		t.Fatalf("approved call: %v", m)
+	}
+
+	// A batch with one denied call is refused whole.
+	f.send(t, `[{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"read"}},{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"delete"}}]`)
+	line := <-f.answers
+	var batch []map[string]any
+	if err := json.Unmarshal([]byte(line), &batch); err != nil || len(batch) != 2 {
+		t.Fatalf("batch answer: %s", line)
+	}
+	if batch[0]["error"].(map[string]any)["code"].(float64) != CodeNotSent || batch[1]["result"].(map[string]any)["isError"] != true {
+		t.Fatalf("batch answers: %s", line)
+	}
+
+	// Malformed, not JSON-RPC, oversized: refused with a JSON-RPC error.
+	for _, tc := range []struct{ line, want string }{
+		{`{"jsonrpc":"2.0","id":7,"method":`, "unexpected end"},
+		{`{"hello":"world"}`, "not a JSON-RPC 2.0 message"},
+		{`{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"read","arguments":{"x":"` + strings.Repeat("a", 2000) + `"}}}`, "larger than 1024 bytes"},
+	} {
+		f.send(t, tc.line)
+		m := f.answer(t)
+		e, ok := m["error"].(map[string]any)
+		if !ok || !strings.Contains(e["message"].(string), tc.want) || e["data"].(map[string]any)["request_id"] == "" {
+			t.Fatalf("%.40s: %v", tc.line, m)
+		}
+	}
+
+	// What reached the server: never a refused message.
+	f.client.Close()
+	var sent []string
+	for {
+		select {
+		case l := <-f.toServer:
+			sent = append(sent, l)
+			continue
+		case err := <-f.done:
+			f.done <- err
+		case <-time.After(10 * time.Second):
+			t.Fatal("the relay did not end when the client closed")
+		}
+		break
+	}
+	all := strings.Join(sent, "\n")
+	if len(sent) != 4 || strings.Contains(all, "delete") || strings.Contains(all, `"id":5`) || strings.Contains(all, "hello") {
+		t.Fatalf("sent to the server:\n%s", all)
+	}
+	f.gov.mu.Lock()
+	defer f.gov.mu.Unlock()
+	if len(f.gov.classErr) != 3 {
+		t.Errorf("unclassified lines recorded: %v", f.gov.classErr)
+	}
+	refused, ok := 0, 0
+	for _, o := range f.gov.outcomes {
+		if o.Refused {
+			refused++
+		} else if o.Err == nil {
+			ok++
+		}
+	}
+	if refused != 5 || ok != 4 {
+		t.Errorf("outcomes: %d refused, %d answered: %+v", refused, ok, f.gov.outcomes)
+	}
+}

@@ -1,0 +1,95 @@
+// A Model Context Protocol client for tf's tests, built on the official
+// TypeScript SDK. It connects, lists the tools, makes an allowed call, a
+// denied call and a long call with progress notifications, and prints what
+// it saw as one JSON object on stdout.
+//
+//   node client.mjs http URL PROXY_URL   (Streamable HTTP through tf's proxy)
+//   node client.mjs stdio CMD [ARGS...]  (a stdio server, e.g. under tf mcp wrap)
+import http from "node:http";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+
+// proxyFetch sends requests through an HTTP proxy in absolute form, as a
+// proxy-aware client does (Node 20's fetch ignores proxy settings).
+function proxyFetch(proxyURL) {
+  const p = new URL(proxyURL);
+  const auth = "Basic " + Buffer.from(decodeURIComponent(p.username) + ":" + decodeURIComponent(p.password)).toString("base64");
+  return (input, init = {}) =>
+    new Promise((resolve, reject) => {
+      const url = new URL(typeof input === "string" || input instanceof URL ? input : input.url);
+      const headers = {};
+      new Headers(init.headers || {}).forEach((v, k) => {
+        headers[k] = v;
+      });
+      headers["proxy-authorization"] = auth;
+      headers["host"] = url.host;
+      const req = http.request(
+        { host: p.hostname, port: p.port, method: init.method || "GET", path: url.href, headers, signal: init.signal },
+        (res) => {
+          const rh = new Headers();
+          for (const [k, v] of Object.entries(res.headers)) {
+            if (Array.isArray(v)) v.forEach((x) => rh.append(k, x));
+            else if (v !== undefined) rh.set(k, v);
+          }
+          const empty = [101, 204, 205, 304].includes(res.statusCode);
+          const body = empty
+            ? null
+            : new ReadableStream({
+                start(ctrl) {
+                  res.on("data", (c) => ctrl.enqueue(new Uint8Array(c)));
+                  res.on("end", () => ctrl.close());
+                  res.on("error", (e) => ctrl.error(e));
+                },
+                cancel() {
+                  res.destroy();
+                },
+              });
+          resolve(new Response(body, { status: res.statusCode, statusText: res.statusMessage, headers: rh }));
+        },
+      );
+      req.on("error", reject);
+      if (init.body) req.end(typeof init.body === "string" ? init.body : Buffer.from(init.body));
+      else req.end();
+    });
+}
+
+function text(result) {
+  return (result.content || []).filter((c) => c.type === "text").map((c) => c.text).join("");
+}
+
+async function main() {
+  const [mode, ...rest] = process.argv.slice(2);
+  let transport;
+  if (mode === "http") {
+    transport = new StreamableHTTPClientTransport(new URL(rest[0]), { fetch: proxyFetch(rest[1]) });
+  } else if (mode === "stdio") {
+    transport = new StdioClientTransport({ command: rest[0], args: rest.slice(1), env: process.env, stderr: "inherit" });
+  } else {
+    throw new Error("usage: client.mjs http URL PROXY_URL | stdio CMD [ARGS...]");
+  }
+  const client = new Client({ name: "tf-test", version: "1.0.0" });
+  await client.connect(transport);
+  const out = {};
+  out.tools = (await client.listTools()).tools.map((t) => t.name).sort();
+  const echo = await client.callTool({ name: "echo", arguments: { message: "hi" } });
+  out.echo = { text: text(echo), isError: !!echo.isError };
+  const sum = await client.callTool({ name: "get-sum", arguments: { a: 1, b: 2 } });
+  out.sum = { text: text(sum), isError: !!sum.isError };
+
+  const start = Date.now();
+  const progress = [];
+  const long = await client.callTool(
+    { name: "trigger-long-running-operation", arguments: { duration: 2, steps: 4 } },
+    undefined,
+    { onprogress: (p) => progress.push({ at: Date.now() - start, progress: p.progress }), timeout: 20000 },
+  );
+  out.long = { text: text(long), isError: !!long.isError, progress, resultAt: Date.now() - start };
+  await client.close();
+  process.stdout.write(JSON.stringify(out) + "\n");
+}
+
+main().catch((e) => {
+  process.stderr.write(String(e && e.stack ? e.stack : e) + "\n");
+  process.exit(1);
+});

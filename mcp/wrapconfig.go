@@ -1,0 +1,185 @@
+package mcp
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// WrapConfigOptions say how tf mcp wrap-config runs the servers.
+type WrapConfigOptions struct {
+	// TF is the command that runs tf (default "tf").
+	TF string
+	// Policy, when set, is passed as --policy.
+	Policy string
+}
+
+// WrapConfig rewrites the JSON of a Claude Code .mcp.json so that every
+// stdio server (one with a command) runs under tf mcp wrap, named after
+// its key. Servers over HTTP, and servers wrapped already, are left as
+// they are, so running it twice changes nothing. Every other member is
+// kept. It returns the new JSON and the names of the servers it wrapped.
+func WrapConfig(data []byte, o WrapConfigOptions) ([]byte, []string, error) {
+	if o.TF == "" {
+		o.TF = "tf"
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, nil, fmt.Errorf("reading the MCP configuration: %w", err)
+	}
+	rawServers, ok := doc["mcpServers"]
+	if !ok {
+		return nil, nil, errors.New("reading the MCP configuration: no mcpServers")
+	}
+	var servers map[string]map[string]json.RawMessage
+	if err := json.Unmarshal(rawServers, &servers); err != nil {
+		return nil, nil, fmt.Errorf("reading mcpServers: %w", err)
+	}
+	names := make([]string, 0, len(servers))
+	for k := range servers {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var wrapped []string
+	taken := map[string]bool{}
+	for _, key := range names {
+		s := servers[key]
+		var command string
+		if raw, ok := s["command"]; !ok || json.Unmarshal(raw, &command) != nil || command == "" {
+			continue // an HTTP or SSE server: the proxy governs it
+		}
+		var typ string
+		if raw, ok := s["type"]; ok {
+			_ = json.Unmarshal(raw, &typ)
+		}
+		if typ != "" && typ != "stdio" {
+			continue
+		}
+		var args []string
+		if raw, ok := s["args"]; ok {
+			if err := json.Unmarshal(raw, &args); err != nil {
+				return nil, nil, fmt.Errorf("mcpServers.%s.args: %w", key, err)
+			}
+		}
+		if isWrapped(args) {
+			continue
+		}
+		name := serverNameFor(key, taken)
+		taken[name] = true
+		wargs := []string{"mcp", "wrap", "--server", name}
+		if o.Policy != "" {
+			wargs = append(wargs, "--policy", o.Policy)
+		}
+		wargs = append(append(wargs, "--", command), args...)
+		var err error
+		if s["command"], err = json.Marshal(o.TF); err != nil {
+			return nil, nil, err
+		}
+		if s["args"], err = json.Marshal(wargs); err != nil {
+			return nil, nil, err
+		}
+		wrapped = append(wrapped, key)
+	}
+	if len(wrapped) == 0 {
+		return data, nil, nil
+	}
+	var err error
+	if doc["mcpServers"], err = json.Marshal(servers); err != nil {
+		return nil, nil, err
+	}
+	out, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return nil, nil, err
+	}
+	// MarshalIndent leaves the re-marshalled members compact; indent all.
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, out, "", "  "); err != nil {
+		return nil, nil, err
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes(), wrapped, nil
+}
+
+// isWrapped reports args that already run under tf mcp wrap.
+func isWrapped(args []string) bool {
+	return len(args) >= 2 && args[0] == "mcp" && args[1] == "wrap"
+}
+
+// serverNameFor turns a configuration key into a valid, unused server name.
+func serverNameFor(key string, taken map[string]bool) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(key) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	name := strings.Trim(b.String(), "-_")
+	if len(name) > 56 {
+		name = name[:56]
+	}
+	if name == "" {
+		name = "server"
+	}
+	base := name
+	for i := 2; taken[name]; i++ {
+		name = base + "-" + strconv.Itoa(i)
+	}
+	return name
+}
+
+// WrapConfigFile rewrites the .mcp.json at path in place (see WrapConfig),
+// keeping the old file as path.bak (path.bak.2 and so on when that exists).
+// Nothing is written when nothing changes. It returns the servers wrapped
+// and the backup's path.
+func WrapConfigFile(path string, o WrapConfigOptions) (wrapped []string, backup string, err error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, "", err
+	}
+	out, wrapped, err := WrapConfig(data, o)
+	if err != nil || len(wrapped) == 0 {
+		return nil, "", err
+	}
+	backup = path + ".bak"
+	for i := 2; ; i++ {
+		f, err := os.OpenFile(backup, os.O_WRONLY|os.O_CREATE|os.O_EXCL, st.Mode().Perm())
+		if errors.Is(err, os.ErrExist) {
+			backup = path + ".bak." + strconv.Itoa(i)
+			continue
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("writing the backup: %w", err)
+		}
+		_, werr := f.Write(data)
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return nil, "", fmt.Errorf("writing the backup %s: %w", backup, werr)
+		}
+		break
+	}
+	// Written beside and renamed over, so that a crash leaves the old file
+	// or the new one, never half of one.
+	tmp := path + ".tf-tmp"
+	if err := os.WriteFile(tmp, out, st.Mode().Perm()); err != nil {
+		return nil, "", fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return nil, "", fmt.Errorf("replacing %s: %w", path, err)
+	}
+	return wrapped, backup, nil
+}
