@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/goccy/go-yaml"
+	"github.com/tameflare/tf/approval"
 )
 
 // ConfigFile is the optional file of gateway settings in $TF_HOME: where
@@ -22,6 +23,9 @@ import (
 type ConfigFile struct {
 	Upstreams   map[string]string `yaml:"upstreams,omitempty"`
 	UpstreamCAs []string          `yaml:"upstream_cas,omitempty"`
+	// Approvals configures where pending approvals are announced and
+	// answered (see approval.Config).
+	Approvals approval.Config `yaml:"approvals,omitempty"`
 }
 
 // ConfigPath is where the config file lives in a state directory.

@@ -72,12 +72,12 @@ func isGitRequest(req *connectors.Request) bool {
 // The secret is read at this moment, so `tf creds set` while the gateway
 // runs takes effect on the next request.
 func (g *Gateway) prepare(req *connectors.Request, actions []rules.Action) func(*http.Request) {
-	if g.secrets == nil || len(actions) == 0 {
+	if len(actions) == 0 {
 		return nil
 	}
 	in, gitBasic := injectionFor(g.policy.Load().Credentials, &actions[0], req)
-	if in == nil {
-		return nil
+	if in == nil || g.secrets == nil {
+		return stripPlaceholder
 	}
 	return func(out *http.Request) {
 		secret, err := g.secrets.Get(in.Secret)
@@ -123,4 +123,17 @@ func (g *Gateway) ScrubEnv(env, keep []string) (out, removed []string) {
 		}
 	}
 	return keyring.ScrubEnv(env, managed, keep)
+}
+
+// stripPlaceholder removes a credential header that carries only the
+// placeholder tf puts in the agent's environment (GH_TOKEN=tf-managed):
+// without a configured credential the request goes out unauthenticated,
+// which public reads allow, rather than with a token that is always
+// refused.
+func stripPlaceholder(out *http.Request) {
+	for _, h := range []string{"Authorization", "Proxy-Authorization"} {
+		if v := out.Header.Get(h); v != "" && strings.Contains(v, keyring.PlaceholderValue) {
+			out.Header.Del(h)
+		}
+	}
 }

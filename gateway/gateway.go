@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tameflare/tf/approval"
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/connectors"
 	"github.com/tameflare/tf/httpproxy"
@@ -51,6 +52,12 @@ type Config struct {
 	Listen string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Approvals configures the approval channels; nil means the
+	// approvals: section of $TF_HOME/config.yaml.
+	Approvals *approval.Config
+	// ApprovalTimeout is how long a held request waits when its rule sets
+	// no timeout; zero means approval.DefaultTimeout.
+	ApprovalTimeout time.Duration
 }
 
 // A Gateway is a running proxy that governs one session.
@@ -66,11 +73,14 @@ type Gateway struct {
 	now      func() time.Time
 	policy   atomic.Pointer[rules.Policy]
 	secrets  *keyring.Resolver // nil when the policy names no credential
+	direct   *http.Client      // the gateway's own requests (base lookups)
 	// killSwitch is consulted before every rule; nil never refuses.
 	killSwitch rules.KillSwitch
 	served     chan error
 	closing    sync.Once
 	closeErr   error
+	// op is the operator controls: kill switch, approvals, admin API.
+	op operator
 }
 
 // Start starts a gateway: it loads or creates the CA, opens the audit log,
@@ -94,14 +104,18 @@ func Start(cfg Config) (*Gateway, error) {
 	if g.now == nil {
 		g.now = time.Now
 	}
+	g.policy.Store(cfg.Policy)
 	if g.conns == nil {
-		reg, err := connectors.NewRegistry(connectors.Options{})
+		reg, err := connectors.NewRegistry(connectors.Options{GitHub: connectors.GitHubOptions{
+			BaseLookup: g.lookupBase,
+			NeedBase:   func() bool { return needsParam(g.policy.Load(), "github.pr.merge", "base") },
+		}})
 		if err != nil {
 			return nil, err
 		}
+		reg.AddSniffer(g.mcpConnector()) // MCP is recognised by content, on hosts no other connector serves
 		g.conns = reg
 	}
-	g.policy.Store(cfg.Policy)
 	var err error
 	if g.secrets, err = openSecrets(cfg.Policy, cfg.Secrets); err != nil {
 		return nil, err
@@ -119,6 +133,7 @@ func Start(cfg Config) (*Gateway, error) {
 			return nil, fmt.Errorf("upstream CA %d holds no PEM certificate", i+1)
 		}
 	}
+	g.direct = directClient(cfg.Upstreams, roots)
 	tok := make([]byte, 24)
 	if _, err := rand.Read(tok); err != nil {
 		return nil, err
@@ -148,6 +163,11 @@ func Start(cfg Config) (*Gateway, error) {
 	if g.listener, err = net.Listen("tcp", addr); err != nil {
 		g.log.Close()
 		return nil, fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	if err := g.startOperator(cfg); err != nil {
+		g.listener.Close()
+		g.log.Close()
+		return nil, err
 	}
 	go func() { g.served <- g.proxy.Serve(g.listener) }()
 
@@ -205,7 +225,19 @@ func (g *Gateway) Mode() rules.Mode {
 // audit log.
 func (g *Gateway) Close() error {
 	g.closing.Do(func() {
-		err := g.proxy.Close()
+		// Held requests are answered (cancelled, with the reason) while
+		// the proxy can still write their refusals.
+		var err error
+		if g.cancelHolds() > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			err = g.proxy.Shutdown(ctx)
+			cancel()
+			if errors.Is(err, context.DeadlineExceeded) {
+				err = nil // what is still in flight is cut, as Close does
+			}
+		}
+		err = errors.Join(err, g.proxy.Close())
+		g.stopOperator()
 		if serr := <-g.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/tameflare/tf/connectors"
 	"github.com/tameflare/tf/httpproxy"
 	"github.com/tameflare/tf/keyring"
+	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
 )
 
@@ -24,46 +25,23 @@ var _ httpproxy.Governor = (*Gateway)(nil)
 // decisions durably, and then lets the request through or refuses it. A
 // request is allowed only when every action it carries is allowed.
 func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy.Verdict {
-	start := g.now()
-	id := newRequestID(start)
-	p := g.policy.Load() // one revision decides the whole request
-	d := &rules.Decider{Policy: p, Mode: g.mode, Now: g.now, KillSwitch: g.killSwitch}
-
+	conn := g.conns.For(req)
 	actions, err := g.conns.Classify(req)
-	var decisions []rules.Decision
-	if err != nil {
-		// Fail closed: what cannot be classified is refused, and recorded
-		// as what little is known of it.
-		a := rules.Action{
+	r := g.decideAll(ctx, actions, err, func(err error) rules.Action {
+		// What cannot be classified is recorded as what little is known
+		// of it.
+		return rules.Action{
 			Type:      "tf.unclassified",
-			Connector: g.conns.Lookup(req.Host()).Name(),
+			Connector: conn.Name(),
 			Resource:  map[string]string{"host": req.Host()},
 			Params:    map[string]any{"error": g.redact(err.Error())},
 			Request:   rules.Request{Method: req.HTTP.Method, Scheme: req.Scheme, Host: req.Host(), Path: req.HTTP.URL.Path},
 		}
-		actions = []rules.Action{a}
-		decisions = []rules.Decision{{
-			Effect: rules.Deny, Revision: p.Revision,
-			Reason: "tf could not classify this request, so it is refused: " + g.redact(err.Error()),
-		}}
-	} else {
-		for i := range actions {
-			decisions = append(decisions, d.Decide(&actions[i]))
-		}
-	}
-	for i := range actions {
-		actions[i].ID = id
-		if len(actions) > 1 {
-			actions[i].ID = id + "." + strconv.Itoa(i)
-		}
-		actions[i].Time = start
-		actions[i].Gateway = g.name
-	}
-
-	// The decision records are durable before anything is forwarded.
-	if err := g.recordDecisions(ctx, id, actions, decisions); err != nil {
+	})
+	id, actions, decisions := r.id, r.actions, r.decisions
+	if r.recordErr != nil {
 		return refusal(http.StatusServiceUnavailable, id, "", actions[0].Type, rules.Deny,
-			"tf could not write the audit log, so nothing is forwarded: "+err.Error())
+			"tf could not write the audit log, so nothing is forwarded: "+r.recordErr.Error())
 	}
 
 	k := strongest(decisions)
@@ -73,11 +51,19 @@ func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy
 		// Held for a person: hold returns the decision they made (or the
 		// expiry's), recorded; an approved request goes on as allowed.
 		dec = g.hold(ctx, id, actions, decisions, k)
+		decisions = settle(decisions, dec)
 	}
 	if dec.Effect == rules.Allow {
-		return httpproxy.Verdict{Allow: true, Done: done, Prepare: g.prepare(req, actions), Ctx: g.cutOff(actions)}
+		v := httpproxy.Verdict{Allow: true, Done: done, Prepare: g.prepare(req, actions), Ctx: g.cutOff(actions)}
+		g.mcpVerdict(&v, req, actions, r.policy)
+		return v
 	}
-	if r, ok := g.conns.Lookup(req.Host()).(connectors.Refuser); ok {
+	if er, ok := conn.(connectors.EachRefuser); ok {
+		if status, h, body, ok := er.RefuseEach(req, actions, decisions, id); ok {
+			return connectorRefusal(status, h, body, id, dec, done)
+		}
+	}
+	if rf, ok := conn.(connectors.Refuser); ok {
 		// Only the refused actions carry the reason; the protocol's own
 		// answer tells the client the rest were not done either.
 		var refused []rules.Action
@@ -86,18 +72,94 @@ func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy
 				refused = append(refused, actions[i])
 			}
 		}
-		if status, h, body, ok := r.Refuse(req, refused, dec.Rule, dec.Reason, id); ok {
-			h = h.Clone()
-			if h == nil {
-				h = http.Header{}
-			}
-			setTFHeaders(h, id, dec.Rule, dec.Effect)
-			return httpproxy.Verdict{Refusal: &httpproxy.Response{Status: status, Header: h, Body: body}, Done: done}
+		if status, h, body, ok := rf.Refuse(req, refused, dec.Rule, dec.Reason, id); ok {
+			return connectorRefusal(status, h, body, id, dec, done)
 		}
 	}
 	v := refusal(http.StatusForbidden, id, dec.Rule, act.Type, dec.Effect, dec.Reason)
+	markKillSwitch(v.Refusal, dec)
 	v.Done = done
 	return v
+}
+
+// connectorRefusal is a refusal in the connector's protocol, with the
+// X-TF-* headers for auditors.
+func connectorRefusal(status int, h http.Header, body []byte, id string, dec rules.Decision, done func(httpproxy.Outcome)) httpproxy.Verdict {
+	h = h.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	setTFHeaders(h, id, dec.Rule, dec.Effect)
+	resp := &httpproxy.Response{Status: status, Header: h, Body: body}
+	markKillSwitch(resp, dec)
+	return httpproxy.Verdict{Refusal: resp, Done: done}
+}
+
+// settle returns decisions with each held one replaced by the final
+// decision on the hold.
+func settle(decisions []rules.Decision, final rules.Decision) []rules.Decision {
+	out := append([]rules.Decision(nil), decisions...)
+	for i := range out {
+		if out[i].Effect == rules.RequireApproval {
+			d := out[i]
+			d.Effect, d.Reason, d.KillSwitch = final.Effect, final.Reason, final.KillSwitch
+			out[i] = d
+		}
+	}
+	return out
+}
+
+// ruling is what deciding the actions of one request (or one stdio line)
+// came to, recorded.
+type ruling struct {
+	id        string
+	actions   []rules.Action
+	decisions []rules.Decision
+	// policy is the revision that decided.
+	policy *rules.Policy
+	// recordErr is set when the decisions could not be recorded; nothing
+	// may then be forwarded.
+	recordErr error
+}
+
+// decideAll is the one path from actions to recorded decisions, for the
+// proxy and for tf mcp wrap alike: it decides every action with one policy
+// revision (the kill switch first, then the rules, then the MCP baseline),
+// stamps the actions with the request id, and records the decisions
+// durably. When classErr is set the request could not be classified: it is
+// recorded as the one action unclassified returns, refused.
+func (g *Gateway) decideAll(ctx context.Context, actions []rules.Action, classErr error, unclassified func(error) rules.Action) ruling {
+	start := g.now()
+	r := ruling{id: newRequestID(start), policy: g.policy.Load()} // one revision decides the whole request
+	p := r.policy
+	if classErr != nil {
+		actions = []rules.Action{unclassified(classErr)}
+		r.decisions = []rules.Decision{{
+			Effect: rules.Deny, Revision: p.Revision,
+			Reason: "tf could not classify this request, so it is refused: " + g.redact(classErr.Error()),
+		}}
+	} else {
+		d := &rules.Decider{Policy: p, Mode: g.mode, Now: g.now, KillSwitch: g.killSwitch}
+		r.decisions = make([]rules.Decision, len(actions))
+		for i := range actions {
+			r.decisions[i] = d.Decide(&actions[i])
+			if actions[i].Connector == "mcp" {
+				r.decisions[i] = mcp.Baseline(&actions[i], r.decisions[i])
+			}
+		}
+	}
+	for i := range actions {
+		actions[i].ID = r.id
+		if len(actions) > 1 {
+			actions[i].ID = r.id + "." + strconv.Itoa(i)
+		}
+		actions[i].Time = start
+		actions[i].Gateway = g.name
+	}
+	r.actions = actions
+	// The decision records are durable before anything is forwarded.
+	r.recordErr = g.recordDecisions(ctx, r.id, actions, r.decisions)
+	return r
 }
 
 // GovernTunnel decides a passthrough CONNECT: the action net.connect on
@@ -201,8 +263,12 @@ func (g *Gateway) redact(s string) string {
 // refusal is the answer to a refused request: JSON the agent (and its
 // model) can read, and headers for auditors.
 func refusal(status int, id, rule, actionType string, effect rules.Effect, reason string) httpproxy.Verdict {
+	msg := fmt.Sprintf("tf refused %s: %s", actionType, reason)
 	body, _ := json.Marshal(map[string]string{
-		"error":      fmt.Sprintf("tf refused %s: %s", actionType, reason),
+		"error": msg,
+		// message is where GitHub's clients (gh, octokit) look for the
+		// reason of an error, and print it.
+		"message":    msg,
 		"decision":   string(effect),
 		"action":     actionType,
 		"rule":       rule,

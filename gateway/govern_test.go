@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -28,6 +29,7 @@ type fixture struct {
 	home   string
 	mu     sync.Mutex
 	auth   []string
+	paths  []string
 }
 
 func policy(t *testing.T, src string) *rules.Policy {
@@ -50,8 +52,16 @@ func start(t *testing.T, p *rules.Policy, mutate func(*Config)) *fixture {
 		f.hits.Add(1)
 		f.mu.Lock()
 		f.auth = append(f.auth, r.Header.Get("Authorization"))
+		f.paths = append(f.paths, r.Method+" "+r.URL.Path)
 		f.mu.Unlock()
-		io.WriteString(w, "upstream says hi")
+		switch r.URL.Path {
+		case "/repos/acme/app/pulls/7":
+			io.WriteString(w, `{"number":7,"base":{"ref":"main"}}`)
+		case "/repos/acme/app/pulls/8":
+			io.WriteString(w, `{"number":8,"base":{"ref":"dev"}}`)
+		default:
+			io.WriteString(w, "upstream says hi")
+		}
 	}))
 	up.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	up.StartTLS()
@@ -201,5 +211,47 @@ func TestSecretRotation(t *testing.T) {
 	want := []string{"Bearer first-secret-value", "Bearer second-secret-value", ""}
 	if strings.Join(f.auth, "|") != strings.Join(want, "|") {
 		t.Errorf("upstream saw %q, want %q", f.auth, want)
+	}
+}
+
+// A rule on the base branch of a merge gets it from one lookup at the
+// upstream when the request names only the pull request.
+func TestMergeBaseLookup(t *testing.T) {
+	f := start(t, policy(t, `version: 1
+default: allow
+rules:
+  - name: merges-into-main
+    actions: [github.pr.merge]
+    when: params.base == "main"
+    decision: deny
+    reason: Merges into main go through the release train.
+`), nil)
+	res, body := f.do(t, "PUT", "https://api.github.com/repos/acme/app/pulls/7/merge", `{"merge_method":"squash"}`)
+	if res.StatusCode != 403 || !strings.Contains(body, "release train") {
+		t.Fatalf("merge 7: %d %s", res.StatusCode, body)
+	}
+	res, _ = f.do(t, "PUT", "https://api.github.com/repos/acme/app/pulls/8/merge", `{}`)
+	if res.StatusCode != 200 {
+		t.Fatalf("merge 8: %d", res.StatusCode)
+	}
+	f.mu.Lock()
+	got := strings.Join(f.paths, ", ")
+	f.mu.Unlock()
+	if got != "GET /repos/acme/app/pulls/7, GET /repos/acme/app/pulls/8, PUT /repos/acme/app/pulls/8/merge" {
+		t.Errorf("upstream saw %s", got)
+	}
+	var lookups []string
+	for _, r := range f.records(t, audit.KindEvent) {
+		if r.Event == "github.base_lookup" {
+			lookups = append(lookups, fmt.Sprint(r.Details["number"], "=", r.Details["base"]))
+		}
+	}
+	if strings.Join(lookups, " ") != "7=main 8=dev" {
+		t.Errorf("recorded lookups %v", lookups)
+	}
+	// A merge whose base cannot be found is refused.
+	res, body = f.do(t, "PUT", "https://api.github.com/repos/acme/app/pulls/9/merge", `{}`)
+	if res.StatusCode != 403 || !strings.Contains(body, "base branch") {
+		t.Errorf("merge 9: %d %s", res.StatusCode, body)
 	}
 }

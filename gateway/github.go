@@ -1,0 +1,106 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tameflare/tf/rules"
+)
+
+// needsParam reports whether a rule of p that applies to actionType reads
+// params.<param> in its condition.
+func needsParam(p *rules.Policy, actionType, param string) bool {
+	for _, r := range p.Rules {
+		if !strings.Contains(r.When, "params."+param) {
+			continue
+		}
+		for _, a := range r.Actions {
+			if rules.GlobMatch(a, actionType) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// directClient reaches upstreams on the gateway's own behalf (never through
+// the agent's proxy), honouring the upstreams map and extra CAs.
+func directClient(upstreams map[string]string, roots *x509.CertPool) *http.Client {
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	return &http.Client{
+		Timeout: 15 * time.Second,
+		Transport: &http.Transport{
+			Proxy: nil,
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				host, _, _ := net.SplitHostPort(addr)
+				if to, ok := upstreams[addr]; ok {
+					addr = to
+				} else if to, ok := upstreams[host]; ok {
+					addr = to
+				}
+				return d.DialContext(ctx, network, addr)
+			},
+			TLSClientConfig:   &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+			ForceAttemptHTTP2: true,
+		},
+		// A lookup follows no redirect: it would carry the credential
+		// elsewhere.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// lookupBase finds the base branch of a pull request with one authenticated
+// GET to the GitHub API, for rules that read params.base of a merge that
+// names only the pull request. The lookup is recorded; a failure refuses
+// the merge (the connector turns the error into a refusal).
+func (g *Gateway) lookupBase(ctx context.Context, owner, repo string, number int) (base string, err error) {
+	defer func() {
+		details := map[string]any{"owner": owner, "repo": repo, "number": number}
+		if err != nil {
+			details["error"] = g.redact(err.Error())
+		} else {
+			details["base"] = base
+		}
+		_ = g.log.Event(context.Background(), g.name, "github.base_lookup", details)
+	}()
+	u := fmt.Sprintf("https://api.github.com/repos/%s/%s/pulls/%d", owner, repo, number)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Accept", "application/vnd.github+json")
+	if c := g.policy.Load().Credentials; c != nil && c.GitHub != nil && g.secrets != nil {
+		secret, err := g.secrets.Get(c.GitHub.Secret)
+		if err != nil {
+			return "", fmt.Errorf("credential %s: %w", c.GitHub.Secret, err)
+		}
+		if err := c.GitHub.Apply(req.Header, secret); err != nil {
+			return "", err
+		}
+	}
+	res, err := g.direct.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("GET %s: %s", u, g.redact(err.Error()))
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", u, res.Status)
+	}
+	var pr struct {
+		Base struct {
+			Ref string `json:"ref"`
+		} `json:"base"`
+	}
+	if err := json.NewDecoder(io.LimitReader(res.Body, 4<<20)).Decode(&pr); err != nil {
+		return "", fmt.Errorf("GET %s: %w", u, err)
+	}
+	return pr.Base.Ref, nil
+}

@@ -1,0 +1,132 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/tameflare/tf/connectors"
+	"github.com/tameflare/tf/httpproxy"
+	"github.com/tameflare/tf/mcp"
+	"github.com/tameflare/tf/rules"
+)
+
+// mcpConnector is the MCP sniffer of the default registry: it names
+// servers after the policy in force at each request.
+func (g *Gateway) mcpConnector() *mcp.Connector {
+	return mcp.NewConnector(func() []rules.MCPServer { return g.policy.Load().MCPServers })
+}
+
+// mcpVerdict adds tool-list filtering to the verdict of an allowed MCP
+// request that asks for tools/list: the upstream answer loses the tools
+// the policy p (the revision that decided) denies whatever their
+// arguments. The request goes without Accept-Encoding, so that the answer
+// can be read.
+func (g *Gateway) mcpVerdict(v *httpproxy.Verdict, req *connectors.Request, actions []rules.Action, p *rules.Policy) {
+	if !p.MCPFilterTools || len(actions) == 0 || actions[0].Connector != "mcp" {
+		return
+	}
+	server := actions[0].Resource["server"]
+	lists := false
+	for i := range actions {
+		if strings.HasSuffix(actions[i].Type, ".@tools/list") {
+			lists = true
+			break
+		}
+	}
+	if !lists {
+		return
+	}
+	msgs, _, err := mcp.Parse(req.Body)
+	if err != nil {
+		return // classified already; cannot happen
+	}
+	v.ModifyResponse = mcp.ResponseFilter(mcp.ListIDs(msgs), hider(p, g.Mode(), server))
+	prepare := v.Prepare
+	v.Prepare = func(out *http.Request) {
+		out.Header.Del("Accept-Encoding")
+		if prepare != nil {
+			prepare(out)
+		}
+	}
+}
+
+func hider(p *rules.Policy, mode rules.Mode, server string) func(string) bool {
+	return func(tool string) bool { return mcp.AlwaysDenied(p, mode, server, tool) }
+}
+
+// MCPGovernor returns the governor of a stdio MCP server's messages for
+// tf mcp wrap: the decisions, records, approvals and kill switch of this
+// gateway, with actions named after server.
+func (g *Gateway) MCPGovernor(server string) mcp.Governor {
+	return &mcpGovernor{g: g, server: server}
+}
+
+type mcpGovernor struct {
+	g      *Gateway
+	server string
+}
+
+// stdioRequest is what actions relayed over stdio carry as their request:
+// rules can tell them apart with request.scheme == "stdio".
+var stdioRequest = rules.Request{Scheme: "stdio"}
+
+func (m *mcpGovernor) Decide(ctx context.Context, actions []rules.Action, classErr error) mcp.Ruling {
+	g := m.g
+	for i := range actions {
+		actions[i].Request = stdioRequest
+	}
+	r := g.decideAll(ctx, actions, classErr, func(err error) rules.Action {
+		return rules.Action{
+			Type: "tf.unclassified", Connector: "mcp",
+			Resource: map[string]string{"server": m.server},
+			Params:   map[string]any{"error": g.redact(err.Error())},
+			Request:  stdioRequest,
+		}
+	})
+	out := mcp.Ruling{RequestID: r.id, Decisions: r.decisions}
+	out.Done = func(o mcp.Outcome) {
+		ho := httpproxy.Outcome{Status: http.StatusOK, Err: o.Err, Duration: o.Duration, RequestBytes: int64(o.Bytes)}
+		switch {
+		case o.Refused:
+			ho.Status = http.StatusForbidden
+		case o.Err != nil:
+			ho.Status = http.StatusBadGateway
+		}
+		g.recordOutcome(r.id, ho)
+	}
+	if r.recordErr != nil {
+		reason := "tf could not write the audit log, so nothing is forwarded: " + r.recordErr.Error()
+		out.Decisions = make([]rules.Decision, len(r.decisions))
+		for i := range out.Decisions {
+			out.Decisions[i] = rules.Decision{Effect: rules.Deny, Reason: reason, Revision: r.policy.Revision}
+		}
+		return out
+	}
+	if classErr != nil {
+		return out
+	}
+	k := strongest(r.decisions)
+	switch r.decisions[k].Effect {
+	case rules.RequireApproval:
+		out.Hold = func(ctx context.Context) ([]rules.Decision, context.Context) {
+			final := settle(r.decisions, g.hold(ctx, r.id, r.actions, r.decisions, k))
+			if final[strongest(final)].Effect == rules.Allow {
+				// Approved: from here on the line is cut like any other.
+				return final, g.cutOff(r.actions)
+			}
+			return final, nil
+		}
+	case rules.Allow:
+		out.Cut = g.cutOff(r.actions)
+	}
+	return out
+}
+
+func (m *mcpGovernor) HideTools() func(string) bool {
+	p := m.g.policy.Load()
+	if !p.MCPFilterTools {
+		return nil
+	}
+	return hider(p, m.g.Mode(), m.server)
+}
