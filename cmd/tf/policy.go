@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -12,6 +14,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/tameflare/tf/gitops"
+	"github.com/tameflare/tf/home"
 	"github.com/tameflare/tf/rules"
 	"github.com/tameflare/tf/schema"
 	"github.com/tameflare/tf/testdata"
@@ -23,7 +27,7 @@ func policyCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "policy",
 		Usage: "check, test and explain policies",
-		Subcommands: []*cli.Command{
+		Subcommands: append([]*cli.Command{
 			{
 				Name:      "validate",
 				Usage:     "load and type-check a policy; errors carry file:line:col",
@@ -59,7 +63,7 @@ func policyCommand() *cli.Command {
 					return err
 				},
 			},
-		},
+		}, gitopsPolicyCommands()...),
 	}
 }
 
@@ -72,7 +76,7 @@ func policyDir(c *cli.Context) (fsys fs.FS, label string, err error) {
 	}
 	switch len(args) {
 	case 0:
-		return testdata.ExamplePolicy(), "(built-in example)", nil
+		return pinnedOrExample(c.Context)
 	case 1:
 		st, err := os.Stat(args[0])
 		if err != nil {
@@ -240,4 +244,33 @@ func ruleAt(p *rules.Policy, name string) string {
 		}
 	}
 	return "?"
+}
+
+// pinnedOrExample is the policy commands work on when given no directory:
+// the pinned commit's tree, else the built-in example.
+func pinnedOrExample(ctx context.Context) (fs.FS, string, error) {
+	dir, err := home.Dir()
+	if err != nil {
+		return nil, "", err
+	}
+	pin, err := gitops.ReadPin(dir)
+	if errors.Is(err, gitops.ErrNoPin) {
+		return testdata.ExamplePolicy(), "(built-in example)", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	repo, err := gitops.OpenRepository(ctx, dir, pin.Repository, false)
+	if err != nil {
+		return nil, "", err
+	}
+	commit, err := gitops.Resolve(repo, pin.Commit)
+	if err != nil {
+		return nil, "", err
+	}
+	fsys, err := gitops.CommitFS(commit)
+	if err != nil {
+		return nil, "", err
+	}
+	return fsys, pin.Repository + "@" + pin.Short(), nil
 }

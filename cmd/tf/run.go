@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,8 +14,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/tameflare/tf/admin"
 	"github.com/tameflare/tf/agent"
 	"github.com/tameflare/tf/gateway"
+	"github.com/tameflare/tf/gitops"
 	"github.com/tameflare/tf/home"
 	"github.com/tameflare/tf/rules"
 	"github.com/tameflare/tf/testdata"
@@ -36,7 +39,7 @@ no real token.
    tf run --policy ./policy -- curl -X DELETE https://api.github.com/repos/acme/app
    eval "$(tf run --print-env)"   # wire a shell up by hand; the gateway runs until Ctrl-C`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "name", Usage: "name of this governed session in the audit log", Value: "default"},
+			&cli.StringFlag{Name: "name", Usage: "name of this governed session in the audit log (default: the current directory's name, made unique)"},
 			&cli.StringFlag{Name: "policy", Usage: "policy directory (default: the pinned policy, else the built-in example)"},
 			&cli.StringFlag{Name: "mode", Usage: "enforce or monitor, replacing the policy's mode"},
 			&cli.StringSliceFlag{Name: "upstream", Usage: "HOST=ADDR: dial ADDR for HOST (GitHub Enterprise, mirrors, tests); repeatable"},
@@ -57,7 +60,7 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	policy, source, err := resolvePolicy(c.String("policy"))
+	policy, source, pinned, err := resolvePolicy(dir, c.String("policy"))
 	if err != nil {
 		return err
 	}
@@ -66,11 +69,27 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	cfg.Policy = policy
-	g, err := gateway.Start(cfg)
+	g, err := startNamed(cfg, c.IsSet("name"))
 	if err != nil {
 		return err
 	}
 	defer g.Close()
+	if pinned {
+		// Follow the pin: `tf policy apply` moves it and new requests use
+		// the new policy; a decision never mixes two revisions.
+		ctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		w := &gitops.Watcher{Home: dir, Commit: policy.Revision,
+			OnChange: func(p *rules.Policy, pin *gitops.Pin) {
+				g.SetPolicy(p)
+				fmt.Fprintf(c.App.ErrWriter, "tf: policy now %s@%s (%d rules)\n", pin.Repository, pin.Short(), len(p.Rules))
+			},
+			OnError: func(err error) {
+				fmt.Fprintf(c.App.ErrWriter, "tf: the pinned policy did not load; keeping %s: %v\n", shortRev(g.Policy().Revision), err)
+			},
+		}
+		go w.Run(ctx)
+	}
 
 	bundle := filepath.Join(dir, "ca", "bundle.pem")
 	if err := agent.WriteBundle(bundle, g.CA().CertPEM()); err != nil {
@@ -114,20 +133,27 @@ func runAction(c *cli.Context) error {
 }
 
 // resolvePolicy loads the policy a gateway runs with: the directory given,
-// else the built-in example.
-func resolvePolicy(dir string) (*rules.Policy, string, error) {
+// else the pinned commit, else the built-in example.
+func resolvePolicy(home, dir string) (p *rules.Policy, source string, pinned bool, err error) {
 	if dir != "" {
 		p, err := rules.LoadDir(dir)
 		if err != nil {
-			return nil, "", policyErr(err)
+			return nil, "", false, policyErr(err)
 		}
-		return p, "policy " + dir, nil
+		return p, "policy " + dir, false, nil
 	}
-	p, err := rules.LoadFS(testdata.ExamplePolicy(), "(built-in example)")
+	p, pin, err := gitops.LoadPinned(home)
+	switch {
+	case err == nil:
+		return p, "the pinned policy " + pin.Repository + "@" + pin.Short(), true, nil
+	case !errors.Is(err, gitops.ErrNoPin):
+		return nil, "", false, fmt.Errorf("loading the pinned policy: %w", policyErr(err))
+	}
+	p, err = rules.LoadFS(testdata.ExamplePolicy(), "(built-in example)")
 	if err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
-	return p, "the built-in example policy (no --policy given, none pinned)", nil
+	return p, "the built-in example policy (no --policy given, none pinned)", false, nil
 }
 
 func gatewayConfig(c *cli.Context, dir string) (gateway.Config, error) {
@@ -185,3 +211,46 @@ func printEnv(w io.Writer, env, base []string) {
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// startNamed starts the gateway. Without an explicit name it is named after
+// the current directory, with -2, -3, ... added while another running
+// gateway has the name, so that several agents can run side by side.
+func startNamed(cfg gateway.Config, explicit bool) (*gateway.Gateway, error) {
+	if explicit {
+		return gateway.Start(cfg)
+	}
+	base := defaultName()
+	for i := 1; ; i++ {
+		cfg.Name = base
+		if i > 1 {
+			cfg.Name = fmt.Sprintf("%s-%d", base, i)
+		}
+		g, err := gateway.Start(cfg)
+		if !errors.Is(err, admin.ErrNameTaken) || i == 50 {
+			return g, err
+		}
+	}
+}
+
+// defaultName is the current directory's name, reduced to the characters a
+// gateway name may hold.
+func defaultName() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "default"
+	}
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+			return r
+		}
+		return '-'
+	}, filepath.Base(wd))
+	name = strings.Trim(name, "-.")
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	if name == "" || admin.ValidName(name) != nil {
+		return "default"
+	}
+	return name
+}

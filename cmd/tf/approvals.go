@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tameflare/tf/admin"
+	"github.com/tameflare/tf/approval"
+	"github.com/tameflare/tf/home"
+)
+
+func init() { register(approvalsCommand()) }
+
+func approvalsCommand() *cli.Command {
+	reason := &cli.StringFlag{Name: "reason", Usage: "why, recorded with your user name"}
+	return &cli.Command{
+		Name:  "approvals",
+		Usage: "list, approve and deny the requests that running gateways hold for a person",
+		Subcommands: []*cli.Command{
+			{
+				Name:   "list",
+				Usage:  "list pending approvals",
+				Flags:  []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print a JSON array"}},
+				Action: runApprovalsList,
+			},
+			{
+				Name:      "approve",
+				Usage:     "let one held request through",
+				ArgsUsage: "ID",
+				Flags:     []cli.Flag{reason, &cli.BoolFlag{Name: "session", Usage: "also approve identical requests of this gateway until it stops"}},
+				Action:    func(c *cli.Context) error { return runAnswer(c, true) },
+			},
+			{
+				Name:      "deny",
+				Usage:     "refuse one held request",
+				ArgsUsage: "ID",
+				Flags:     []cli.Flag{reason},
+				Action:    func(c *cli.Context) error { return runAnswer(c, false) },
+			},
+			{
+				Name:   "watch",
+				Usage:  "show each new held request and answer it: y (approve), n (deny), s (approve for the session)",
+				Action: runApprovalsWatch,
+			},
+		},
+	}
+}
+
+func runApprovalsList(c *cli.Context) error {
+	dir, err := home.Dir()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
+	defer cancel()
+	pending, bad, err := admin.Pending(ctx, dir)
+	if err != nil {
+		return err
+	}
+	for _, u := range bad {
+		fmt.Fprintf(c.App.ErrWriter, "tf: %s did not answer: %s\n", u.Socket, u.Error)
+	}
+	if c.Bool("json") {
+		out := make([]approval.Request, 0, len(pending))
+		for _, p := range pending {
+			out = append(out, p.Request)
+		}
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	if len(pending) == 0 {
+		fmt.Fprintln(c.App.Writer, "no pending approvals")
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tGATEWAY\tACTION\tRULE\tEXPIRES IN")
+	now := time.Now()
+	for _, p := range pending {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.ID, p.Gateway, p.Action, p.Rule, p.Expires.Sub(now).Round(time.Second))
+	}
+	return tw.Flush()
+}
+
+func runAnswer(c *cli.Context, approve bool) error {
+	if c.NArg() != 1 {
+		return cli.Exit("want one approval ID (tf approvals list shows them)", 2)
+	}
+	dir, err := home.Dir()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
+	defer cancel()
+	a := approval.Answer{Approve: approve, Session: c.Bool("session"), Approver: admin.Operator(), Reason: c.String("reason")}
+	r, err := admin.AnswerAny(ctx, dir, c.Args().First(), a)
+	if err != nil {
+		return err
+	}
+	verb := "denied"
+	if a.Session {
+		verb = "approved for this session"
+	} else if approve {
+		verb = "approved"
+	}
+	fmt.Fprintf(c.App.Writer, "%s %s: %s at gateway %s\n", verb, r.ID, r.Action, r.Gateway)
+	return nil
+}
+
+func runApprovalsWatch(c *cli.Context) error {
+	dir, err := home.Dir()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return admin.Watch(ctx, dir, os.Stdin, c.App.Writer, admin.Operator(), 0)
+}

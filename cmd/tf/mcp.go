@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tameflare/tf/gateway"
+	"github.com/tameflare/tf/home"
+	"github.com/tameflare/tf/mcp"
+	"github.com/tameflare/tf/rules"
+)
+
+func init() { register(mcpCommand()) }
+
+func mcpCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "mcp",
+		Usage: "govern MCP servers that an agent runs over stdio",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "wrap",
+				Usage:     "run a stdio MCP server with every message governed by the policy",
+				ArgsUsage: "--server NAME -- CMD [ARGS...]",
+				Description: `Runs CMD as the MCP server and relays its stdio to and from the client
+(Claude Code). Every message the client sends is an action (tools/call is
+mcp.NAME.<tool>, other methods mcp.NAME.@<method>), decided, recorded and
+forwarded or answered with the refusal. In .mcp.json:
+
+   "docs": {"command": "tf", "args": ["mcp", "wrap", "--server", "docs", "--", "npx", "-y", "docs-mcp"]}`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "server", Usage: "the server's name in actions (mcp.NAME.<tool>)", Required: true},
+					&cli.StringFlag{Name: "policy", Usage: "policy directory (default: the built-in example)"},
+					&cli.StringFlag{Name: "mode", Usage: "enforce or monitor, replacing the policy's mode"},
+					&cli.StringFlag{Name: "name", Usage: "name of this governed session in the audit log (default mcp-NAME-PID)"},
+				},
+				Action: mcpWrapAction,
+			},
+			{
+				Name:      "wrap-config",
+				Usage:     "rewrite a .mcp.json so that every stdio server runs under tf mcp wrap",
+				ArgsUsage: "FILE",
+				Description: `Rewrites FILE in place, keeping the old one as FILE.bak. HTTP servers and
+servers wrapped already are left alone, so running it again changes nothing.`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "policy", Usage: "policy directory passed to every wrap"},
+					&cli.StringFlag{Name: "tf", Usage: "the command that runs tf", Value: "tf"},
+				},
+				Action: mcpWrapConfigAction,
+			},
+		},
+	}
+}
+
+func mcpWrapAction(c *cli.Context) error {
+	server := c.String("server")
+	if err := mcp.ValidServerName(server); err != nil {
+		return cli.Exit("tf mcp wrap: "+err.Error(), 2)
+	}
+	argv := c.Args().Slice()
+	if len(argv) == 0 {
+		return cli.Exit("tf mcp wrap: give the server's command after --, e.g. tf mcp wrap --server docs -- npx -y docs-mcp", 2)
+	}
+	dir, err := home.Ensure()
+	if err != nil {
+		return err
+	}
+	policy, _, _, err := resolvePolicy(dir, c.String("policy"))
+	if err != nil {
+		return err
+	}
+	name := c.String("name")
+	if name == "" {
+		name = "mcp-" + server + "-" + strconv.Itoa(os.Getpid())
+	}
+	// stdout is the protocol's: the gateway says nothing on it.
+	g, err := gateway.Start(gateway.Config{Name: name, Home: dir, Policy: policy, Mode: rules.Mode(c.String("mode"))})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	// The client owns the terminal's Ctrl-C; tf ends when the client
+	// closes the server's stdin.
+	signal.Ignore(syscall.SIGINT)
+	code, err := mcp.Wrap(ctx, mcp.WrapOptions{
+		Server: server, Governor: g.MCPGovernor(server), Argv: argv,
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+	})
+	if cerr := g.Close(); cerr != nil {
+		fmt.Fprintf(c.App.ErrWriter, "tf: stopping the gateway: %v\n", cerr)
+	}
+	if err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "tf: %v\n", err)
+	}
+	if code != 0 {
+		return cli.Exit("", code)
+	}
+	return nil
+}
+
+func mcpWrapConfigAction(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return cli.Exit("tf mcp wrap-config: give the .mcp.json to rewrite", 2)
+	}
+	path := c.Args().First()
+	wrapped, backup, err := mcp.WrapConfigFile(path, mcp.WrapConfigOptions{TF: c.String("tf"), Policy: c.String("policy")})
+	if err != nil {
+		return err
+	}
+	if len(wrapped) == 0 {
+		fmt.Fprintf(c.App.Writer, "%s: every stdio server runs under tf mcp wrap already\n", path)
+		return nil
+	}
+	fmt.Fprintf(c.App.Writer, "%s: wrapped %s (the old file is %s)\n", path, strings.Join(wrapped, ", "), backup)
+	return nil
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tameflare/tf/admin"
+	"github.com/tameflare/tf/home"
+)
+
+func init() { register(statusCommand()) }
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "status",
+		Usage:  "show running gateways, the kill switch, pending approvals and the last denials",
+		Flags:  []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the status as JSON"}},
+		Action: runStatus,
+	}
+}
+
+func runStatus(c *cli.Context) error {
+	dir, err := home.Dir()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
+	defer cancel()
+	o, err := admin.Collect(ctx, dir, 5)
+	if err != nil {
+		return err
+	}
+	w := c.App.Writer
+	if c.Bool("json") {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(o)
+	}
+	now := time.Now()
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if len(o.Gateways) == 0 {
+		fmt.Fprintln(w, "no running gateways")
+	} else {
+		fmt.Fprintln(tw, "GATEWAY\tPROXY\tUPTIME\tREVISION\tMODE\tPENDING")
+		for _, g := range o.Gateways {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", g.Name, g.Proxy, now.Sub(g.Started).Round(time.Second), short(g.Revision), g.Mode, g.Pending)
+		}
+		tw.Flush()
+		for _, g := range o.Gateways {
+			for _, n := range g.Notes {
+				fmt.Fprintf(w, "  %s: %s\n", g.Name, n)
+			}
+		}
+	}
+	for _, u := range o.Unreachable {
+		fmt.Fprintf(w, "not answering: %s (%s)\n", u.Socket, u.Error)
+	}
+	fmt.Fprintln(w)
+	if o.KillSwitch.Broken != "" {
+		fmt.Fprintf(w, "kill switch: file unreadable, gateways refuse everything: %s\n", o.KillSwitch.Broken)
+	} else {
+		printKillState(c, o.KillSwitch)
+	}
+	fmt.Fprintln(w)
+	if len(o.Pending) == 0 {
+		fmt.Fprintln(w, "pending approvals: none")
+	} else {
+		fmt.Fprintln(w, "pending approvals:")
+		fmt.Fprintln(tw, "  ID\tGATEWAY\tACTION\tRULE\tEXPIRES IN")
+		for _, p := range o.Pending {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", p.ID, p.Gateway, p.Action, p.Rule, p.Expires.Sub(now).Round(time.Second))
+		}
+		tw.Flush()
+	}
+	fmt.Fprintln(w)
+	switch {
+	case o.AuditError != "":
+		fmt.Fprintf(w, "last denials: the audit log cannot be read: %s\n", o.AuditError)
+	case len(o.Denials) == 0:
+		fmt.Fprintln(w, "last denials: none")
+	default:
+		fmt.Fprintln(w, "last denials:")
+		for _, r := range o.Denials {
+			reason := ""
+			if r.Decision != nil {
+				reason = r.Decision.Reason
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format("2006-01-02 15:04:05"), r.Gateway, r.Label(), r.Target(), reason)
+		}
+		tw.Flush()
+	}
+	return nil
+}
+
+// short shortens a commit or content hash for a table, keeping a
+// "sha256:" prefix readable.
+func short(rev string) string {
+	prefix := ""
+	if i := strings.IndexByte(rev, ':'); i >= 0 {
+		prefix, rev = rev[:i+1], rev[i+1:]
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	return prefix + rev
+}
