@@ -43,7 +43,7 @@ func Run(ctx context.Context, argv []string, env []string) (int, error) {
 	for {
 		select {
 		case err := <-done:
-			return exitCode(cmd, err)
+			return ExitCode(err)
 		case s := <-sigs:
 			switch s {
 			case syscall.SIGINT, syscall.SIGQUIT, syscall.SIGWINCH:
@@ -59,7 +59,10 @@ func Run(ctx context.Context, argv []string, env []string) (int, error) {
 	}
 }
 
-func exitCode(cmd *exec.Cmd, err error) (int, error) {
+// ExitCode turns what exec.Cmd.Wait returned into the exit code a shell
+// would report: the child's own, or 128+N when signal N ended it. An error
+// that is not an exit status is returned with code 1.
+func ExitCode(err error) (int, error) {
 	if err == nil {
 		return 0, nil
 	}

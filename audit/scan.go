@@ -76,34 +76,7 @@ func (f Filter) Match(r *Record) bool {
 	if f.Connector != "" && r.Action.Connector != f.Connector {
 		return false
 	}
-	return f.Action == "" || globMatch(f.Action, r.Action.Type)
-}
-
-// globMatch matches s against a pattern in which '*' stands for any run of
-// characters and everything else for itself.
-func globMatch(pattern, s string) bool {
-	p, i := 0, 0
-	star, mark := -1, 0
-	for i < len(s) {
-		switch {
-		case p < len(pattern) && pattern[p] == '*':
-			star, mark = p, i
-			p++
-		case p < len(pattern) && pattern[p] == s[i]:
-			p++
-			i++
-		case star >= 0:
-			p = star + 1
-			mark++
-			i = mark
-		default:
-			return false
-		}
-	}
-	for p < len(pattern) && pattern[p] == '*' {
-		p++
-	}
-	return p == len(pattern)
+	return f.Action == "" || rules.GlobMatch(f.Action, r.Action.Type)
 }
 
 // Scan calls fn for every record that passes f, in log order, reading one

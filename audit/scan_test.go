@@ -31,8 +31,8 @@ func TestGlobMatch(t *testing.T) {
 		{"**x", "abcx", true},
 	}
 	for _, c := range cases {
-		if got := globMatch(c.pattern, c.s); got != c.want {
-			t.Errorf("globMatch(%q, %q) = %v, want %v", c.pattern, c.s, got, c.want)
+		if got := rules.GlobMatch(c.pattern, c.s); got != c.want {
+			t.Errorf("rules.GlobMatch(%q, %q) = %v, want %v", c.pattern, c.s, got, c.want)
 		}
 	}
 }

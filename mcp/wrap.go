@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tameflare/tf/agent"
 	"io"
 	"os"
 	"os/exec"
@@ -118,7 +119,7 @@ func Wrap(ctx context.Context, o WrapOptions) (int, error) {
 	// The server's output ended: close its input too, then reap it.
 	in.Close()
 	werr := reap(cmd, exited, o.Grace)
-	code, cerr := exitCode(werr)
+	code, cerr := agent.ExitCode(werr)
 	if rerr != nil && !errors.Is(rerr, os.ErrClosed) {
 		return code, rerr
 	}
@@ -140,18 +141,4 @@ func reap(cmd *exec.Cmd, exited chan error, grace time.Duration) error {
 	}
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	return <-exited
-}
-
-func exitCode(err error) (int, error) {
-	if err == nil {
-		return 0, nil
-	}
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) {
-		return 1, err
-	}
-	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal()), nil
-	}
-	return ee.ExitCode(), nil
 }
