@@ -91,7 +91,11 @@ func runApprovalsList(c *cli.Context) error {
 }
 
 func runAnswer(c *cli.Context, approve bool) error {
-	if c.NArg() != 1 {
+	args, err := positional(c) // tf approvals approve ID --reason "..." reads naturally
+	if err != nil {
+		return err
+	}
+	if len(args) != 1 {
 		return cli.Exit("want one approval ID (tf approvals list shows them)", 2)
 	}
 	dir, err := home.Dir()
@@ -101,7 +105,7 @@ func runAnswer(c *cli.Context, approve bool) error {
 	ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
 	defer cancel()
 	a := approval.Answer{Approve: approve, Session: c.Bool("session"), Approver: admin.Operator(), Reason: c.String("reason")}
-	r, err := admin.AnswerAny(ctx, dir, c.Args().First(), a)
+	r, err := admin.AnswerAny(ctx, dir, args[0], a)
 	if err != nil {
 		return err
 	}

@@ -119,7 +119,7 @@ func TestGHPullRequestCreateAllowedMergeRefused(t *testing.T) {
 	if again.RequestID == held.RequestID {
 		t.Fatalf("the second merge has the first one's request id %s", held.RequestID)
 	}
-	if r := runTFIn(t, work, home, nil, "approvals", "approve", "--reason", "release is out", again.ID); r.code != 0 {
+	if r := runTFIn(t, work, home, nil, "approvals", "approve", again.ID, "--reason", "release is out"); r.code != 0 {
 		t.Fatalf("tf approvals approve: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if r = merge.wait(t); r.code != 0 {
