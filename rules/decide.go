@@ -74,25 +74,33 @@ func (d *Decider) Decide(a *Action) Decision {
 
 	var env *exprEnv
 	ctx := evalCtx{a: a, nowFn: d.Now}
+	// First find the matching rules, noting them on the stack, then build
+	// the match list at its exact size: a decision allocates once.
+	type hit struct {
+		rule int32
+		err  error
+	}
+	var buf [32]hit
+	hits := buf[:0]
+	for _, i := range p.index.candidates(a.Type) {
+		ok, err := p.Rules[i].holds(&ctx, &env)
+		if ok || err != nil {
+			hits = append(hits, hit{int32(i), err})
+		}
+	}
 	enforced, shadow := -1, -1 // indexes into dec.Matched of the strongest matches
 	var timeout time.Duration  // of the strongest enforcing rule
-	cands := p.index.candidates(a.Type)
-	if len(cands) > 0 {
-		dec.Matched = make([]Match, 0, len(cands))
+	if len(hits) > 0 {
+		dec.Matched = make([]Match, len(hits))
 	}
-	for _, i := range cands {
-		r := p.Rules[i]
-		ok, err := r.holds(&ctx, &env)
-		if !ok && err == nil {
-			continue
-		}
-		m := Match{Rule: r.Name, Decision: r.Decision, Reason: r.Reason, Monitor: r.Monitor() && !d.EnforceAll}
-		if err != nil {
+	for k, h := range hits {
+		r := p.Rules[h.rule]
+		m := &dec.Matched[k]
+		*m = Match{Rule: r.Name, Decision: r.Decision, Reason: r.Reason, Monitor: r.Monitor() && !d.EnforceAll}
+		if h.err != nil {
 			m.Decision = Deny
-			m.Error = "condition failed: " + exprMessage(err)
+			m.Error = "condition failed: " + exprMessage(h.err)
 		}
-		dec.Matched = append(dec.Matched, m)
-		k := len(dec.Matched) - 1
 		best := &enforced
 		if m.Monitor {
 			best = &shadow
