@@ -45,6 +45,7 @@ no real token.
 			&cli.StringSliceFlag{Name: "upstream", Usage: "HOST=ADDR: dial ADDR for HOST (GitHub Enterprise, mirrors, tests); repeatable"},
 			&cli.StringSliceFlag{Name: "upstream-ca", Usage: "PEM file of a CA trusted for upstreams besides the system roots; repeatable"},
 			&cli.StringSliceFlag{Name: "keep-env", Usage: "keep this secret-looking variable in the agent's environment; repeatable"},
+			&cli.BoolFlag{Name: "dashboard", Usage: "also serve the dashboard on loopback and open its one-time link"},
 			&cli.BoolFlag{Name: "print-env", Usage: "print the environment a governed process needs (shell syntax) and serve until interrupted, or, with CMD, print it to stderr and run CMD"},
 		},
 		Action: runAction,
@@ -74,6 +75,11 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	defer g.Close()
+	stopDashboard, err := runDashboard(c, dir, g.Policy)
+	if err != nil {
+		return err
+	}
+	defer stopDashboard()
 	if pinned {
 		// Follow the pin: `tf policy apply` moves it and new requests use
 		// the new policy; a decision never mixes two revisions.

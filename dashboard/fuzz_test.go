@@ -1,0 +1,53 @@
+package dashboard
+
+import (
+	"net/url"
+	"testing"
+)
+
+func FuzzParseFilter(f *testing.F) {
+	f.Add("decision=deny&connector=github&action=github.pr.*&gateway=ci")
+	f.Add("decision=maybe")
+	f.Add("action=%00")
+	f.Add("gateway=a&gateway=b")
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		tf, af, err := parseFilter(q)
+		if err != nil {
+			return
+		}
+		if err := af.Validate(); err != nil {
+			t.Fatalf("accepted filter %+v does not validate: %v", af, err)
+		}
+		// The stream's URL carries the same filter.
+		q2, err := url.ParseQuery(tf.Query())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tf2, af2, err := parseFilter(q2)
+		if err != nil || tf2 != tf || af2 != af {
+			t.Fatalf("round trip of %q: %+v %v, want %+v", raw, tf2, err, tf)
+		}
+	})
+}
+
+func FuzzParseScope(f *testing.F) {
+	for _, s := range [][2]string{{"all", ""}, {"connector", "github"}, {"gateway", "ci-1"}, {"gateway", "../x"}, {"all", "x"}, {"", ""}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, kind, name string) {
+		s, err := parseScope(kind, name)
+		if err != nil {
+			return
+		}
+		if err := s.Validate(); err != nil {
+			t.Fatalf("accepted scope %+v: %v", s, err)
+		}
+		if s.All != (kind == "all") || s.String() == "none" {
+			t.Fatalf("scope %+v from %q %q", s, kind, name)
+		}
+	})
+}
