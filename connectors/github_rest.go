@@ -3,6 +3,7 @@ package connectors
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -15,9 +16,48 @@ import (
 type ghRoute struct {
 	action string
 	fields []bodyField
-	// want holds the top-level body members the route reads.
-	want   map[string]bool
-	refine func(g *GitHub, r *Request, a *rules.Action, body map[string]any) error
+	// want holds the top-level body members the route reads, at most
+	// maxBodyKeys of them.
+	want   []string
+	refine func(g *GitHub, r *Request, a *rules.Action, body restVals) error
+}
+
+// maxBodyKeys bounds the body members one route reads, so that they fit in
+// a restVals.
+const maxBodyKeys = 8
+
+// restVals holds the top-level body members a route read. It lives on the
+// classifier's stack, and refinements get a copy, so that it never
+// escapes: a map here cost two allocations per request.
+type restVals struct {
+	n  int
+	kv [maxBodyKeys]struct {
+		key string
+		v   any
+	}
+}
+
+// get returns the value of the member key, nil when the body had none.
+func (b *restVals) get(key string) any {
+	for i := 0; i < b.n; i++ {
+		if b.kv[i].key == key {
+			return b.kv[i].v
+		}
+	}
+	return nil
+}
+
+// set records a member; a repeated key replaces the earlier value, as in
+// encoding/json.
+func (b *restVals) set(key string, v any) {
+	for i := 0; i < b.n; i++ {
+		if b.kv[i].key == key {
+			b.kv[i].v = v
+			return
+		}
+	}
+	b.kv[b.n].key, b.kv[b.n].v = key, v
+	b.n++
 }
 
 // A bodyField copies the JSON value at path (dot separated) into a param.
@@ -33,7 +73,7 @@ type ghRouteDef struct {
 	method, path, action string
 	// fields lists body fields: "key", "key>param" or "a.b>param".
 	fields string
-	refine func(g *GitHub, r *Request, a *rules.Action, body map[string]any) error
+	refine func(g *GitHub, r *Request, a *rules.Action, body restVals) error
 }
 
 const repoPrefix = "/repos/{owner}/{repo}"
@@ -207,12 +247,18 @@ var githubRouter = func() *router[*ghRoute] {
 			}
 			route.fields = append(route.fields, bodyField{path: strings.Split(src, "."), param: param})
 		}
-		route.want = map[string]bool{}
 		for _, f := range route.fields {
-			route.want[f.top()] = true
+			if !slices.Contains(route.want, f.top()) {
+				route.want = append(route.want, f.top())
+			}
 		}
 		for _, k := range refineKeys[d.action] {
-			route.want[k] = true
+			if !slices.Contains(route.want, k) {
+				route.want = append(route.want, k)
+			}
+		}
+		if len(route.want) > maxBodyKeys {
+			panic("connectors: github route table: " + d.method + " " + d.path + " reads more than 8 body members")
 		}
 		if err := rt.add(d.method, d.path, route); err != nil {
 			panic("connectors: github route table: " + err.Error())
@@ -233,10 +279,14 @@ func (g *GitHub) classifyREST(r *Request, path string) ([]rules.Action, error) {
 	if !ok {
 		return []rules.Action{apiFallback(r, path)}, nil
 	}
-	a := rules.Action{Connector: "github", Type: route.action}
+	// The action is built in place in the result: a local handed to a
+	// refinement would escape and cost a second copy.
+	acts := make([]rules.Action, 1)
+	a := &acts[0]
+	a.Connector, a.Type = "github", route.action
 	for i := 0; i < m.n; i++ {
 		name := m.captures[i].name
-		v, _ := m.Param(name)
+		v := m.value(i)
 		switch name {
 		case "owner", "repo":
 			if a.Resource == nil {
@@ -253,48 +303,73 @@ func (g *GitHub) classifyREST(r *Request, path string) ([]rules.Action, error) {
 			if err != nil || n <= 0 {
 				return nil, fmt.Errorf("%s %s: %q is not a pull request or issue number", r.HTTP.Method, unescapePath(path), v)
 			}
-			setP(&a, "number", n)
+			setP(a, "number", n)
 		default:
-			setP(&a, name, v)
+			setP(a, name, v)
 		}
 	}
-	var body map[string]any
+	var body restVals
 	if len(route.want) > 0 {
-		var err error
-		body, err = g.restBody(r, route)
-		if err != nil {
+		if err := g.restBody(r, route, &body); err != nil {
 			return nil, fmt.Errorf("%s %s (%s): %w", r.HTTP.Method, unescapePath(path), route.action, err)
 		}
 		for _, f := range route.fields {
-			if v, ok := lookupFields(body[f.top()], f.path[1:]); ok && v != nil {
-				setP(&a, f.param, v)
+			if v, ok := lookupFields(body.get(f.top()), f.path[1:]); ok && v != nil {
+				setP(a, f.param, v)
 			}
 		}
 	}
 	if route.refine != nil {
-		if err := route.refine(g, r, &a, body); err != nil {
+		if err := route.refine(g, r, a, body); err != nil {
 			return nil, fmt.Errorf("%s %s (%s): %w", r.HTTP.Method, unescapePath(path), a.Type, err)
 		}
 	}
-	return []rules.Action{a}, nil
+	return acts, nil
 }
 
-// restBody reads the top-level body members a route needs. Reads and
-// bodiless requests have none. A body too long for the inspected prefix is
-// fine as long as every wanted member was found in it.
-func (g *GitHub) restBody(r *Request, route *ghRoute) (map[string]any, error) {
+// restBody reads the top-level body members a route needs into vals. Reads
+// and bodiless requests have none. A body too long for the inspected prefix
+// is fine as long as every wanted member was found in it. Keys are matched
+// against the route's own strings, so none is allocated.
+func (g *GitHub) restBody(r *Request, route *ghRoute, vals *restVals) error {
 	if len(r.Body) == 0 && !r.Truncated {
-		return nil, nil
+		return nil
 	}
 	want := route.want
-	vals, complete, err := scanObject(r.Body, r.Truncated, func(k string) bool { return want[k] })
+	complete, err := scanMembers(r.Body, r.Truncated, func(rawKey, rawVal []byte) error {
+		k := -1
+		if plainString(rawKey) {
+			for i, w := range want {
+				if string(rawKey[1:len(rawKey)-1]) == w {
+					k = i
+					break
+				}
+			}
+		} else {
+			key, err := jsonString(rawKey)
+			if err != nil {
+				return fmt.Errorf("invalid JSON body: %w", err)
+			}
+			k = slices.Index(want, key)
+		}
+		if k < 0 {
+			return nil
+		}
+		v, err := decodeValue(rawVal)
+		if err != nil {
+			return err
+		}
+		vals.set(want[k], v)
+		return nil
+	})
 	if err != nil {
-		return nil, err
+		*vals = restVals{}
+		return err
 	}
-	if !complete && len(vals) < len(want) {
-		return nil, fmt.Errorf("request body is larger than the inspected prefix and its fields %s are not all in it", strings.Join(sortedKeys(want), ", "))
+	if !complete && vals.n < len(want) {
+		return fmt.Errorf("request body is larger than the inspected prefix and its fields %s are not all in it", strings.Join(slices.Sorted(slices.Values(want)), ", "))
 	}
-	return vals, nil
+	return nil
 }
 
 // refineKeys are body members that refinements read beyond the listed
@@ -341,17 +416,17 @@ func unescapePath(p string) string {
 	return u
 }
 
-func refineClose(closeAction string) func(*GitHub, *Request, *rules.Action, map[string]any) error {
-	return func(_ *GitHub, _ *Request, a *rules.Action, body map[string]any) error {
-		if s, _ := body["state"].(string); strings.EqualFold(s, "closed") {
+func refineClose(closeAction string) func(*GitHub, *Request, *rules.Action, restVals) error {
+	return func(_ *GitHub, _ *Request, a *rules.Action, body restVals) error {
+		if s, _ := body.get("state").(string); strings.EqualFold(s, "closed") {
 			a.Type = closeAction
 		}
 		return nil
 	}
 }
 
-func lowerParam(name string) func(*GitHub, *Request, *rules.Action, map[string]any) error {
-	return func(_ *GitHub, _ *Request, a *rules.Action, _ map[string]any) error {
+func lowerParam(name string) func(*GitHub, *Request, *rules.Action, restVals) error {
+	return func(_ *GitHub, _ *Request, a *rules.Action, _ restVals) error {
 		if s, ok := a.Params[name].(string); ok {
 			a.Params[name] = strings.ToLower(s)
 		}
@@ -359,15 +434,15 @@ func lowerParam(name string) func(*GitHub, *Request, *rules.Action, map[string]a
 	}
 }
 
-func setParam(name string, v any) func(*GitHub, *Request, *rules.Action, map[string]any) error {
-	return func(_ *GitHub, _ *Request, a *rules.Action, _ map[string]any) error {
+func setParam(name string, v any) func(*GitHub, *Request, *rules.Action, restVals) error {
+	return func(_ *GitHub, _ *Request, a *rules.Action, _ restVals) error {
 		setP(a, name, v)
 		return nil
 	}
 }
 
-func refineRepoName(_ *GitHub, _ *Request, a *rules.Action, body map[string]any) error {
-	name, _ := body["name"].(string)
+func refineRepoName(_ *GitHub, _ *Request, a *rules.Action, body restVals) error {
+	name, _ := body.get("name").(string)
 	if name == "" {
 		return fmt.Errorf("no repository name in the body")
 	}
@@ -380,7 +455,7 @@ func refineRepoName(_ *GitHub, _ *Request, a *rules.Action, body map[string]any)
 
 // refineMergeBase adds params.base to a REST merge, which names only the
 // pull request, through the configured lookup.
-func refineMergeBase(g *GitHub, r *Request, a *rules.Action, _ map[string]any) error {
+func refineMergeBase(g *GitHub, r *Request, a *rules.Action, _ restVals) error {
 	if s, ok := a.Params["merge_method"].(string); ok {
 		a.Params["merge_method"] = strings.ToLower(s)
 	}
@@ -400,7 +475,7 @@ func refineMergeBase(g *GitHub, r *Request, a *rules.Action, _ map[string]any) e
 
 // refineRefParam turns the ref path parameter (heads/x, tags/v1) into
 // params.ref (refs/heads/x) and params.branch or params.tag.
-func refineRefParam(_ *GitHub, _ *Request, a *rules.Action, _ map[string]any) error {
+func refineRefParam(_ *GitHub, _ *Request, a *rules.Action, _ restVals) error {
 	ref, _ := a.Params["ref"].(string)
 	ref = "refs/" + strings.TrimPrefix(ref, "refs/")
 	a.Params["ref"] = ref
@@ -412,7 +487,7 @@ func refineRefParam(_ *GitHub, _ *Request, a *rules.Action, _ map[string]any) er
 	return nil
 }
 
-func refineRefDelete(g *GitHub, r *Request, a *rules.Action, body map[string]any) error {
+func refineRefDelete(g *GitHub, r *Request, a *rules.Action, body restVals) error {
 	refineRefParam(g, r, a, body)
 	switch {
 	case a.Params["branch"] != nil:
@@ -423,8 +498,8 @@ func refineRefDelete(g *GitHub, r *Request, a *rules.Action, body map[string]any
 	return nil
 }
 
-func refineRefCreate(_ *GitHub, _ *Request, a *rules.Action, body map[string]any) error {
-	ref, _ := body["ref"].(string)
+func refineRefCreate(_ *GitHub, _ *Request, a *rules.Action, body restVals) error {
+	ref, _ := body.get("ref").(string)
 	if ref == "" {
 		return fmt.Errorf("no ref in the body")
 	}
@@ -438,14 +513,14 @@ func refineRefCreate(_ *GitHub, _ *Request, a *rules.Action, body map[string]any
 	return nil
 }
 
-func refineFilePut(_ *GitHub, _ *Request, a *rules.Action, body map[string]any) error {
-	if s, _ := body["sha"].(string); s != "" {
+func refineFilePut(_ *GitHub, _ *Request, a *rules.Action, body restVals) error {
+	if s, _ := body.get("sha").(string); s != "" {
 		a.Type = "github.file.update"
 	}
 	return nil
 }
 
-func refineAssetName(_ *GitHub, r *Request, a *rules.Action, _ map[string]any) error {
+func refineAssetName(_ *GitHub, r *Request, a *rules.Action, _ restVals) error {
 	if name := r.HTTP.URL.Query().Get("name"); name != "" {
 		setP(a, "name", name)
 	}

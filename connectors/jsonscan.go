@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -25,74 +24,106 @@ var errJSONEnd = errors.New("unexpected end of JSON input")
 // returned). A body that is not a JSON object is an error; so is invalid
 // JSON when the body is not truncated.
 func scanObject(body []byte, truncated bool, want func(key string) bool) (vals map[string]any, complete bool, err error) {
+	complete, err = scanMembers(body, truncated, func(rawKey, rawVal []byte) error {
+		key, err := jsonString(rawKey)
+		if err != nil {
+			return fmt.Errorf("invalid JSON body: %w", err)
+		}
+		if !want(key) {
+			return nil
+		}
+		v, err := decodeValue(rawVal)
+		if err != nil {
+			return err
+		}
+		if vals == nil {
+			vals = map[string]any{}
+		}
+		vals[key] = v
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return vals, complete, nil
+}
+
+// scanMembers walks the members of the JSON object at the start of body,
+// as scanObject describes, and calls visit with each complete member: the
+// key literal with its quotes (already known to decode) and the raw value.
+// The bytes are body's: visit copies what it keeps. Keeping the walk apart
+// from decoding lets a caller that wants a few known keys match them
+// without allocating a string per key.
+func scanMembers(body []byte, truncated bool, visit func(rawKey, rawVal []byte) error) (complete bool, err error) {
 	if !truncated && !json.Valid(body) {
 		if len(bytes.TrimSpace(body)) == 0 {
-			return nil, false, errors.New("empty body where a JSON object is expected")
+			return false, errors.New("empty body where a JSON object is expected")
 		}
-		return nil, false, errors.New("invalid JSON body")
+		return false, errors.New("invalid JSON body")
 	}
 	i := skipWS(body, 0)
 	if i == len(body) {
-		return nil, false, nil // truncated before anything
+		return false, nil // truncated before anything
 	}
 	if body[i] != '{' {
-		return nil, false, errors.New("body is not a JSON object")
+		return false, errors.New("body is not a JSON object")
 	}
 	i = skipWS(body, i+1)
 	if i < len(body) && body[i] == '}' {
-		return nil, true, nil
+		return true, nil
 	}
 	for i < len(body) {
 		if body[i] != '"' {
-			return nil, false, errors.New("invalid JSON body: object key is not a string")
+			return false, errors.New("invalid JSON body: object key is not a string")
 		}
 		kend, err := skipString(body, i)
 		if err != nil {
-			return vals, false, nil
+			return false, nil
 		}
-		key, err := jsonString(body[i:kend])
-		if err != nil {
-			return nil, false, fmt.Errorf("invalid JSON body: %w", err)
+		rawKey := body[i:kend]
+		if !plainString(rawKey) {
+			if _, err := jsonString(rawKey); err != nil {
+				return false, fmt.Errorf("invalid JSON body: %w", err)
+			}
 		}
 		i = skipWS(body, kend)
 		if i == len(body) {
-			return vals, false, nil
+			return false, nil
 		}
 		if body[i] != ':' {
-			return nil, false, errors.New("invalid JSON body: no colon after an object key")
+			return false, errors.New("invalid JSON body: no colon after an object key")
 		}
 		vstart := skipWS(body, i+1)
 		vend, err := skipValue(body, vstart, 0)
 		if err != nil {
 			if err == errJSONEnd {
-				return vals, false, nil
+				return false, nil
 			}
-			return nil, false, fmt.Errorf("invalid JSON body: %w", err)
+			return false, fmt.Errorf("invalid JSON body: %w", err)
 		}
-		if want(key) {
-			v, err := decodeValue(body[vstart:vend])
-			if err != nil {
-				return nil, false, err
-			}
-			if vals == nil {
-				vals = map[string]any{}
-			}
-			vals[key] = v
+		if err := visit(rawKey, body[vstart:vend]); err != nil {
+			return false, err
 		}
 		i = skipWS(body, vend)
 		if i == len(body) {
-			return vals, false, nil
+			return false, nil
 		}
 		switch body[i] {
 		case ',':
 			i = skipWS(body, i+1)
 		case '}':
-			return vals, true, nil
+			return true, nil
 		default:
-			return nil, false, errors.New("invalid JSON body: bad separator between members")
+			return false, errors.New("invalid JSON body: bad separator between members")
 		}
 	}
-	return vals, false, nil
+	return false, nil
+}
+
+// plainString reports whether a JSON string literal (quotes included)
+// means exactly the bytes between its quotes: no escape, valid UTF-8.
+func plainString(raw []byte) bool {
+	return bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw)
 }
 
 func skipWS(b []byte, i int) int {
@@ -192,7 +223,7 @@ func skipValue(b []byte, i, depth int) (int, error) {
 // jsonString decodes a JSON string literal, without copying escapes
 // through encoding/json unless it has some.
 func jsonString(raw []byte) (string, error) {
-	if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+	if plainString(raw) {
 		return string(raw[1 : len(raw)-1]), nil
 	}
 	var s string
@@ -319,13 +350,4 @@ func lookupPath(v any, path string) (any, bool) {
 		path = rest
 	}
 	return v, true
-}
-
-func sortedKeys(m map[string]bool) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -129,7 +129,12 @@ func (reg *Registry) AddSniffer(s Sniffer) {
 // For returns the connector that classifies r: the one that handles its
 // host, else the first sniffer that recognises it, else the generic one.
 func (reg *Registry) For(r *Request) Connector {
-	c := reg.Lookup(r.Host())
+	return reg.forHost(r, r.Host())
+}
+
+// forHost is For with the host of r already normalised.
+func (reg *Registry) forHost(r *Request, host string) Connector {
+	c := reg.lookupNormal(host)
 	if c != reg.generic {
 		return c
 	}
@@ -144,7 +149,11 @@ func (reg *Registry) For(r *Request) Connector {
 // Lookup returns the first registered connector that handles host, else the
 // generic http connector. host may carry a port and any case.
 func (reg *Registry) Lookup(host string) Connector {
-	host = normalizeHost(host)
+	return reg.lookupNormal(normalizeHost(host))
+}
+
+// lookupNormal is Lookup of a host without port, in lower case.
+func (reg *Registry) lookupNormal(host string) Connector {
 	for _, c := range reg.list {
 		if c.Handles(host) {
 			return c
@@ -160,7 +169,8 @@ func (reg *Registry) Classify(r *Request) ([]rules.Action, error) {
 		return nil, errors.New("classifying a request: no request")
 	}
 	info := requestInfo(r)
-	c := reg.For(r)
+	// info.Host is r.Host(): normalised once, not again for the lookup.
+	c := reg.forHost(r, info.Host)
 	actions, err := c.Classify(r)
 	if err != nil {
 		return nil, fmt.Errorf("%s connector: %w", c.Name(), err)
@@ -186,27 +196,18 @@ func (reg *Registry) Classify(r *Request) ([]rules.Action, error) {
 	return actions, nil
 }
 
-// recordedHeaders are the request headers copied into actions. It is an
-// allow list: nothing that carries a credential is ever on it.
-var recordedHeaders = []string{
-	"User-Agent",
-	"Content-Type",
-	"Content-Encoding",
-	"Accept",
-	"Mcp-Method",
-	"Mcp-Protocol-Version",
-	"X-Github-Api-Version",
-	"Npm-Command",
-	"Git-Protocol",
-}
-
-var recordedHeaderSet = func() map[string]bool {
-	m := map[string]bool{}
-	for _, h := range recordedHeaders {
-		m[h] = true
+// isRecordedHeader reports whether the request header with canonical name
+// k is copied into actions. It is an allow list: nothing that carries a
+// credential is ever on it. A switch spares hashing every header of every
+// request.
+func isRecordedHeader(k string) bool {
+	switch k {
+	case "User-Agent", "Content-Type", "Content-Encoding", "Accept", "Mcp-Method",
+		"Mcp-Protocol-Version", "X-Github-Api-Version", "Npm-Command", "Git-Protocol":
+		return true
 	}
-	return m
-}()
+	return false
+}
 
 // maxHeaderValue bounds a recorded header value.
 const maxHeaderValue = 256
@@ -246,7 +247,7 @@ func requestInfo(r *Request) rules.Request {
 	// Ranging over the request's few headers beats a canonicalizing Get
 	// per allowed name; keys of parsed requests are canonical already.
 	for k, vs := range r.HTTP.Header {
-		if !recordedHeaderSet[k] || len(vs) == 0 || vs[0] == "" {
+		if !isRecordedHeader(k) || len(vs) == 0 || vs[0] == "" {
 			continue
 		}
 		v := vs[0]

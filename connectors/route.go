@@ -49,18 +49,24 @@ type match struct {
 func (m *match) Param(name string) (string, bool) {
 	for i := 0; i < m.n; i++ {
 		if m.captures[i].name == name {
-			v := m.captures[i].value
-			if strings.IndexByte(v, '%') < 0 {
-				return v, true
-			}
-			u, err := url.PathUnescape(v)
-			if err != nil {
-				return v, true
-			}
-			return u, true
+			return m.value(i), true
 		}
 	}
 	return "", false
+}
+
+// value returns the unescaped value of the i-th capture; a value that does
+// not unescape is returned as it was.
+func (m *match) value(i int) string {
+	v := m.captures[i].value
+	if strings.IndexByte(v, '%') < 0 {
+		return v
+	}
+	u, err := url.PathUnescape(v)
+	if err != nil {
+		return v
+	}
+	return u
 }
 
 // add registers value for method and template. It rejects malformed
