@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"slices"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -30,7 +31,52 @@ type decoder struct {
 	b     []byte
 	i     int
 	depth int
+	// buf receives the unescaped bytes of a string.
+	buf []byte
+	// stack holds the elements of the arrays being decoded, so that each
+	// array is allocated once, at its final length.
+	stack []any
+	// keys are object keys seen so far: arrays of like objects repeat
+	// their keys, and a key found here is not allocated again.
+	keys  [16]string
+	nkeys int
+	// arena holds the bytes of short strings: an object of a few short
+	// strings would otherwise cost an allocation for each. Bytes handed
+	// out are never written again, and a full arena is replaced, not
+	// grown, so strings made from it stay valid.
+	arena []byte
 }
+
+// Strings up to arenaMax bytes are copied into an arena of arenaSize.
+const (
+	arenaMax  = 64
+	arenaSize = 1024
+)
+
+// makeString returns b as a string, short strings from the arena.
+func (d *decoder) makeString(b []byte) string {
+	if len(b) == 0 || len(b) > arenaMax {
+		return string(b)
+	}
+	if cap(d.arena)-len(d.arena) < len(b) {
+		// The strings still to come fit in what is left of the input,
+		// which a small message makes smaller than arenaSize.
+		d.arena = make([]byte, 0, max(len(b), min(arenaSize, len(d.b)-d.i)))
+	}
+	n := len(d.arena)
+	d.arena = append(d.arena, b...)
+	return unsafe.String(&d.arena[n], len(b))
+}
+
+// smallInts holds the integers 0 to 255 as float64 in interfaces: numbers
+// in tool arguments are mostly small counts and flags, and a shared boxed
+// value spares an allocation per number (interface values are immutable).
+var smallInts = func() (t [256]any) {
+	for i := range t {
+		t[i] = float64(i)
+	}
+	return t
+}()
 
 func (d *decoder) errorf(format string, args ...any) error {
 	return fmt.Errorf("invalid JSON at offset %d: %s", d.i, fmt.Sprintf(format, args...))
@@ -85,7 +131,7 @@ func (d *decoder) value() (any, error) {
 	case 'n':
 		return nil, d.lit("null")
 	}
-	return d.number()
+	return d.numberValue()
 }
 
 // skip validates the next value without building it and returns its
@@ -229,7 +275,7 @@ func (d *decoder) key() (string, error) {
 	if c != '"' {
 		return "", d.errorf("object key is not a string")
 	}
-	k, err := d.str()
+	k, err := d.keyString()
 	if err != nil {
 		return "", err
 	}
@@ -259,12 +305,29 @@ func (d *decoder) object() (map[string]any, error) {
 		d.i++
 		return m, nil
 	}
+	// The first keys are checked for duplicates against each other, not
+	// by hashing: most objects are small.
+	var first [8]string
+	n := 0
 	for {
 		k, err := d.key()
 		if err != nil {
 			return nil, err
 		}
-		if _, dup := m[k]; dup {
+		dup := false
+		if n < len(first) {
+			for _, f := range first[:n] {
+				if f == k {
+					dup = true
+					break
+				}
+			}
+			first[n] = k
+			n++
+		} else {
+			_, dup = m[k]
+		}
+		if dup {
 			return nil, d.errorf("duplicate object key %q", k)
 		}
 		v, err := d.value()
@@ -295,21 +358,25 @@ func (d *decoder) array() ([]any, error) {
 	}
 	defer func() { d.depth-- }()
 	d.i++ // [
-	a := []any{}
 	c, err := d.peek()
 	if err != nil {
 		return nil, err
 	}
 	if c == ']' {
 		d.i++
-		return a, nil
+		return []any{}, nil
 	}
+	base := len(d.stack)
+	defer func() {
+		clear(d.stack[base:]) // drop references for the collector
+		d.stack = d.stack[:base]
+	}()
 	for {
 		v, err := d.value()
 		if err != nil {
 			return nil, err
 		}
-		a = append(a, v)
+		d.stack = append(d.stack, v)
 		c, err := d.peek()
 		if err != nil {
 			return nil, err
@@ -319,7 +386,7 @@ func (d *decoder) array() ([]any, error) {
 			d.i++
 		case ']':
 			d.i++
-			return a, nil
+			return slices.Clone(d.stack[base:]), nil
 		default:
 			return nil, d.errorf("want , or ]")
 		}
@@ -384,14 +451,28 @@ func (d *decoder) numberEnd() ([]byte, error) {
 	return b[start:i], nil
 }
 
-func (d *decoder) number() (float64, error) {
+// numberValue decodes a number as a float64 in an interface.
+func (d *decoder) numberValue() (any, error) {
 	raw, err := d.numberEnd()
 	if err != nil {
-		return 0, err
+		return nil, err
+	}
+	if len(raw) <= 3 {
+		n := 0
+		for _, c := range raw {
+			if c < '0' || c > '9' {
+				n = -1
+				break
+			}
+			n = n*10 + int(c-'0')
+		}
+		if n >= 0 && n < len(smallInts) {
+			return smallInts[n], nil
+		}
 	}
 	f, err := strconv.ParseFloat(string(raw), 64)
 	if err != nil {
-		return 0, d.errorf("number %s out of range", raw)
+		return nil, d.errorf("number %s out of range", raw)
 	}
 	return f, nil
 }
@@ -490,15 +571,192 @@ func hex4(b []byte) (rune, bool) {
 	return r, true
 }
 
+// str decodes the string at d.i (on its opening quote). It validates as
+// scanString does and unescapes in the same pass, so that a long string
+// full of escapes (source code in tool arguments) is read once: after the
+// first escape, each eight bytes scanned are stored to the output as they
+// are, and only the bytes that need attention are handled one by one.
 func (d *decoder) str() (string, error) {
+	b := d.b
+	start := d.i + 1
+	i := start
+	for {
+		for i+8 <= len(b) {
+			w := binary.LittleEndian.Uint64(b[i:])
+			// A byte below 0x20, or at or above 0x80, or equal to " (0x22)
+			// or \ (0x5c) sets its high bit in one of these.
+			special := ((w - 0x20*lsb) | w | ((w ^ 0x22*lsb) - lsb) | ((w ^ 0x5c*lsb) - lsb)) & msb
+			if special != 0 {
+				i += bits.TrailingZeros64(special) / 8
+				break
+			}
+			i += 8
+		}
+		if i >= len(b) {
+			d.i = i
+			return "", errEnd
+		}
+		switch c := b[i]; {
+		case c == '"':
+			d.i = i + 1
+			return d.makeString(b[start:i]), nil
+		case c == '\\':
+			return d.unescapeFrom(start, i)
+		case c < 0x20:
+			d.i = i
+			return "", d.errorf("control character in a string")
+		case c >= 0x80:
+			r, n := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && n <= 1 {
+				d.i = i
+				return "", d.errorf("invalid UTF-8 in a string")
+			}
+			i += n
+		default:
+			i++
+		}
+	}
+}
+
+// unescapeFrom goes on with the string that starts at start, at its first
+// escape, at i.
+func (d *decoder) unescapeFrom(start, i int) (string, error) {
+	b := d.b
+	// Escapes only shrink, so the output never outgrows the input read;
+	// eight bytes more let each word be stored whole. One buffer serves
+	// every escaped string of the input.
+	if cap(d.buf) < len(b)-start+8 {
+		d.buf = make([]byte, len(b)-start+8)
+	}
+	out := d.buf[:cap(d.buf)]
+	o := copy(out, b[start:i])
+	for {
+		for i+8 <= len(b) && o+8 <= len(out) {
+			w := binary.LittleEndian.Uint64(b[i:])
+			binary.LittleEndian.PutUint64(out[o:], w)
+			special := ((w - 0x20*lsb) | w | ((w ^ 0x22*lsb) - lsb) | ((w ^ 0x5c*lsb) - lsb)) & msb
+			if special != 0 {
+				n := bits.TrailingZeros64(special) / 8
+				i += n
+				o += n
+				break
+			}
+			i += 8
+			o += 8
+		}
+		if i >= len(b) {
+			d.i = i
+			return "", errEnd
+		}
+		c := b[i]
+		switch {
+		case c == '"':
+			d.i = i + 1
+			if o <= arenaMax || 2*o < len(out) {
+				return d.makeString(out[:o]), nil
+			}
+			// A string that fills most of the buffer takes it over rather
+			// than being copied; the next escaped string gets a new one,
+			// at most half as large, as the rest of the input is.
+			d.buf = nil
+			return unsafe.String(&out[0], o), nil
+		case c == '\\':
+			if i+1 >= len(b) {
+				d.i = i
+				return "", errEnd
+			}
+			switch e := b[i+1]; e {
+			case '"', '\\', '/':
+				c = e
+			case 'b':
+				c = '\b'
+			case 'f':
+				c = '\f'
+			case 'n':
+				c = '\n'
+			case 'r':
+				c = '\r'
+			case 't':
+				c = '\t'
+			case 'u':
+				if i+6 > len(b) {
+					d.i = i
+					return "", errEnd
+				}
+				r, ok := hex4(b[i+2 : i+6])
+				if !ok {
+					d.i = i
+					return "", d.errorf("invalid \\u escape")
+				}
+				i += 6
+				if utf16.IsSurrogate(r) {
+					// Like encoding/json, a lone surrogate becomes U+FFFD.
+					var r2 rune
+					ok = false
+					if i+6 <= len(b) && b[i] == '\\' && b[i+1] == 'u' {
+						r2, ok = hex4(b[i+2 : i+6])
+					}
+					if dec := utf16.DecodeRune(r, r2); ok && dec != utf8.RuneError {
+						r = dec
+						i += 6
+					} else {
+						r = utf8.RuneError
+					}
+				}
+				o += utf8.EncodeRune(out[o:], r)
+				continue
+			default:
+				d.i = i
+				return "", d.errorf("invalid escape \\%c", e)
+			}
+			out[o] = c
+			o++
+			i += 2
+		case c < 0x20:
+			d.i = i
+			return "", d.errorf("control character in a string")
+		case c >= 0x80:
+			r, n := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && n <= 1 {
+				d.i = i
+				return "", d.errorf("invalid UTF-8 in a string")
+			}
+			o += copy(out[o:], b[i:i+n])
+			i += n
+		default:
+			out[o] = c
+			o++
+			i++
+		}
+	}
+}
+
+// keyString is str for object keys: a key without escapes that the input
+// had before is not allocated again.
+func (d *decoder) keyString() (string, error) {
+	start := d.i
 	raw, escaped, err := d.scanString()
 	if err != nil {
 		return "", err
 	}
-	if !escaped {
-		return string(raw), nil
+	if escaped {
+		end := d.i
+		d.i = start
+		k, err := d.str()
+		d.i = end
+		return k, err
 	}
-	return unescape(raw), nil
+	for _, k := range d.keys[:d.nkeys] {
+		if k == string(raw) {
+			return k, nil
+		}
+	}
+	k := d.makeString(raw)
+	if d.nkeys < len(d.keys) {
+		d.keys[d.nkeys] = k
+		d.nkeys++
+	}
+	return k, nil
 }
 
 // unescape decodes the escapes of a string scanString accepted. Like

@@ -80,6 +80,7 @@ type Relay struct {
 
 type slot struct {
 	line    []byte
+	readErr error
 	msgs    []Message
 	batch   bool
 	actions []rules.Action
@@ -97,6 +98,15 @@ type pendingLine struct {
 	done    func(Outcome)
 	bytes   int
 	errText string
+	// stopCut unregisters the kill switch's hook on the line once it is
+	// answered; the cut context outlives the line.
+	stopCut func() bool
+}
+
+// outcomeJob is an outcome for a recorder to record.
+type outcomeJob struct {
+	f func(Outcome)
+	o Outcome
 }
 
 type relay struct {
@@ -115,7 +125,12 @@ type relay struct {
 	inputDone bool                    // the client's input ended
 	holds     int                     // lines waiting for approval
 	serverEnd bool                    // the server's input is closed
-	wg        sync.WaitGroup          // goroutines of spawn
+	wg        sync.WaitGroup          // goroutines of spawn and recorders
+	// outcomes feeds idle recorders: goroutines that record outcomes one
+	// after another, so that each outcome does not cost a new goroutine
+	// and its stack growing again. Closed when Run is returning.
+	outcomes  chan outcomeJob
+	recorders int // recorders started
 }
 
 // spawn runs f in a goroutine that Run waits for; once Run is returning,
@@ -159,7 +174,7 @@ func (rl *Relay) Run(ctx context.Context) error {
 	if rl.Governor == nil || rl.Server == "" {
 		return errors.New("mcp relay: no governor or no server name")
 	}
-	r := &relay{Relay: rl, pending: map[string]*pendingLine{}, lists: map[string]bool{}}
+	r := &relay{Relay: rl, pending: map[string]*pendingLine{}, lists: map[string]bool{}, outcomes: make(chan outcomeJob)}
 	r.ctx, r.cancel = context.WithCancel(ctx)
 	defer r.cancel()
 	if r.MaxMessage <= 0 {
@@ -175,6 +190,7 @@ func (rl *Relay) Run(ctx context.Context) error {
 	r.cancel() // pending approvals end: nobody is left to answer
 	r.mu.Lock()
 	r.stopped = true
+	close(r.outcomes) // sent to only under r.mu, while not stopped
 	r.mu.Unlock()
 	r.wg.Wait()
 	r.finish(errors.New("the server closed its output before answering"))
@@ -182,9 +198,20 @@ func (rl *Relay) Run(ctx context.Context) error {
 }
 
 // fromClient reads, decides (several lines at once) and forwards in order.
+// Lines are decided by up to Window deciders, started as lines arrive and
+// kept: a decision goes deep (rules, the audit record), and a goroutine
+// per line would grow a new stack for each.
 func (r *relay) fromClient() {
 	q := make(chan *slot, r.Window)
-	sem := make(chan struct{}, r.Window)
+	work := make(chan *slot)
+	defer close(work)
+	deciders := 0
+	decider := func() {
+		for s := range work {
+			r.decide(s, s.readErr)
+			close(s.ready)
+		}
+	}
 	go func() {
 		defer func() {
 			r.mu.Lock()
@@ -202,17 +229,20 @@ func (r *relay) fromClient() {
 	for {
 		line, err := readLine(br, r.MaxMessage)
 		if len(bytes.TrimSpace(line)) > 0 || errors.Is(err, errLineTooLong) {
-			s := &slot{line: line, ready: make(chan struct{})}
+			s := &slot{line: line, readErr: err, ready: make(chan struct{})}
 			select {
-			case sem <- struct{}{}:
-			case <-r.ctx.Done():
-				return
+			case work <- s:
+			default:
+				if deciders < r.Window {
+					deciders++
+					go decider()
+				}
+				select {
+				case work <- s:
+				case <-r.ctx.Done():
+					return
+				}
 			}
-			go func() {
-				defer func() { <-sem }()
-				r.decide(s, err)
-				close(s.ready)
-			}()
 			q <- s
 		}
 		if err != nil && !errors.Is(err, errLineTooLong) {
@@ -364,7 +394,16 @@ func (r *relay) forward(s *slot) {
 		return
 	}
 	if cut := s.ruling.Cut; cut != nil {
-		context.AfterFunc(cut, func() { r.cutOff(s, context.Cause(cut)) })
+		stop := context.AfterFunc(cut, func() { r.cutOff(s, context.Cause(cut)) })
+		r.mu.Lock()
+		answered := p.left == 0
+		if !answered {
+			p.stopCut = stop
+		}
+		r.mu.Unlock()
+		if answered {
+			stop()
+		}
 	}
 }
 
@@ -471,6 +510,9 @@ func (r *relay) fromServerLine(line []byte) ([]byte, bool) {
 	}
 	r.mu.Unlock()
 	for _, p := range finished {
+		if p.stopCut != nil {
+			p.stopCut()
+		}
 		o := Outcome{Duration: time.Since(p.start), Bytes: p.bytes}
 		if p.errText != "" {
 			o.Err = fmt.Errorf("the server answered with an error: %s", truncate(p.errText, 512))
@@ -509,11 +551,41 @@ func (r *relay) toClient(b []byte) {
 }
 
 // done records an outcome without holding up the relay: records are
-// durable (fsync'd), and concurrent ones share a sync.
+// durable (fsync'd), and concurrent ones share a sync. An idle recorder
+// takes it, else a new one while there are fewer than Window, else a
+// goroutine of its own; once Run is returning it is recorded inline.
 func (r *relay) done(f func(Outcome), o Outcome) {
-	if f != nil {
-		r.spawn(func() { f(o) })
+	if f == nil {
+		return
 	}
+	job := outcomeJob{f, o}
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		f(o)
+		return
+	}
+	select {
+	case r.outcomes <- job:
+		r.mu.Unlock()
+		return
+	default:
+	}
+	r.wg.Add(1)
+	recorder := r.recorders < r.Window
+	if recorder {
+		r.recorders++
+	}
+	r.mu.Unlock()
+	go func() {
+		defer r.wg.Done()
+		job.f(job.o)
+		if recorder {
+			for job := range r.outcomes {
+				job.f(job.o)
+			}
+		}
+	}()
 }
 
 // finish records the lines still awaiting answers when the relay ends.
@@ -530,6 +602,9 @@ func (r *relay) finish(err error) {
 	}
 	r.mu.Unlock()
 	for _, p := range left {
+		if p.stopCut != nil {
+			p.stopCut()
+		}
 		if p.done != nil {
 			p.done(Outcome{Err: err, Duration: time.Since(p.start), Bytes: p.bytes})
 		}
