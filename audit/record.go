@@ -7,7 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"hash"
+	"sync"
 	"time"
 
 	"github.com/tameflare/tf/rules"
@@ -159,6 +160,29 @@ var errHash = errors.New("hash does not match the record")
 // canonical bytes, strict JSON decoding against the schema, and the rules
 // of its kind. It never panics on arbitrary input.
 func parseLine(line []byte) (*Record, error) {
+	p := lineParsers.Get().(*lineParser)
+	r, err := p.parse(line)
+	lineParsers.Put(p)
+	return r, err
+}
+
+// A lineParser holds what parsing reuses from line to line: reading a log
+// is mostly parsing, and a new json.Decoder per line allocated its buffer
+// anew each time.
+type lineParser struct {
+	rd bytes.Reader
+	// dec reads rd, which is reset to each line. It is kept only after a
+	// line that decoded cleanly, ending where the line ends: the decoder
+	// then holds nothing of that line, and the next one starts afresh.
+	dec *json.Decoder
+	off int64 // dec.InputOffset() at the start of the line
+	sha hash.Hash
+	sum [sha256.Size]byte
+}
+
+var lineParsers = sync.Pool{New: func() any { return &lineParser{sha: sha256.New()} }}
+
+func (p *lineParser) parse(line []byte) (*Record, error) {
 	if len(line) > MaxRecordBytes {
 		return nil, fmt.Errorf("line of %d bytes exceeds the %d byte limit", len(line), MaxRecordBytes)
 	}
@@ -170,18 +194,46 @@ func parseLine(line []byte) (*Record, error) {
 	if !isLowerHex(want) {
 		return nil, errors.New("hash is not lower-case hex")
 	}
-	if got := canonicalHash(line[:len(line)-suffixLen]); !bytes.Equal(got, want) {
+	// Compared as bytes: want is 64 lower-case hex digits, so this is the
+	// comparison of canonicalHash's hex with want.
+	var wantSum [sha256.Size]byte
+	if _, err := hex.Decode(wantSum[:], want); err != nil {
+		return nil, errors.New("hash is not lower-case hex")
+	}
+	p.sha.Reset()
+	p.sha.Write(line[:len(line)-suffixLen])
+	p.sha.Write([]byte{'}'})
+	if !bytes.Equal(p.sha.Sum(p.sum[:0]), wantSum[:]) {
 		return nil, errHash
 	}
 	var r Record
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	if fastDecode(line, &r) {
+		return checkRecord(&r, line, want)
+	}
+	r = Record{}
+	p.rd.Reset(line)
+	if p.dec == nil {
+		p.dec = json.NewDecoder(&p.rd)
+		p.dec.DisallowUnknownFields()
+		p.off = 0
+	}
+	if err := p.dec.Decode(&r); err != nil {
+		p.dec = nil
 		return nil, fmt.Errorf("decoding record: %w", err)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	// The line ends in a non-space byte, so anything but a record that
+	// ends exactly where the line does is data after the record.
+	end := p.dec.InputOffset()
+	if end-p.off != int64(len(line)) {
+		p.dec = nil
 		return nil, errors.New("data after the record")
 	}
+	p.off = end
+	return checkRecord(&r, line, want)
+}
+
+// checkRecord applies the rules every decoded line must meet.
+func checkRecord(r *Record, line, want []byte) (*Record, error) {
 	if r.SchemaVersion != SchemaVersion {
 		return nil, fmt.Errorf("unsupported schema_version %d", r.SchemaVersion)
 	}
@@ -198,7 +250,7 @@ func parseLine(line []byte) (*Record, error) {
 		return nil, err
 	}
 	r.Line = line
-	return &r, nil
+	return r, nil
 }
 
 // canonicalHash returns the hex SHA-256 of the canonical bytes: the line
