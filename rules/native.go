@@ -147,6 +147,11 @@ func compileComparison(n *ast.BinaryNode) native {
 		var test func(string) bool
 		switch n.Operator {
 		case "matches":
+			if set, ok := literalAlternation(s.Value); ok {
+				// ^(main|staging|production)$ is a set of names: look it up.
+				test = func(v string) bool { _, in := set[v]; return in }
+				break
+			}
 			re, err := regexp.Compile(s.Value)
 			if err != nil {
 				return nil
@@ -347,4 +352,52 @@ func compileNowCall(call *ast.CallNode) func(*evalCtx) (any, bool) {
 		return nil
 	}
 	return func(c *evalCtx) (any, bool) { return f(c.time()), true }
+}
+
+// literalAlternation recognises the most common pattern in policies, an
+// anchored choice of literal names such as ^(main|release/1\.0)$ (or a
+// single ^name$), and returns the names. Anything with another
+// metacharacter is left to the regexp package.
+func literalAlternation(re string) (map[string]struct{}, bool) {
+	body, ok := strings.CutPrefix(re, "^")
+	if !ok {
+		return nil, false
+	}
+	if body, ok = strings.CutSuffix(body, "$"); !ok || strings.HasSuffix(body, `\`) {
+		return nil, false
+	}
+	if inner, ok := strings.CutPrefix(body, "(?:"); ok {
+		if body, ok = strings.CutSuffix(inner, ")"); !ok {
+			return nil, false
+		}
+	} else if inner, ok := strings.CutPrefix(body, "("); ok {
+		if body, ok = strings.CutSuffix(inner, ")"); !ok {
+			return nil, false
+		}
+	}
+	set := map[string]struct{}{}
+	var cur strings.Builder
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case c == '\\':
+			if i+1 >= len(body) || !strings.ContainsRune(`.-/_+*?()[]{}|^$\`, rune(body[i+1])) {
+				return nil, false // \d, \b and the like are classes, not literals
+			}
+			i++
+			cur.WriteByte(body[i])
+		case c == '|':
+			set[cur.String()] = struct{}{}
+			cur.Reset()
+		case strings.IndexByte(`.+*?()[]{}^$`, c) >= 0:
+			return nil, false
+		default:
+			if c >= 0x80 {
+				return nil, false // keep to ASCII: no case folding or UTF-8 questions
+			}
+			cur.WriteByte(c)
+		}
+	}
+	set[cur.String()] = struct{}{}
+	return set, true
 }

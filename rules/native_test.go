@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 
 var nativeExprs = []string{
 	`params.branch matches "^(main|release/.*)$"`,
+	`params.branch matches "^(main|staging|feature/x-wip)$"`, `params.branch matches "^(?:tmp|release/1\\.0)$"`,
 	`params.branch startsWith "feature/"`,
 	`params.branch endsWith "-wip"`,
 	`params.branch contains "tmp"`,
@@ -179,3 +181,38 @@ rules:
     decision: require_approval
     approval: {timeout: 15m}
 `
+
+func TestLiteralAlternation(t *testing.T) {
+	for _, c := range []struct {
+		re   string
+		want string // names joined by ",", or "-" when not a literal set
+	}{
+		{`^(main|staging|production)$`, "main,production,staging"},
+		{`^(?:main|master)$`, "main,master"},
+		{`^main$`, "main"},
+		{`^release/1\.0$`, "release/1.0"},
+		{`^(main|)$`, ",main"},
+		{`^(main|staging)`, "-"},
+		{`(main|staging)$`, "-"},
+		{`^(ma.n)$`, "-"},
+		{`^\d+$`, "-"},
+		{`^(a|b)|c$`, "-"},
+		{`^(a(b)|c)$`, "-"},
+		{`^é$`, "-"},
+		{`^a\$`, "-"},
+	} {
+		set, ok := literalAlternation(c.re)
+		got := "-"
+		if ok {
+			var names []string
+			for n := range set {
+				names = append(names, n)
+			}
+			slices.Sort(names)
+			got = strings.Join(names, ",")
+		}
+		if got != c.want {
+			t.Errorf("%s: %q, want %q", c.re, got, c.want)
+		}
+	}
+}
