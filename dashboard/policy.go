@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
-	"path/filepath"
 
 	"github.com/tameflare/tf/gitops"
 	"github.com/tameflare/tf/rules"
@@ -14,7 +13,7 @@ import (
 // PlanPath is where the Policy page looks for the latest saved plan:
 // $TF_HOME/plans/latest (tf policy plan --out can write there). tf keeps
 // no other conventional place for plans.
-func PlanPath(home string) string { return filepath.Join(home, "plans", "latest") }
+func PlanPath(home string) string { return gitops.LatestPlanPath(home) }
 
 type policyData struct {
 	Pin      *gitops.Pin

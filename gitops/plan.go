@@ -675,6 +675,10 @@ func approvalTimeout(r *rules.Rule) string {
 	return r.Approval.Timeout
 }
 
+// LatestPlanPath is where tf policy plan keeps the last plan it computed,
+// for the dashboard and for people who forgot --out.
+func LatestPlanPath(home string) string { return filepath.Join(home, "plans", "latest") }
+
 // WritePlanFile saves a plan for tf policy apply, atomically.
 func WritePlanFile(path string, pl *Plan) error {
 	b, err := json.MarshalIndent(pl, "", "  ")

@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -119,6 +121,11 @@ func runPlan(c *cli.Context) error {
 	}
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
+	}
+	// The latest plan is kept for the dashboard; failing to keep it does
+	// not fail the plan.
+	if latest := gitops.LatestPlanPath(h); os.MkdirAll(filepath.Dir(latest), 0o700) != nil || gitops.WritePlanFile(latest, pl) != nil {
+		fmt.Fprintf(c.App.ErrWriter, "tf: could not keep the plan in %s\n", latest)
 	}
 	if out := c.String("out"); out != "" {
 		if err := gitops.WritePlanFile(out, pl); err != nil {
