@@ -482,6 +482,27 @@ const (
 	msb = 0x8080808080808080
 )
 
+// specialBytes flags, in the high bit of each byte of w, the bytes a
+// string scan must look at: below 0x20, at or above 0x80, " (0x22) and
+// \ (0x5c). Borrows only run upwards from a flagged byte, so the lowest
+// flag marks the first such byte.
+func specialBytes(w uint64) uint64 {
+	return ((w - 0x20*lsb) | w | ((w ^ 0x22*lsb) - lsb) | ((w ^ 0x5c*lsb) - lsb)) & msb
+}
+
+// skipPlain returns the index of the first byte at or after i that a
+// string scan must look at, eight bytes at a time; the last few bytes of b
+// are left to the caller.
+func skipPlain(b []byte, i int) int {
+	for i+8 <= len(b) {
+		if special := specialBytes(binary.LittleEndian.Uint64(b[i:])); special != 0 {
+			return i + bits.TrailingZeros64(special)/8
+		}
+		i += 8
+	}
+	return i
+}
+
 // scanString finds the end of the string at d.i (on its opening quote)
 // and advances past it. It returns the bytes between the quotes and
 // whether they hold an escape. Eight bytes at a time, it looks for a byte
@@ -492,19 +513,7 @@ func (d *decoder) scanString() (raw []byte, escaped bool, err error) {
 	start := d.i + 1
 	i := start
 	for {
-		for i+8 <= len(b) {
-			w := binary.LittleEndian.Uint64(b[i:])
-			// A byte below 0x20, or at or above 0x80, or equal to " (0x22)
-			// or \ (0x5c) sets its high bit in one of these.
-			special := ((w - 0x20*lsb) | w | ((w ^ 0x22*lsb) - lsb) | ((w ^ 0x5c*lsb) - lsb)) & msb
-			if special != 0 {
-				// Borrows only run upwards from a byte that is special, so
-				// the lowest flagged byte is the first special one.
-				i += bits.TrailingZeros64(special) / 8
-				break
-			}
-			i += 8
-		}
+		i = skipPlain(b, i)
 		if i >= len(b) {
 			d.i = i
 			return nil, false, errEnd
@@ -581,17 +590,7 @@ func (d *decoder) str() (string, error) {
 	start := d.i + 1
 	i := start
 	for {
-		for i+8 <= len(b) {
-			w := binary.LittleEndian.Uint64(b[i:])
-			// A byte below 0x20, or at or above 0x80, or equal to " (0x22)
-			// or \ (0x5c) sets its high bit in one of these.
-			special := ((w - 0x20*lsb) | w | ((w ^ 0x22*lsb) - lsb) | ((w ^ 0x5c*lsb) - lsb)) & msb
-			if special != 0 {
-				i += bits.TrailingZeros64(special) / 8
-				break
-			}
-			i += 8
-		}
+		i = skipPlain(b, i)
 		if i >= len(b) {
 			d.i = i
 			return "", errEnd
@@ -634,8 +633,7 @@ func (d *decoder) unescapeFrom(start, i int) (string, error) {
 		for i+8 <= len(b) && o+8 <= len(out) {
 			w := binary.LittleEndian.Uint64(b[i:])
 			binary.LittleEndian.PutUint64(out[o:], w)
-			special := ((w - 0x20*lsb) | w | ((w ^ 0x22*lsb) - lsb) | ((w ^ 0x5c*lsb) - lsb)) & msb
-			if special != 0 {
+			if special := specialBytes(w); special != 0 {
 				n := bits.TrailingZeros64(special) / 8
 				i += n
 				o += n
