@@ -3,7 +3,6 @@ package dashboard
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -82,13 +81,10 @@ func start(t testing.TB) *fixture {
 			t.Errorf("closing the dashboard: %v", err)
 		}
 	})
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(f.g.CA().CertPEM())
-	pu, err := url.Parse(f.g.ProxyURL())
+	tr, err := testdata.ProxyTransport(f.g.ProxyURL(), f.g.CA().CertPEM())
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: roots}}
 	t.Cleanup(tr.CloseIdleConnections)
 	f.agent = &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	return f

@@ -2,12 +2,10 @@ package gateway
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -79,10 +77,10 @@ func start(t *testing.T, p *rules.Policy, mutate func(*Config)) *fixture {
 	}
 	t.Cleanup(func() { g.Close() })
 	f.g = g
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(g.CA().CertPEM())
-	pu, _ := url.Parse(g.ProxyURL())
-	tr := &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: roots}}
+	tr, err := testdata.ProxyTransport(g.ProxyURL(), g.CA().CertPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(tr.CloseIdleConnections)
 	f.client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	return f

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -94,10 +93,10 @@ func startOp(t testing.TB, timeout string, mutate func(*Config)) *opFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.g.Close() })
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(f.g.CA().CertPEM())
-	pu, _ := url.Parse(f.g.ProxyURL())
-	f.tr = &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: roots}, MaxIdleConnsPerHost: 1000}
+	if f.tr, err = testdata.ProxyTransport(f.g.ProxyURL(), f.g.CA().CertPEM()); err != nil {
+		t.Fatal(err)
+	}
+	f.tr.MaxIdleConnsPerHost = 1000
 	t.Cleanup(f.tr.CloseIdleConnections)
 	f.client = &http.Client{Transport: f.tr, Timeout: 20 * time.Second}
 	return f

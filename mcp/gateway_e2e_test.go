@@ -3,13 +3,11 @@ package mcp_test
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -113,10 +111,10 @@ func startGoServer(t *testing.T, policySrc string) *goFixture {
 	}
 	t.Cleanup(func() { g.Close() })
 	f.g = g
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(g.CA().CertPEM())
-	pu, _ := url.Parse(g.ProxyURL())
-	tr := &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: roots}}
+	tr, err := testdata.ProxyTransport(g.ProxyURL(), g.CA().CertPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(tr.CloseIdleConnections)
 	f.client = &http.Client{Transport: tr, Timeout: 20 * time.Second}
 	return f

@@ -8,8 +8,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
+	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -54,4 +57,20 @@ func ServerCert(hosts ...string) (tls.Certificate, []byte, error) {
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), nil
+}
+
+// ProxyTransport is what a governed Go client uses: every request through
+// the proxy at proxyURL (with its session credential), trusting the
+// gateway's CA (caPEM) for intercepted hosts. The caller closes its idle
+// connections.
+func ProxyTransport(proxyURL string, caPEM []byte) (*http.Transport, error) {
+	pu, err := url.Parse(proxyURL)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("no certificate in the CA PEM")
+	}
+	return &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: roots}}, nil
 }
