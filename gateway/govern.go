@@ -191,9 +191,8 @@ func (g *Gateway) GovernTunnel(ctx context.Context, host string, port int) httpp
 // several actions: the first deny, else the first hold, else the first.
 func strongest(ds []rules.Decision) int {
 	best := 0
-	rank := map[rules.Effect]int{rules.Allow: 1, rules.RequireApproval: 2, rules.Deny: 3}
 	for i, d := range ds {
-		if rank[d.Effect] > rank[ds[best].Effect] {
+		if d.Effect.Beats(ds[best].Effect) {
 			best = i
 		}
 	}

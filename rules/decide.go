@@ -106,7 +106,7 @@ func (d *Decider) Decide(a *Action) Decision {
 			best = &shadow
 		}
 		// Strictly stronger only: among equals the first in policy order decides.
-		if *best < 0 || m.Decision.strength() > dec.Matched[*best].Decision.strength() {
+		if *best < 0 || m.Decision.Beats(dec.Matched[*best].Decision) {
 			*best = k
 			if !m.Monitor {
 				timeout = r.Timeout
@@ -124,7 +124,7 @@ func (d *Decider) Decide(a *Action) Decision {
 		dec.Effect, dec.Default = p.Default, true
 		dec.Reason = "no rule matched " + a.Type + "; the policy default is " + string(p.Default)
 	}
-	if shadow >= 0 && dec.Matched[shadow].Decision.strength() > dec.Effect.strength() {
+	if shadow >= 0 && dec.Matched[shadow].Decision.Beats(dec.Effect) {
 		m := &dec.Matched[shadow]
 		dec.Monitor, dec.Would, dec.WouldRule, dec.WouldReason = true, m.Decision, m.Rule, ruleReason(m)
 	}

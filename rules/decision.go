@@ -24,6 +24,10 @@ func (e Effect) strength() int {
 	return 0
 }
 
+// Beats reports whether e wins over o where decisions meet: deny beats
+// require_approval beats allow.
+func (e Effect) Beats(o Effect) bool { return e.strength() > o.strength() }
+
 // Valid reports whether e is one of the three effects.
 func (e Effect) Valid() bool { return e.strength() > 0 }
 
