@@ -131,9 +131,8 @@ func (g *Gateway) ScrubEnv(env, keep []string) (out, removed []string) {
 // which public reads allow, rather than with a token that is always
 // refused.
 func stripPlaceholder(out *http.Request) {
-	for _, h := range []string{"Authorization", "Proxy-Authorization"} {
-		if v := out.Header.Get(h); v != "" && strings.Contains(v, keyring.PlaceholderValue) {
-			out.Header.Del(h)
-		}
+	// Proxy-Authorization never gets here: the proxy drops it first.
+	if strings.Contains(out.Header.Get("Authorization"), keyring.PlaceholderValue) {
+		out.Header.Del("Authorization")
 	}
 }
