@@ -18,6 +18,10 @@ type Request struct {
 	// more follows.
 	Body      []byte
 	Truncated bool
+
+	// host and path (escaped) are set by Registry.Classify for the length
+	// of the call, so that its connector does not work them out again.
+	host, path string
 }
 
 // A Connector classifies requests for the hosts it serves.
@@ -34,3 +38,11 @@ type Connector interface {
 
 // Host is the request's host, lower case, without port.
 func (r *Request) Host() string { return requestHost(r) }
+
+// escapedPath is the request's escaped URL path.
+func (r *Request) escapedPath() string {
+	if r.path != "" {
+		return r.path
+	}
+	return r.HTTP.URL.EscapedPath()
+}

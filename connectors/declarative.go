@@ -180,7 +180,7 @@ func (c *DeclaredConnector) Handles(host string) bool {
 // Classify returns the action of the matching route, or <name>.api.<method>.
 func (c *DeclaredConnector) Classify(r *Request) ([]rules.Action, error) {
 	host := requestHost(r)
-	path := r.HTTP.URL.EscapedPath()
+	path := r.escapedPath()
 	var sp splitPath
 	var m match
 	var route *declRoute

@@ -39,10 +39,11 @@ const (
 
 // GitHub classifies GitHub REST, GraphQL and git smart HTTP requests.
 type GitHub struct {
-	hosts    map[string]ghHostKind
-	rest     *router[*ghRoute]
-	base     baseCache
-	needBase func() bool
+	hosts     map[string]ghHostKind
+	rest      *router[*ghRoute]
+	base      baseCache
+	needBase  func() bool
+	resources repoResources
 }
 
 var (
@@ -58,7 +59,8 @@ func NewGitHub(opts GitHubOptions) (*GitHub, error) {
 			"uploads.github.com": ghAPI,
 			"github.com":         ghWeb,
 		},
-		rest: githubRouter,
+		rest:      githubRouter,
+		resources: newRepoResources(),
 	}
 	for _, h := range opts.EnterpriseHosts {
 		host := normalizeHost(h)
@@ -96,7 +98,7 @@ func (g *GitHub) Handles(host string) bool {
 // Classify returns the actions of a GitHub request.
 func (g *GitHub) Classify(r *Request) ([]rules.Action, error) {
 	kind := g.hosts[requestHost(r)]
-	path := r.HTTP.URL.EscapedPath()
+	path := r.escapedPath()
 	switch {
 	case path == "/graphql" && kind != ghWeb, path == "/api/graphql":
 		if r.HTTP.Method != "POST" {

@@ -145,7 +145,7 @@ func (g *GitHub) Refuse(r *Request, actions []rules.Action, rule, reason, reques
 	if r == nil || r.HTTP == nil || r.HTTP.URL == nil {
 		return 0, nil, nil, false
 	}
-	_, _, rest, ok := gitPath(r.HTTP.URL.EscapedPath())
+	_, _, rest, ok := gitPath(r.escapedPath())
 	if !ok {
 		return 0, nil, nil, false
 	}

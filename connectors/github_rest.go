@@ -284,20 +284,15 @@ func (g *GitHub) classifyREST(r *Request, path string) ([]rules.Action, error) {
 	acts := make([]rules.Action, 1)
 	a := &acts[0]
 	a.Connector, a.Type = "github", route.action
+	var owner, repo string
 	for i := 0; i < m.n; i++ {
 		name := m.captures[i].name
 		v := m.value(i)
 		switch name {
-		case "owner", "repo":
-			if a.Resource == nil {
-				a.Resource = make(map[string]string, 2)
-			}
-			a.Resource[name] = v
-		case "org":
-			if a.Resource == nil {
-				a.Resource = make(map[string]string, 2)
-			}
-			a.Resource["owner"] = v
+		case "owner", "org":
+			owner = v
+		case "repo":
+			repo = v
 		case "number":
 			n, err := strconv.Atoi(v)
 			if err != nil || n <= 0 {
@@ -307,6 +302,9 @@ func (g *GitHub) classifyREST(r *Request, path string) ([]rules.Action, error) {
 		default:
 			setP(a, name, v)
 		}
+	}
+	if owner != "" || repo != "" {
+		a.Resource = g.resources.get(owner, repo)
 	}
 	var body restVals
 	if len(route.want) > 0 {
@@ -428,7 +426,9 @@ func refineClose(closeAction string) func(*GitHub, *Request, *rules.Action, rest
 func lowerParam(name string) func(*GitHub, *Request, *rules.Action, restVals) error {
 	return func(_ *GitHub, _ *Request, a *rules.Action, _ restVals) error {
 		if s, ok := a.Params[name].(string); ok {
-			a.Params[name] = strings.ToLower(s)
+			if l := strings.ToLower(s); l != s {
+				a.Params[name] = l
+			}
 		}
 		return nil
 	}
@@ -441,15 +441,13 @@ func setParam(name string, v any) func(*GitHub, *Request, *rules.Action, restVal
 	}
 }
 
-func refineRepoName(_ *GitHub, _ *Request, a *rules.Action, body restVals) error {
+func refineRepoName(g *GitHub, _ *Request, a *rules.Action, body restVals) error {
 	name, _ := body.get("name").(string)
 	if name == "" {
 		return fmt.Errorf("no repository name in the body")
 	}
-	if a.Resource == nil {
-		a.Resource = map[string]string{}
-	}
-	a.Resource["repo"] = name
+	// Resource maps are shared and read-only: this one is replaced.
+	a.Resource = g.resources.get(a.Resource["owner"], name)
 	return nil
 }
 
@@ -457,7 +455,9 @@ func refineRepoName(_ *GitHub, _ *Request, a *rules.Action, body restVals) error
 // pull request, through the configured lookup.
 func refineMergeBase(g *GitHub, r *Request, a *rules.Action, _ restVals) error {
 	if s, ok := a.Params["merge_method"].(string); ok {
-		a.Params["merge_method"] = strings.ToLower(s)
+		if l := strings.ToLower(s); l != s {
+			a.Params["merge_method"] = l
+		}
 	}
 	if _, ok := a.Params["base"]; ok || g.base.lookup == nil || g.needBase != nil && !g.needBase() {
 		return nil

@@ -67,7 +67,7 @@ func (n *NPM) Handles(host string) bool {
 
 // Classify returns the action of one registry request.
 func (n *NPM) Classify(r *Request) ([]rules.Action, error) {
-	path := r.HTTP.URL.EscapedPath()
+	path := r.escapedPath()
 	matched := false
 	for _, p := range n.prefixes[requestHost(r)] {
 		if p == "" {

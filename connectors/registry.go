@@ -57,12 +57,13 @@ type Registry struct {
 	sniffers []Sniffer
 	names    map[string]bool
 	generic  Connector
+	headers  headerMaps
 }
 
 // NewEmptyRegistry returns a registry with only the generic http connector.
 func NewEmptyRegistry() *Registry {
 	g := &HTTP{}
-	return &Registry{names: map[string]bool{g.Name(): true}, generic: g}
+	return &Registry{names: map[string]bool{g.Name(): true}, generic: g, headers: newHeaderMaps()}
 }
 
 // NewRegistry returns the default registry: github and npm, then the
@@ -168,8 +169,11 @@ func (reg *Registry) Classify(r *Request) ([]rules.Action, error) {
 	if r == nil || r.HTTP == nil || r.HTTP.URL == nil {
 		return nil, errors.New("classifying a request: no request")
 	}
-	info := requestInfo(r)
-	// info.Host is r.Host(): normalised once, not again for the lookup.
+	info := reg.requestInfo(r)
+	// info.Host is r.Host(): normalised once, not again for the lookup
+	// and the connector.
+	r.host, r.path = info.Host, r.HTTP.URL.EscapedPath()
+	defer func() { r.host, r.path = "", "" }()
 	c := reg.forHost(r, info.Host)
 	actions, err := c.Classify(r)
 	if err != nil {
@@ -182,38 +186,18 @@ func (reg *Registry) Classify(r *Request) ([]rules.Action, error) {
 		if actions[i].Connector == "" {
 			actions[i].Connector = c.Name()
 		}
+		// The actions of one request share its read-only header map.
 		actions[i].Request = info
-		if i > 0 && info.Headers != nil {
-			// Each action owns its maps: a rule engine or recorder may
-			// annotate one without touching the others.
-			h := make(map[string]string, len(info.Headers))
-			for k, v := range info.Headers {
-				h[k] = v
-			}
-			actions[i].Request.Headers = h
-		}
 	}
 	return actions, nil
-}
-
-// isRecordedHeader reports whether the request header with canonical name
-// k is copied into actions. It is an allow list: nothing that carries a
-// credential is ever on it. A switch spares hashing every header of every
-// request.
-func isRecordedHeader(k string) bool {
-	switch k {
-	case "User-Agent", "Content-Type", "Content-Encoding", "Accept", "Mcp-Method",
-		"Mcp-Protocol-Version", "X-Github-Api-Version", "Npm-Command", "Git-Protocol":
-		return true
-	}
-	return false
 }
 
 // maxHeaderValue bounds a recorded header value.
 const maxHeaderValue = 256
 
-// requestInfo returns the part of r that rules may look at.
-func requestInfo(r *Request) rules.Request {
+// requestInfo returns the part of r that rules may look at. Its header map
+// is shared with other requests that recorded the same values: read-only.
+func (reg *Registry) requestInfo(r *Request) rules.Request {
 	u := r.HTTP.URL
 	hostport := u.Host
 	if hostport == "" {
@@ -246,24 +230,30 @@ func requestInfo(r *Request) rules.Request {
 	}
 	// Ranging over the request's few headers beats a canonicalizing Get
 	// per allowed name; keys of parsed requests are canonical already.
+	var hv headerValues
+	recorded := false
 	for k, vs := range r.HTTP.Header {
-		if !isRecordedHeader(k) || len(vs) == 0 || vs[0] == "" {
+		i := recordedHeader(k)
+		if i < 0 || len(vs) == 0 || vs[0] == "" {
 			continue
 		}
 		v := vs[0]
 		if len(v) > maxHeaderValue {
 			v = v[:maxHeaderValue]
 		}
-		if info.Headers == nil {
-			info.Headers = make(map[string]string, 4)
-		}
-		info.Headers[k] = v
+		hv[i], recorded = v, true
+	}
+	if recorded {
+		info.Headers = reg.headers.get(&hv)
 	}
 	return info
 }
 
 // requestHost returns the lower-case host of r without its port.
 func requestHost(r *Request) string {
+	if r.host != "" {
+		return r.host
+	}
 	h := r.HTTP.URL.Host
 	if h == "" {
 		h = r.HTTP.Host

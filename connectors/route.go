@@ -24,13 +24,30 @@ type router[T any] struct {
 }
 
 type rnode[T any] struct {
-	lit       map[string]*rnode[T]
+	// lit holds the literal children. Nodes have few, and comparing a
+	// handful of strings (length first) beats hashing the segment.
+	lit       []litChild[T]
 	param     *rnode[T]
 	paramName string
 	rest      *rnode[T]
 	restName  string
 	// handlers by method; "*" matches any method.
 	handlers map[string]T
+}
+
+type litChild[T any] struct {
+	name string
+	node *rnode[T]
+}
+
+// child returns the literal child named seg, or nil.
+func (n *rnode[T]) child(seg string) *rnode[T] {
+	for i := range n.lit {
+		if n.lit[i].name == seg {
+			return n.lit[i].node
+		}
+	}
+	return nil
 }
 
 // capture is one path parameter of a match.
@@ -99,13 +116,10 @@ func (rt *router[T]) add(method, template string, value T) error {
 			}
 			n = n.param
 		default:
-			if n.lit == nil {
-				n.lit = map[string]*rnode[T]{}
-			}
-			c := n.lit[s.name]
+			c := n.child(s.name)
 			if c == nil {
 				c = &rnode[T]{}
-				n.lit[s.name] = c
+				n.lit = append(n.lit, litChild[T]{s.name, c})
 			}
 			n = c
 		}
@@ -195,12 +209,16 @@ func validIdent(s string) bool {
 // with a slash or has more than maxSegments segments; starts then holds the
 // offsets up to the limit so that a rest capture still works.
 type splitPath struct {
-	path   string
-	n      int
-	segs   [maxSegments]string
-	starts [maxSegments]int
-	over   bool
+	path string
+	n    int
+	// Offsets rather than strings keep the value small: it is zeroed for
+	// every request.
+	starts, ends [maxSegments]int32
+	over         bool
 }
+
+// seg returns the i-th segment.
+func (sp *splitPath) seg(i int) string { return sp.path[sp.starts[i]:sp.ends[i]] }
 
 func (sp *splitPath) split(p string) bool {
 	sp.path, sp.n, sp.over = p, 0, false
@@ -221,8 +239,7 @@ func (sp *splitPath) split(p string) bool {
 				sp.over = true
 				return true
 			}
-			sp.segs[sp.n] = p[start:i]
-			sp.starts[sp.n] = start
+			sp.starts[sp.n], sp.ends[sp.n] = int32(start), int32(i)
 			sp.n++
 			start = i + 1
 		}
@@ -252,8 +269,8 @@ func (rt *router[T]) walk(n *rnode[T], method string, sp *splitPath, i int, m *m
 		v, ok := n.handlers["*"]
 		return v, ok
 	}
-	seg := sp.segs[i]
-	if c := n.lit[seg]; c != nil {
+	seg := sp.seg(i)
+	if c := n.child(seg); c != nil {
 		if v, ok := rt.walk(c, method, sp, i+1, m); ok {
 			return v, true
 		}

@@ -6,7 +6,10 @@ import "time"
 
 // An Action is one thing an agent tried to do, in connector terms: a push, a
 // merge, a publish, an MCP tool call. Connectors build actions from requests;
-// rules decide them.
+// rules decide them. Once classified, an action's maps are read-only:
+// connectors share Resource and Request.Headers maps among actions that
+// carry the same values (the repository an agent works on, the headers of
+// its client), so code that needs a changed map builds a new one.
 type Action struct {
 	ID        string            `json:"id,omitempty" jsonschema:"description=Unique sortable identifier of the request that carried the action."`
 	Time      time.Time         `json:"time,omitzero" jsonschema:"description=When the action was seen (RFC 3339)."`
