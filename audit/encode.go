@@ -117,7 +117,8 @@ func (e *enc) optInt(k string, v int64) {
 }
 
 func (e *enc) strMap(m map[string]string) {
-	keys := sortedKeys(m)
+	var arr [8]string
+	keys := sortedKeys(arr[:0], m)
 	e.open()
 	for _, k := range keys {
 		e.keyStr(k)
@@ -127,7 +128,8 @@ func (e *enc) strMap(m map[string]string) {
 }
 
 func (e *enc) anyMap(m map[string]any) {
-	keys := sortedKeys(m)
+	var arr [8]string
+	keys := sortedKeys(arr[:0], m)
 	e.open()
 	for _, k := range keys {
 		e.keyStr(k)
@@ -146,8 +148,9 @@ func (e *enc) keyStr(k string) {
 	e.b = append(e.b, ':')
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
+// sortedKeys appends the keys of m to keys, sorted. Callers pass a small
+// array's slice so that the maps of most records cost no allocation.
+func sortedKeys[V any](keys []string, m map[string]V) []string {
 	for k := range m {
 		keys = append(keys, k)
 	}

@@ -183,8 +183,38 @@ func writeFileSync(path string, b []byte) error {
 // error the log refuses every further record (fail closed). Once queued,
 // a record is written even if ctx ends, so Append then still waits.
 func (l *Log) Append(ctx context.Context, r *Record) error {
+	req, err := l.prepare(r, true)
+	if err != nil {
+		return err
+	}
+	if err := l.enqueue(ctx, req); err != nil {
+		return err
+	}
+	return <-req.done
+}
+
+// AppendAsync queues r and returns without waiting for it to be written:
+// for records nothing waits on, such as the outcome of an exchange whose
+// decision is on record already. The record is written, durably, with the
+// next batch, and Close waits for it. It fails at once on a record Append
+// would refuse and on a closed log; a write failure after that is sticky,
+// and reported by every later Append and by Close. Queueing waits only
+// while the queue is full.
+func (l *Log) AppendAsync(r *Record) error {
+	req, err := l.prepare(r, false)
+	if err != nil {
+		return err
+	}
+	if err := l.enqueue(context.Background(), req); err != nil {
+		return err
+	}
+	return nil
+}
+
+// prepare fills in r's time and gateway, checks it and encodes its body.
+func (l *Log) prepare(r *Record, wait bool) (*request, error) {
 	if r == nil {
-		return errors.New("refusing audit record: nil record")
+		return nil, errors.New("refusing audit record: nil record")
 	}
 	if r.Time.IsZero() {
 		r.Time = l.opts.Now()
@@ -194,30 +224,36 @@ func (l *Log) Append(ctx context.Context, r *Record) error {
 		r.Gateway = l.opts.Gateway
 	}
 	if err := r.validate(); err != nil {
-		return fmt.Errorf("refusing audit record: %w", err)
+		return nil, fmt.Errorf("refusing audit record: %w", err)
 	}
 	body, err := r.body()
 	if err != nil {
-		return fmt.Errorf("refusing audit record: %w", err)
+		return nil, fmt.Errorf("refusing audit record: %w", err)
 	}
 	// The writer adds schema_version, seq, prev and hash: under 256 bytes.
 	if len(body)+256 > MaxRecordBytes {
-		return fmt.Errorf("refusing audit record: %d bytes exceeds the %d byte limit", len(body), MaxRecordBytes)
+		return nil, fmt.Errorf("refusing audit record: %d bytes exceeds the %d byte limit", len(body), MaxRecordBytes)
 	}
-	req := &request{rec: r, body: body, done: make(chan error, 1)}
+	req := &request{rec: r, body: body}
+	if wait {
+		req.done = make(chan error, 1)
+	}
+	return req, nil
+}
+
+// enqueue hands req to the writer.
+func (l *Log) enqueue(ctx context.Context, req *request) error {
 	l.mu.RLock()
+	defer l.mu.RUnlock()
 	if l.closed {
-		l.mu.RUnlock()
 		return ErrClosed
 	}
 	select {
 	case l.reqs <- req:
+		return nil
 	case <-ctx.Done():
-		l.mu.RUnlock()
 		return fmt.Errorf("appending audit record: %w", ctx.Err())
 	}
-	l.mu.RUnlock()
-	return <-req.done
 }
 
 // Event appends an event record.
@@ -245,7 +281,9 @@ func (l *Log) Close() error {
 	defer l.bgMu.Unlock()
 	l.headMu.Lock()
 	defer l.headMu.Unlock()
-	return errors.Join(append(l.bgErrs, l.headErr, errs)...)
+	// l.err is the writer's, which has exited: a failed batch, which
+	// records queued by AppendAsync learn of only here.
+	return errors.Join(append(l.bgErrs, l.err, l.headErr, errs)...)
 }
 
 // syncHead makes head updates durable, one fdatasync for however many
@@ -300,7 +338,9 @@ func (l *Log) run() {
 			l.batches++
 		}
 		for _, r := range batch {
-			r.done <- err
+			if r.done != nil {
+				r.done <- err
+			}
 		}
 		clear(batch)
 	}
@@ -366,26 +406,29 @@ func (l *Log) commitLocked(batch []*request) error {
 func (l *Log) assemble(buf []byte, r *request) []byte {
 	start := len(buf)
 	seq := l.st.Seq + 1
-	prev := hex.EncodeToString(l.st.Hash[:])
+	// prev and hash in hex, side by side: one string for the record.
+	var hexes [4 * sha256.Size]byte
+	hex.Encode(hexes[:2*sha256.Size], l.st.Hash[:])
 	buf = append(buf, lineHeader...)
 	buf = strconv.AppendUint(buf, seq, 10)
 	buf = append(buf, ',')
 	buf = append(buf, r.body[1:len(r.body)-1]...)
 	buf = append(buf, prevKey...)
-	buf = append(buf, prev...)
+	buf = append(buf, hexes[:2*sha256.Size]...)
 	buf = append(buf, '"')
 	l.sha.Reset()
 	l.sha.Write(buf[start:])
 	l.sha.Write([]byte{'}'})
 	var sum [sha256.Size]byte
-	hashHex := hex.EncodeToString(l.sha.Sum(sum[:0]))
+	hex.Encode(hexes[2*sha256.Size:], l.sha.Sum(sum[:0]))
 	buf = append(buf, hashKey...)
-	buf = append(buf, hashHex...)
+	buf = append(buf, hexes[2*sha256.Size:]...)
 	buf = append(buf, '"', '}')
 	l.st.Seq = seq
 	l.st.Hash = lineHash(buf[start:])
 	buf = append(buf, '\n')
-	r.rec.SchemaVersion, r.rec.Seq, r.rec.Prev, r.rec.Hash = SchemaVersion, seq, prev, hashHex
+	both := string(hexes[:])
+	r.rec.SchemaVersion, r.rec.Seq, r.rec.Prev, r.rec.Hash = SchemaVersion, seq, both[:2*sha256.Size], both[2*sha256.Size:]
 	return buf
 }
 

@@ -106,6 +106,52 @@ func TestAppendRefuses(t *testing.T) {
 	requireOK(t, dir, 0)
 }
 
+// TestAppendAsync checks that queued records are written in order with
+// waited-for ones, that Close waits for them, and that what Append would
+// refuse AppendAsync refuses at once.
+func TestAppendAsync(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, Options{})
+	ctx := testCtx(t)
+	const n = 500
+	for i := range n {
+		var err error
+		if i%5 == 0 {
+			err = l.Append(ctx, decision(i))
+		} else {
+			err = l.AppendAsync(&Record{Kind: KindOutcome, RequestID: fmt.Sprintf("req-%d", i), Status: 200})
+		}
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+	if err := l.AppendAsync(&Record{Kind: KindOutcome, Status: 200}); err == nil {
+		t.Error("AppendAsync accepted an outcome without a request")
+	}
+	if err := l.AppendAsync(nil); err == nil {
+		t.Error("AppendAsync accepted nil")
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AppendAsync(&Record{Kind: KindOutcome, RequestID: "late", Status: 200}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("AppendAsync after Close = %v, want ErrClosed", err)
+	}
+	recs := scanAll(t, dir)
+	if len(recs) != n {
+		t.Fatalf("%d records on disk, want %d", len(recs), n)
+	}
+	for i, r := range recs {
+		if r.Seq != uint64(i+1) {
+			t.Fatalf("record %d has seq %d", i, r.Seq)
+		}
+		if i%5 != 0 && r.RequestID != fmt.Sprintf("req-%d", i) {
+			t.Fatalf("record %d is %s, want req-%d: queued records must keep their order", i, r.RequestID, i)
+		}
+	}
+	requireOK(t, dir, n)
+}
+
 func TestRotationAndReopen(t *testing.T) {
 	dir := t.TempDir()
 	const segBytes = 4 << 10

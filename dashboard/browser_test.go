@@ -202,6 +202,10 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("the agent's delete: %+v", rep)
 	}
 	do(t, ctx, "second live row", chromedp.WaitVisible(`#rows tr[data-live].d-deny`))
+	// The row is redrawn when its outcome arrives: click it after that.
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector("#rows tr[data-live].d-deny td.status").textContent === "403"`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("the denied row never showed status 403: %v", err)
+	}
 	shoot(t, ctx, shots, "traffic")
 
 	// The row opens the full record: matched rules and reasons, no headers.

@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"bufio"
+	"context"
 	"net/http"
 	"net/url"
 	"os"
@@ -76,11 +77,34 @@ func TestTrafficFilterAppliesToRowsAndStream(t *testing.T) {
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
 
+// waitOutcomes waits until the log in home holds at least n outcome
+// records.
+func waitOutcomes(t *testing.T, ctx context.Context, home string, n int) {
+	t.Helper()
+	for {
+		got := 0
+		if err := audit.Scan(audit.Dir(home), audit.Filter{Kind: audit.KindOutcome}, func(*audit.Record) error { got++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if got >= n {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d outcome records after waiting, want %d", got, n)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 func TestRecordPage(t *testing.T) {
 	f := start(t)
 	ctx, cancel := deadline(t, 30*time.Second)
 	defer cancel()
 	f.send(ctx, http.MethodDelete, "/repos/acme/app")
+	// Outcomes are queued, not waited for: the page shows one once it
+	// is written.
+	waitOutcomes(t, ctx, f.home, 1)
 	var seq uint64
 	if err := audit.Scan(audit.Dir(f.home), audit.Filter{Kind: audit.KindDecision}, func(r *audit.Record) error { seq = r.Seq; return nil }); err != nil || seq == 0 {
 		t.Fatalf("no decision recorded: %v", err)

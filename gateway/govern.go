@@ -237,9 +237,12 @@ func (g *Gateway) recordOutcome(id string, o httpproxy.Outcome) {
 	if o.Err != nil {
 		r.Error = g.redact(o.Err.Error())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = g.log.Append(ctx, r) // the decision is on record already; an outcome lost to a closing log is not a refusal
+	// Queued, not waited for: nothing depends on an outcome being durable
+	// (the decision is on record already), and the exchange's goroutine
+	// goes on at once. A write failure is sticky, so the next decision
+	// record fails and refuses; an outcome lost to a closing log is not a
+	// refusal.
+	_ = g.log.AppendAsync(r)
 }
 
 // redactParams masks secret-looking params and any known secret value.
@@ -290,7 +293,17 @@ func setTFHeaders(h http.Header, id, rule string, effect rules.Effect) {
 // newRequestID returns an identifier that sorts by time: milliseconds
 // since the epoch, then random bits.
 func newRequestID(t time.Time) string {
-	var b [8]byte
+	var b [5]byte
 	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%012x%s", t.UnixMilli(), hex.EncodeToString(b[:5]))
+	// 12 hex digits of milliseconds (zero-padded), then 10 random ones.
+	var id [22]byte
+	ms := uint64(t.UnixMilli())
+	for i := 11; i >= 0; i-- {
+		id[i] = hexDigits[ms&0xf]
+		ms >>= 4
+	}
+	hex.Encode(id[12:], b[:])
+	return string(id[:])
 }
+
+const hexDigits = "0123456789abcdef"

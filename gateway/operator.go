@@ -231,32 +231,65 @@ func (g *Gateway) cutOff(actions []rules.Action) context.Context {
 	if op.kill == nil {
 		return nil
 	}
+	// The common case, a request of one connector, allocates nothing
+	// unless its context is new.
+	key := oneConnector(actions)
 	var conns []string
-	for _, a := range actions {
-		conns = append(conns, a.Connector)
+	if key == "" {
+		for _, a := range actions {
+			conns = append(conns, a.Connector)
+		}
+		sort.Strings(conns)
+		conns = compact(conns)
+		key = strings.Join(conns, "\x00")
 	}
-	sort.Strings(conns)
-	conns = compact(conns)
-	key := strings.Join(conns, "\x00")
 
 	// Under cutMu, which killSwitchChanged also takes, after the new
 	// state is in force: a switch turned on now is seen either here or
 	// there.
 	op.cutMu.Lock()
 	defer op.cutMu.Unlock()
+	if conns == nil {
+		if reason, killed := op.kill.KilledConnector(key); killed {
+			return cancelledCtx(reason)
+		}
+	}
 	for _, c := range conns {
 		if reason, killed := op.kill.KilledConnector(c); killed {
-			ctx, cancel := context.WithCancelCause(context.Background())
-			cancel(errors.New(reason))
-			return ctx
+			return cancelledCtx(reason)
 		}
 	}
 	if c := op.cuts[key]; c != nil {
 		return c.ctx
 	}
+	if conns == nil {
+		conns = []string{key}
+	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	op.cuts[key] = &cut{ctx: ctx, cancel: cancel, connectors: conns}
 	return ctx
+}
+
+// cancelledCtx returns a context already ended by a kill switch.
+func cancelledCtx(reason string) context.Context {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(errors.New(reason))
+	return ctx
+}
+
+// oneConnector returns the connector of actions when they all have the
+// same one, else "".
+func oneConnector(actions []rules.Action) string {
+	if len(actions) == 0 {
+		return ""
+	}
+	c := actions[0].Connector
+	for _, a := range actions[1:] {
+		if a.Connector != c {
+			return ""
+		}
+	}
+	return c
 }
 
 func compact(s []string) []string {

@@ -182,16 +182,59 @@ func tokenChars(s string) bool {
 	return true
 }
 
-// RedactParams returns a deep copy of params in which the value of every
-// secret-looking key (SecretKey) is Redacted, whole, whatever its type, and
-// every string that looks like a credential (SecretValue) is Redacted
-// wherever it sits. Maps and slices are walked; values of types it cannot
-// walk are Redacted, since what cannot be inspected cannot be shown.
+// RedactParams returns params with the value of every secret-looking key
+// (SecretKey) Redacted, whole, whatever its type, and every string that
+// looks like a credential (SecretValue) Redacted wherever it sits. Maps and
+// slices are walked; values of types it cannot walk are Redacted, since what
+// cannot be inspected cannot be shown. When nothing needs redacting, which
+// is nearly always, params itself is returned (action maps are read-only);
+// otherwise a deep copy.
 func RedactParams(params map[string]any) map[string]any {
 	if params == nil {
 		return nil
 	}
+	if cleanMap(params, 0) {
+		return params
+	}
 	return redactMap(params, 0)
+}
+
+// clean reports whether redactValue(v, depth) would return v unchanged:
+// no secret key or value, nothing too deep, only types it keeps as they
+// are. It reads without copying, so that the common case costs no
+// allocation.
+func clean(v any, depth int) bool {
+	if depth > maxDepth {
+		return false
+	}
+	switch x := v.(type) {
+	case nil, bool, float64, float32, int, int64, int32, uint, uint64, uint32, json.Number:
+		return true
+	case string:
+		return !SecretValue(x)
+	case map[string]any:
+		return cleanMap(x, depth)
+	case []any:
+		for _, e := range x {
+			if !clean(e, depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+	// map[string]string, []string and the rest are converted or
+	// Redacted: the copy does that.
+	return false
+}
+
+// cleanMap is clean for redactMap(m, depth).
+func cleanMap(m map[string]any, depth int) bool {
+	for k, e := range m {
+		if SecretKey(k) || !clean(e, depth+1) {
+			return false
+		}
+	}
+	return true
 }
 
 func redactMap(m map[string]any, depth int) map[string]any {

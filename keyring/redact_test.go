@@ -152,6 +152,38 @@ func TestRedactParamsCycleAndDepth(t *testing.T) {
 	}
 }
 
+// TestRedactParamsShares checks that clean params come back as they are,
+// without allocating, and that anything the copy would change is copied.
+func TestRedactParamsShares(t *testing.T) {
+	p := map[string]any{"path": "/home/me/a.go", "n": 3, "opts": []any{map[string]any{"k": "v", "on": true}}}
+	if got := RedactParams(p); reflect.ValueOf(got).UnsafePointer() != reflect.ValueOf(p).UnsafePointer() {
+		t.Fatal("clean params were copied")
+	}
+	if n := testing.AllocsPerRun(100, func() { RedactParams(p) }); n != 0 {
+		t.Fatalf("%v allocations for clean params", n)
+	}
+	deep := map[string]any{"v": "x"}
+	for range maxDepth + 2 {
+		deep = map[string]any{"d": deep}
+	}
+	for _, dirty := range []map[string]any{
+		{"a": map[string]any{"api_key": "k"}},
+		{"a": []any{"ghp_0123456789abcdefghijABCDEFGHIJ012345"}},
+		{"a": map[string]string{"x": "y"}},
+		{"a": []string{"x"}},
+		{"a": struct{}{}},
+		deep,
+	} {
+		got := RedactParams(dirty)
+		if reflect.ValueOf(got).UnsafePointer() == reflect.ValueOf(dirty).UnsafePointer() {
+			t.Fatalf("%v came back uncopied", dirty)
+		}
+		if want := redactMap(dirty, 0); !reflect.DeepEqual(got, want) {
+			t.Fatalf("RedactParams(%v) = %v, want %v", dirty, got, want)
+		}
+	}
+}
+
 func TestRedactor(t *testing.T) {
 	r := NewRedactor("s3cr3t", "", PlaceholderValue)
 	r.Add("s3cr3t-longer", "a b/c")
@@ -189,6 +221,10 @@ func FuzzRedactParams(f *testing.F) {
 		var m map[string]any
 		if json.Unmarshal(doc, &m) != nil {
 			return
+		}
+		// Returning params itself when clean must equal the full copy.
+		if got, full := RedactParams(m), redactMap(m, 0); !reflect.DeepEqual(got, full) {
+			t.Fatalf("RedactParams = %v, the full copy is %v", got, full)
 		}
 		r := NewRedactor(secret)
 		out := r.Params(m)

@@ -38,7 +38,9 @@ type Ruling struct {
 	// (or the expiry) and returns the final decisions, recorded, and for
 	// an approved line the context that the kill switch ends (as Cut).
 	Hold func(ctx context.Context) ([]rules.Decision, context.Context)
-	// Done records how the line ended; it may be nil.
+	// Done records how the line ended; it may be nil. It is called on
+	// the relay's own goroutines, so it queues the record rather than
+	// waiting for it to be durable.
 	Done func(Outcome)
 	// Cut, if set, ends when the kill switch stops the server's traffic:
 	// requests still unanswered are then answered with an error.
@@ -98,15 +100,10 @@ type pendingLine struct {
 	done    func(Outcome)
 	bytes   int
 	errText string
-	// stopCut unregisters the kill switch's hook on the line once it is
-	// answered; the cut context outlives the line.
-	stopCut func() bool
-}
-
-// outcomeJob is an outcome for a recorder to record.
-type outcomeJob struct {
-	f func(Outcome)
-	o Outcome
+	// slot and cut are the line and the context that the kill switch
+	// ends, for cutting the line off while it awaits answers.
+	slot *slot
+	cut  context.Context
 }
 
 type relay struct {
@@ -125,12 +122,11 @@ type relay struct {
 	inputDone bool                    // the client's input ended
 	holds     int                     // lines waiting for approval
 	serverEnd bool                    // the server's input is closed
-	wg        sync.WaitGroup          // goroutines of spawn and recorders
-	// outcomes feeds idle recorders: goroutines that record outcomes one
-	// after another, so that each outcome does not cost a new goroutine
-	// and its stack growing again. Closed when Run is returning.
-	outcomes  chan outcomeJob
-	recorders int // recorders started
+	wg        sync.WaitGroup          // goroutines of spawn
+	// watched holds the cut contexts with a hook that cuts off their
+	// pending lines. The governor shares one context among the lines of
+	// a connector, so a hook per context rather than per line.
+	watched map[context.Context]bool
 }
 
 // spawn runs f in a goroutine that Run waits for; once Run is returning,
@@ -174,7 +170,7 @@ func (rl *Relay) Run(ctx context.Context) error {
 	if rl.Governor == nil || rl.Server == "" {
 		return errors.New("mcp relay: no governor or no server name")
 	}
-	r := &relay{Relay: rl, pending: map[string]*pendingLine{}, lists: map[string]bool{}, outcomes: make(chan outcomeJob)}
+	r := &relay{Relay: rl, pending: map[string]*pendingLine{}, lists: map[string]bool{}, watched: map[context.Context]bool{}}
 	r.ctx, r.cancel = context.WithCancel(ctx)
 	defer r.cancel()
 	if r.MaxMessage <= 0 {
@@ -190,7 +186,6 @@ func (rl *Relay) Run(ctx context.Context) error {
 	r.cancel() // pending approvals end: nobody is left to answer
 	r.mu.Lock()
 	r.stopped = true
-	close(r.outcomes) // sent to only under r.mu, while not stopped
 	r.mu.Unlock()
 	r.wg.Wait()
 	r.finish(errors.New("the server closed its output before answering"))
@@ -354,9 +349,13 @@ func (r *relay) refuse(s *slot, ds []rules.Decision) {
 // forward sends an allowed line to the server and notes the requests
 // whose answers are awaited.
 func (r *relay) forward(s *slot) {
-	p := &pendingLine{start: time.Now(), done: s.ruling.Done, bytes: len(s.line)}
+	p := &pendingLine{start: time.Now(), done: s.ruling.Done, bytes: len(s.line), slot: s, cut: s.ruling.Cut}
 	var keys []string
 	r.mu.Lock()
+	if cut := p.cut; cut != nil && !r.watched[cut] {
+		r.watched[cut] = true
+		context.AfterFunc(cut, func() { r.cutPending(cut) })
+	}
 	if !r.closed {
 		for i := range s.msgs {
 			m := &s.msgs[i]
@@ -393,17 +392,23 @@ func (r *relay) forward(s *slot) {
 		r.done(p.done, Outcome{Err: err, Duration: time.Since(p.start), Bytes: p.bytes})
 		return
 	}
-	if cut := s.ruling.Cut; cut != nil {
-		stop := context.AfterFunc(cut, func() { r.cutOff(s, context.Cause(cut)) })
-		r.mu.Lock()
-		answered := p.left == 0
-		if !answered {
-			p.stopCut = stop
+}
+
+// cutPending cuts off every pending line of cut, which just ended.
+func (r *relay) cutPending(cut context.Context) {
+	var lines []*slot
+	seen := map[*pendingLine]bool{}
+	r.mu.Lock()
+	delete(r.watched, cut)
+	for _, p := range r.pending {
+		if p.cut == cut && !seen[p] {
+			seen[p] = true
+			lines = append(lines, p.slot)
 		}
-		r.mu.Unlock()
-		if answered {
-			stop()
-		}
+	}
+	r.mu.Unlock()
+	for _, s := range lines {
+		r.cutOff(s, context.Cause(cut))
 	}
 }
 
@@ -510,9 +515,6 @@ func (r *relay) fromServerLine(line []byte) ([]byte, bool) {
 	}
 	r.mu.Unlock()
 	for _, p := range finished {
-		if p.stopCut != nil {
-			p.stopCut()
-		}
 		o := Outcome{Duration: time.Since(p.start), Bytes: p.bytes}
 		if p.errText != "" {
 			o.Err = fmt.Errorf("the server answered with an error: %s", truncate(p.errText, 512))
@@ -550,42 +552,12 @@ func (r *relay) toClient(b []byte) {
 	_, _ = r.ClientOut.Write(append(b[:len(b):len(b)], '\n'))
 }
 
-// done records an outcome without holding up the relay: records are
-// durable (fsync'd), and concurrent ones share a sync. An idle recorder
-// takes it, else a new one while there are fewer than Window, else a
-// goroutine of its own; once Run is returning it is recorded inline.
+// done records an outcome. Governors record outcomes without waiting for
+// them to be durable (nothing waits on an outcome), so it runs inline.
 func (r *relay) done(f func(Outcome), o Outcome) {
-	if f == nil {
-		return
-	}
-	job := outcomeJob{f, o}
-	r.mu.Lock()
-	if r.stopped {
-		r.mu.Unlock()
+	if f != nil {
 		f(o)
-		return
 	}
-	select {
-	case r.outcomes <- job:
-		r.mu.Unlock()
-		return
-	default:
-	}
-	r.wg.Add(1)
-	recorder := r.recorders < r.Window
-	if recorder {
-		r.recorders++
-	}
-	r.mu.Unlock()
-	go func() {
-		defer r.wg.Done()
-		job.f(job.o)
-		if recorder {
-			for job := range r.outcomes {
-				job.f(job.o)
-			}
-		}
-	}()
 }
 
 // finish records the lines still awaiting answers when the relay ends.
@@ -602,9 +574,6 @@ func (r *relay) finish(err error) {
 	}
 	r.mu.Unlock()
 	for _, p := range left {
-		if p.stopCut != nil {
-			p.stopCut()
-		}
 		if p.done != nil {
 			p.done(Outcome{Err: err, Duration: time.Since(p.start), Bytes: p.bytes})
 		}

@@ -264,3 +264,127 @@ func TestRelay(t *testing.T) {
 		t.Errorf("outcomes: %d refused, %d answered: %+v", refused, ok, f.gov.outcomes)
 	}
 }
+
+// cutGovernor allows everything; every line's cut context is the current
+// one of cuts, as the gateway shares one among a connector's lines.
+type cutGovernor struct {
+	mu       sync.Mutex
+	cut      context.Context
+	outcomes []Outcome
+}
+
+func (g *cutGovernor) Decide(_ context.Context, actions []rules.Action, err error) Ruling {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r := Ruling{RequestID: "r", Cut: g.cut, Done: func(o Outcome) {
+		g.mu.Lock()
+		g.outcomes = append(g.outcomes, o)
+		g.mu.Unlock()
+	}}
+	for range actions {
+		r.Decisions = append(r.Decisions, rules.Decision{Effect: rules.Allow})
+	}
+	return r
+}
+
+func (g *cutGovernor) HideTools() func(string) bool { return nil }
+
+// TestRelayKillSwitchCutsPendingLines checks that when the kill switch ends
+// the shared cut context, every forwarded line still awaiting its answer is
+// answered with a refusal and recorded, and that lines decided afterwards
+// under a new context go through.
+func TestRelayKillSwitchCutsPendingLines(t *testing.T) {
+	cut, kill := context.WithCancelCause(context.Background())
+	gov := &cutGovernor{cut: cut}
+	cin, cw := io.Pipe()
+	cr, cout := io.Pipe()
+	sin, sw := io.Pipe()
+	sr, sout := io.Pipe()
+	toServer := make(chan string, 16)
+	go func() { // a server that never answers
+		defer sout.Close()
+		sc := bufio.NewScanner(sin)
+		for sc.Scan() {
+			toServer <- sc.Text()
+		}
+	}()
+	answers := readLines(cr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	rl := &Relay{Server: "docs", Governor: gov, ClientIn: cin, ClientOut: cout, ServerIn: sw, ServerOut: sr}
+	go func() { done <- rl.Run(ctx); cout.Close() }()
+	defer func() { cw.Close(); <-done }()
+
+	recv := func(what string) string {
+		t.Helper()
+		select {
+		case s := <-toServer:
+			return s
+		case <-ctx.Done():
+			t.Fatalf("%s never reached the server", what)
+		}
+		return ""
+	}
+	for id := 1; id <= 2; id++ {
+		fmt.Fprintf(cw, `{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"slow","arguments":{}}}`+"\n", id)
+		recv(fmt.Sprint("call ", id))
+	}
+	kill(fmt.Errorf("incident 7"))
+	ids := map[float64]bool{}
+	for range 2 {
+		select {
+		case line := <-answers:
+			var m struct {
+				ID     float64 `json:"id"`
+				Result struct {
+					IsError bool `json:"isError"`
+					Content []struct {
+						Text string `json:"text"`
+					} `json:"content"`
+				} `json:"result"`
+				Error *struct {
+					Message string `json:"message"`
+				} `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatalf("%v: %s", err, line)
+			}
+			if !strings.Contains(line, "kill switch") || !strings.Contains(line, "incident 7") {
+				t.Fatalf("answer does not name the kill switch and its reason: %s", line)
+			}
+			ids[m.ID] = true
+		case <-ctx.Done():
+			t.Fatal("the pending lines were not cut off")
+		}
+	}
+	if !ids[1] || !ids[2] {
+		t.Fatalf("answered ids %v, want 1 and 2", ids)
+	}
+	// Outcomes are recorded off the relay's path: wait for both.
+	var n int
+	for {
+		gov.mu.Lock()
+		n = len(gov.outcomes)
+		gov.mu.Unlock()
+		if n >= 2 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	gov.mu.Lock()
+	for _, o := range gov.outcomes {
+		if o.Err == nil || !strings.Contains(o.Err.Error(), "kill switch") {
+			t.Errorf("outcome %+v does not record the cut", o)
+		}
+	}
+	gov.cut = context.Background() // the switch is off again
+	gov.mu.Unlock()
+	if n != 2 {
+		t.Fatalf("%d outcomes recorded, want 2", n)
+	}
+	fmt.Fprintf(cw, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"slow","arguments":{}}}`+"\n")
+	if got := recv("call 3"); !strings.Contains(got, `"id":3`) {
+		t.Fatalf("server got %s", got)
+	}
+}

@@ -116,7 +116,7 @@ func (d *Decider) Decide(a *Action) Decision {
 
 	if enforced >= 0 {
 		m := &dec.Matched[enforced]
-		dec.Effect, dec.Rule, dec.Reason = m.Decision, m.Rule, ruleReason(m)
+		dec.Effect, dec.Rule, dec.Reason = m.Decision, m.Rule, p.Rules[hits[enforced].rule].reasonFor(m)
 		if m.Decision == RequireApproval {
 			dec.ApprovalTimeout = timeout
 		}
@@ -126,7 +126,7 @@ func (d *Decider) Decide(a *Action) Decision {
 	}
 	if shadow >= 0 && dec.Matched[shadow].Decision.Beats(dec.Effect) {
 		m := &dec.Matched[shadow]
-		dec.Monitor, dec.Would, dec.WouldRule, dec.WouldReason = true, m.Decision, m.Rule, ruleReason(m)
+		dec.Monitor, dec.Would, dec.WouldRule, dec.WouldReason = true, m.Decision, m.Rule, p.Rules[hits[shadow].rule].reasonFor(m)
 	}
 	mode := p.Mode
 	if d.Mode != "" {

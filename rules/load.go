@@ -297,6 +297,7 @@ func (l *loader) addRules(file string, body ast.Node, rules []Rule) {
 		r := rules[i]
 		node := itemOf(seq, i)
 		cr := &CompiledRule{Rule: r, File: l.display(file)}
+		cr.reason = ruleReason(&Match{Rule: r.Name, Decision: r.Decision, Reason: r.Reason})
 		cr.Line, cr.Col = position(node)
 		at := func(key string) ast.Node { return valueOf(node, key) }
 

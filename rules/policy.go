@@ -114,6 +114,17 @@ type CompiledRule struct {
 	program   *vm.Program
 	native    native // nil unless the condition has a native form
 	pos       int    // index in Policy.Rules
+	// reason is the decision's reason when the rule decides as written,
+	// made once rather than per decision.
+	reason string
+}
+
+// reasonFor returns the reason of a decision made by m, a match of r.
+func (r *CompiledRule) reasonFor(m *Match) string {
+	if m.Error == "" && m.Decision == r.Decision && r.reason != "" {
+		return r.reason
+	}
+	return ruleReason(m)
 }
 
 // Monitor reports whether the rule only records.
