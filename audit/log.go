@@ -193,6 +193,45 @@ func (l *Log) Append(ctx context.Context, r *Record) error {
 	return <-req.done
 }
 
+// AppendAll writes recs, in order, and returns once all are durable: one
+// wait for several records (the actions of one request, the lines of a
+// burst). Nothing is queued unless every record is valid. An error means
+// some may not have been written.
+func (l *Log) AppendAll(ctx context.Context, recs []*Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	reqs := make([]*request, len(recs))
+	for i, r := range recs {
+		// The writer takes requests in order and a failed batch fails
+		// every later one, so the last request's answer covers all.
+		req, err := l.prepare(r, i == len(recs)-1)
+		if err != nil {
+			return err
+		}
+		reqs[i] = req
+	}
+	last := reqs[len(reqs)-1]
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case l.reqs <- reqs[0]:
+	case <-ctx.Done():
+		l.mu.RUnlock()
+		return fmt.Errorf("appending audit records: %w", ctx.Err())
+	}
+	// Once the first is queued the rest follow, whatever ctx does, and
+	// the wait is for all of them, as in Append.
+	for _, req := range reqs[1:] {
+		l.reqs <- req
+	}
+	l.mu.RUnlock()
+	return <-last.done
+}
+
 // AppendAsync queues r and returns without waiting for it to be written:
 // for records nothing waits on, such as the outcome of an exchange whose
 // decision is on record already. The record is written, durably, with the

@@ -152,6 +152,40 @@ func TestAppendAsync(t *testing.T) {
 	requireOK(t, dir, n)
 }
 
+// TestAppendAll checks that records appended together land in order,
+// filled in, and that one invalid record keeps all of them out.
+func TestAppendAll(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, Options{})
+	ctx := testCtx(t)
+	var recs []*Record
+	for i := range 300 {
+		recs = append(recs, decision(i))
+	}
+	if err := l.AppendAll(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range recs {
+		if r.Seq != uint64(i+1) || r.Hash == "" {
+			t.Fatalf("record %d: seq %d hash %q", i, r.Seq, r.Hash)
+		}
+	}
+	bad := []*Record{decision(1000), {Kind: KindOutcome, Status: 200}}
+	if err := l.AppendAll(ctx, bad); err == nil {
+		t.Fatal("AppendAll accepted an outcome without a request")
+	}
+	if err := l.AppendAll(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AppendAll(ctx, []*Record{decision(1)}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("AppendAll after Close = %v, want ErrClosed", err)
+	}
+	requireOK(t, dir, len(recs))
+}
+
 func TestRotationAndReopen(t *testing.T) {
 	dir := t.TempDir()
 	const segBytes = 4 << 10

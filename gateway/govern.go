@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/tameflare/tf/audit"
@@ -129,6 +128,14 @@ type ruling struct {
 // durably. When classErr is set the request could not be classified: it is
 // recorded as the one action unclassified returns, refused.
 func (g *Gateway) decideAll(ctx context.Context, actions []rules.Action, classErr error, unclassified func(error) rules.Action) ruling {
+	r := g.decideOnly(actions, classErr, unclassified)
+	// The decision records are durable before anything is forwarded.
+	r.recordErr = g.recordDecisions(ctx, r.id, r.actions, r.decisions)
+	return r
+}
+
+// decideOnly is decideAll without the records.
+func (g *Gateway) decideOnly(actions []rules.Action, classErr error, unclassified func(error) rules.Action) ruling {
 	start := g.now()
 	r := ruling{id: newRequestID(start), policy: g.policy.Load()} // one revision decides the whole request
 	p := r.policy
@@ -157,8 +164,6 @@ func (g *Gateway) decideAll(ctx context.Context, actions []rules.Action, classEr
 		actions[i].Gateway = g.name
 	}
 	r.actions = actions
-	// The decision records are durable before anything is forwarded.
-	r.recordErr = g.recordDecisions(ctx, r.id, actions, r.decisions)
 	return r
 }
 
@@ -200,33 +205,18 @@ func strongest(ds []rules.Decision) int {
 }
 
 func (g *Gateway) recordDecisions(ctx context.Context, id string, actions []rules.Action, decisions []rules.Decision) error {
-	recs := make([]*audit.Record, len(actions))
+	return g.log.AppendAll(ctx, g.decisionRecords(nil, id, actions, decisions))
+}
+
+// decisionRecords appends the decision records of one request to recs.
+func (g *Gateway) decisionRecords(recs []*audit.Record, id string, actions []rules.Action, decisions []rules.Decision) []*audit.Record {
 	for i := range actions {
 		a := actions[i]
 		a.Params = g.redactParams(a.Params)
 		dec := decisions[i]
-		recs[i] = &audit.Record{Time: a.Time, Kind: audit.KindDecision, RequestID: id, Gateway: g.name, Action: &a, Decision: &dec}
+		recs = append(recs, &audit.Record{Time: a.Time, Kind: audit.KindDecision, RequestID: id, Gateway: g.name, Action: &a, Decision: &dec})
 	}
-	if len(recs) == 1 {
-		return g.log.Append(ctx, recs[0])
-	}
-	// Concurrent appends share one fsync (group commit).
-	var wg sync.WaitGroup
-	errs := make([]error, len(recs))
-	for i, r := range recs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = g.log.Append(ctx, r)
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return recs
 }
 
 func (g *Gateway) recordOutcome(id string, o httpproxy.Outcome) {

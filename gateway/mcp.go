@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/connectors"
 	"github.com/tameflare/tf/httpproxy"
 	"github.com/tameflare/tf/mcp"
@@ -62,6 +63,8 @@ func (g *Gateway) MCPGovernor(server string) mcp.Governor {
 	return &mcpGovernor{g: g, server: server}
 }
 
+var _ mcp.BatchGovernor = (*mcpGovernor)(nil)
+
 type mcpGovernor struct {
 	g      *Gateway
 	server string
@@ -72,18 +75,48 @@ type mcpGovernor struct {
 var stdioRequest = rules.Request{Scheme: "stdio"}
 
 func (m *mcpGovernor) Decide(ctx context.Context, actions []rules.Action, classErr error) mcp.Ruling {
+	r := m.g.decideAll(ctx, m.stdio(actions), classErr, m.unclassified)
+	return m.ruling(r, classErr)
+}
+
+// DecideLines decides the lines of a burst and records all their
+// decisions with one wait.
+func (m *mcpGovernor) DecideLines(ctx context.Context, lines []mcp.Line) []mcp.Ruling {
 	g := m.g
+	rs := make([]ruling, len(lines))
+	var recs []*audit.Record
+	for i, l := range lines {
+		rs[i] = g.decideOnly(m.stdio(l.Actions), l.Err, m.unclassified)
+		recs = g.decisionRecords(recs, rs[i].id, rs[i].actions, rs[i].decisions)
+	}
+	err := g.log.AppendAll(ctx, recs)
+	out := make([]mcp.Ruling, len(lines))
+	for i := range rs {
+		rs[i].recordErr = err
+		out[i] = m.ruling(rs[i], lines[i].Err)
+	}
+	return out
+}
+
+func (m *mcpGovernor) stdio(actions []rules.Action) []rules.Action {
 	for i := range actions {
 		actions[i].Request = stdioRequest
 	}
-	r := g.decideAll(ctx, actions, classErr, func(err error) rules.Action {
-		return rules.Action{
-			Type: "tf.unclassified", Connector: "mcp",
-			Resource: map[string]string{"server": m.server},
-			Params:   map[string]any{"error": g.redact(err.Error())},
-			Request:  stdioRequest,
-		}
-	})
+	return actions
+}
+
+func (m *mcpGovernor) unclassified(err error) rules.Action {
+	return rules.Action{
+		Type: "tf.unclassified", Connector: "mcp",
+		Resource: map[string]string{"server": m.server},
+		Params:   map[string]any{"error": m.g.redact(err.Error())},
+		Request:  stdioRequest,
+	}
+}
+
+// ruling turns a recorded ruling into the relay's.
+func (m *mcpGovernor) ruling(r ruling, classErr error) mcp.Ruling {
+	g := m.g
 	out := mcp.Ruling{RequestID: r.id, Decisions: r.decisions}
 	out.Done = func(o mcp.Outcome) {
 		ho := httpproxy.Outcome{Status: http.StatusOK, Err: o.Err, Duration: o.Duration, RequestBytes: int64(o.Bytes)}

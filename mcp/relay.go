@@ -27,6 +27,22 @@ type Governor interface {
 	HideTools() func(tool string) bool
 }
 
+// A BatchGovernor decides several lines at once, recording all their
+// decisions with one wait: the relay uses it for lines that arrive
+// together, a burst of calls.
+type BatchGovernor interface {
+	Governor
+	// DecideLines is Decide for each line, in order: one Ruling per line.
+	DecideLines(ctx context.Context, lines []Line) []Ruling
+}
+
+// Line is what a BatchGovernor decides of one line: its actions, or the
+// error that kept it from being classified.
+type Line struct {
+	Actions []rules.Action
+	Err     error
+}
+
 // Ruling is a Governor's answer for one line.
 type Ruling struct {
 	// RequestID is the line's id in the audit log.
@@ -192,19 +208,23 @@ func (rl *Relay) Run(ctx context.Context) error {
 	return err
 }
 
+// maxGroup bounds the lines decided together.
+const maxGroup = 64
+
 // fromClient reads, decides (several lines at once) and forwards in order.
 // Lines are decided by up to Window deciders, started as lines arrive and
 // kept: a decision goes deep (rules, the audit record), and a goroutine
-// per line would grow a new stack for each.
+// per line would grow a new stack for each. Lines that arrive together (a
+// burst: whatever is already buffered after a line) are decided as one
+// group, their decisions recorded with one wait when the governor can.
 func (r *relay) fromClient() {
 	q := make(chan *slot, r.Window)
-	work := make(chan *slot)
+	work := make(chan []*slot)
 	defer close(work)
 	deciders := 0
 	decider := func() {
-		for s := range work {
-			r.decide(s, s.readErr)
-			close(s.ready)
+		for group := range work {
+			r.decideGroup(group)
 		}
 	}
 	go func() {
@@ -221,36 +241,86 @@ func (r *relay) fromClient() {
 	}()
 	defer close(q)
 	br := bufio.NewReaderSize(r.ClientIn, 64<<10)
+	var group []*slot
 	for {
 		line, err := readLine(br, r.MaxMessage)
 		if len(bytes.TrimSpace(line)) > 0 || errors.Is(err, errLineTooLong) {
-			s := &slot{line: line, readErr: err, ready: make(chan struct{})}
+			group = append(group, &slot{line: line, readErr: err, ready: make(chan struct{})})
+		}
+		ended := err != nil && !errors.Is(err, errLineTooLong)
+		if !ended && len(group) < maxGroup && lineBuffered(br) {
+			continue // more of the burst is here already
+		}
+		if len(group) > 0 {
+			// q has room for Window lines: a group waits for room line by
+			// line, so that a long burst is decided as the window allows.
 			select {
-			case work <- s:
+			case work <- group:
 			default:
 				if deciders < r.Window {
 					deciders++
 					go decider()
 				}
 				select {
-				case work <- s:
+				case work <- group:
 				case <-r.ctx.Done():
 					return
 				}
 			}
-			q <- s
+			for _, s := range group {
+				q <- s
+			}
+			group = nil
 		}
-		if err != nil && !errors.Is(err, errLineTooLong) {
+		if ended {
 			return
 		}
 	}
 }
 
-// decide classifies and decides one line.
-func (r *relay) decide(s *slot, readErr error) {
+// lineBuffered reports whether br holds a whole line already.
+func lineBuffered(br *bufio.Reader) bool {
+	n := br.Buffered()
+	if n == 0 {
+		return false
+	}
+	b, _ := br.Peek(n)
+	return bytes.IndexByte(b, '\n') >= 0
+}
+
+// decideGroup classifies and decides the lines of a group, then releases
+// them to the dispatcher.
+func (r *relay) decideGroup(group []*slot) {
+	errs := make([]error, len(group))
+	for i, s := range group {
+		errs[i] = r.classify(s)
+	}
+	if bg, ok := r.Governor.(BatchGovernor); ok && len(group) > 1 {
+		lines := make([]Line, len(group))
+		for i, s := range group {
+			lines[i] = Line{Actions: s.actions, Err: errs[i]}
+		}
+		for i, ruling := range bg.DecideLines(r.ctx, lines) {
+			group[i].ruling = ruling
+		}
+	} else {
+		for i, s := range group {
+			s.ruling = r.Governor.Decide(r.ctx, s.actions, errs[i])
+		}
+	}
+	for i, s := range group {
+		if errs[i] != nil {
+			r.answerUnclassified(s, errs[i])
+		}
+		close(s.ready)
+	}
+}
+
+// classify parses a line and returns its actions' error, if any.
+func (r *relay) classify(s *slot) error {
 	var err error
 	switch {
-	case readErr != nil:
+	case s.readErr != nil:
 		err = fmt.Errorf("MCP message larger than %d bytes", r.MaxMessage)
 		s.line = nil
 	default:
@@ -262,18 +332,20 @@ func (r *relay) decide(s *slot, readErr error) {
 	if err != nil {
 		s.actions = nil
 	}
-	s.ruling = r.Governor.Decide(r.ctx, s.actions, err)
-	if err != nil {
-		// Answered with an error to the one request the line seems to
-		// be, else to id null.
-		s.errCode = CodeInvalid
-		switch {
-		case readErr != nil:
-		case len(s.msgs) == 1 && !s.batch && s.msgs[0].Kind == Request:
-			s.errID = s.msgs[0].ID
-		case !errors.Is(err, ErrNotJSONRPC) && s.msgs == nil:
-			s.errCode = CodeParse
-		}
+	return err
+}
+
+// answerUnclassified sets how a line that could not be classified is
+// answered: with an error to the one request the line seems to be, else
+// to id null.
+func (r *relay) answerUnclassified(s *slot, err error) {
+	s.errCode = CodeInvalid
+	switch {
+	case s.readErr != nil:
+	case len(s.msgs) == 1 && !s.batch && s.msgs[0].Kind == Request:
+		s.errID = s.msgs[0].ID
+	case !errors.Is(err, ErrNotJSONRPC) && s.msgs == nil:
+		s.errCode = CodeParse
 	}
 }
 

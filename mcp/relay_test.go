@@ -118,7 +118,14 @@ type relayFixture struct {
 
 func startRelay(t *testing.T, max int) *relayFixture {
 	t.Helper()
-	f := &relayFixture{gov: &fakeGovernor{approve: make(chan bool, 1)}, toServer: make(chan string, 64), done: make(chan error, 1)}
+	fg := &fakeGovernor{approve: make(chan bool, 1)}
+	return startRelayGov(t, max, fg, fg)
+}
+
+// startRelayGov starts a relay governed by gov, which decides through fg.
+func startRelayGov(t *testing.T, max int, fg *fakeGovernor, gov Governor) *relayFixture {
+	t.Helper()
+	f := &relayFixture{gov: fg, toServer: make(chan string, 64), done: make(chan error, 1)}
 	cin, cw := io.Pipe()
 	cr, cout := io.Pipe()
 	sin, sw := io.Pipe()
@@ -126,7 +133,7 @@ func startRelay(t *testing.T, max int) *relayFixture {
 	go fakeServer(sin, sout, f.toServer)
 	f.client, f.answers = cw, readLines(cr)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	rl := &Relay{Server: "docs", Governor: f.gov, ClientIn: cin, ClientOut: cout, ServerIn: sw, ServerOut: sr, MaxMessage: max}
+	rl := &Relay{Server: "docs", Governor: gov, ClientIn: cin, ClientOut: cout, ServerIn: sw, ServerOut: sr, MaxMessage: max}
 	go func() {
 		f.done <- rl.Run(ctx)
 		cout.Close()
@@ -242,6 +249,10 @@ func TestRelay(t *testing.T) {
 			t.Fatal("the relay did not end when the client closed")
 		}
 		break
+	}
+	// The relay may end before the select above took every line.
+	for len(f.toServer) > 0 {
+		sent = append(sent, <-f.toServer)
 	}
 	all := strings.Join(sent, "\n")
 	if len(sent) != 4 || strings.Contains(all, "delete") || strings.Contains(all, `"id":5`) || strings.Contains(all, "hello") {
@@ -386,5 +397,79 @@ func TestRelayKillSwitchCutsPendingLines(t *testing.T) {
 	fmt.Fprintf(cw, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"slow","arguments":{}}}`+"\n")
 	if got := recv("call 3"); !strings.Contains(got, `"id":3`) {
 		t.Fatalf("server got %s", got)
+	}
+}
+
+// batchGovernor is a fakeGovernor that also decides lines together, and
+// notes the sizes of the groups it was given.
+type batchGovernor struct {
+	*fakeGovernor
+	groups []int
+}
+
+func (g *batchGovernor) DecideLines(ctx context.Context, lines []Line) []Ruling {
+	g.mu.Lock()
+	g.groups = append(g.groups, len(lines))
+	g.mu.Unlock()
+	out := make([]Ruling, len(lines))
+	for i, l := range lines {
+		out[i] = g.Decide(ctx, l.Actions, l.Err)
+	}
+	return out
+}
+
+// TestRelayBurst writes several lines at once: they are decided as a
+// group, and each is still forwarded, refused or answered as on its own,
+// in order.
+func TestRelayBurst(t *testing.T) {
+	fg := &fakeGovernor{approve: make(chan bool, 1)}
+	bg := &batchGovernor{fakeGovernor: fg}
+	f := startRelayGov(t, 1024, fg, bg)
+	burst := strings.Join([]string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read"}}`,
+		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete"}}`,
+		`{"jsonrpc":"2.0","id":3,"method":`,
+		`{"jsonrpc":"2.0","method":"notifications/initialized"}`,
+		`{"jsonrpc":"2.0","id":4,"method":"ping"}`,
+	}, "\n") + "\n"
+	if _, err := io.WriteString(f.client, burst); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for range 5 { // read's progress and result, delete's refusal, the parse error, ping's result
+		m := f.answer(t)
+		id := fmt.Sprint(m["id"])
+		switch {
+		case m["method"] == "notifications/progress":
+			id = "progress"
+		case m["error"] != nil:
+			got[id] = fmt.Sprint(m["error"].(map[string]any)["message"])
+			continue
+		}
+		got[id] = fmt.Sprint(m["result"])
+	}
+	if !strings.Contains(got["1"], "called read") || !strings.Contains(got["2"], "deleting is off limits") ||
+		!strings.Contains(got["<nil>"], "unexpected end") || got["4"] != "map[]" || got["progress"] == "" {
+		t.Fatalf("answers: %v", got)
+	}
+	var sent []string
+	for range 3 {
+		select {
+		case l := <-f.toServer:
+			sent = append(sent, l)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the server got only %q", sent)
+		}
+	}
+	if !strings.Contains(sent[0], `"id":1`) || !strings.Contains(sent[1], "notifications/initialized") || !strings.Contains(sent[2], `"id":4`) {
+		t.Fatalf("the server got %q, want read, the notification and ping, in order", sent)
+	}
+	bg.mu.Lock()
+	defer bg.mu.Unlock()
+	if len(bg.groups) == 0 {
+		t.Fatal("the burst was not decided as a group")
+	}
+	if fg.n != 5 {
+		t.Fatalf("%d lines decided, want 5", fg.n)
 	}
 }
