@@ -1,6 +1,7 @@
 package connectors
 
 import (
+	"fmt"
 	"testing"
 )
 
@@ -22,6 +23,22 @@ func BenchmarkClassifyREST(b *testing.B) {
 			if _, err := reg.Classify(get); err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+	// A read of a pull request not seen before: nothing is shared yet.
+	b.Run("get-new", func(b *testing.B) {
+		reqs := make([]*Request, 4096)
+		for i := range reqs {
+			reqs[i] = newRequest("GET", "api.github.com", fmt.Sprintf("/repos/acme/app/pulls/%d", 1000+i), "", nil, false)
+			reqs[i].HTTP.Header = get.HTTP.Header
+		}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, err := reg.Classify(reqs[i%len(reqs)]); err != nil {
+				b.Fatal(err)
+			}
+			i++
 		}
 	})
 	b.Run("merge", func(b *testing.B) {

@@ -186,3 +186,17 @@ func FuzzScanObject(f *testing.F) {
 		}
 	})
 }
+
+// FuzzEscapedPath holds escapedPath to url.URL.EscapedPath.
+func FuzzEscapedPath(f *testing.F) {
+	for _, p := range []string{"/repos/acme/app/pulls/42", "/a b", "/(x)!*'", "/%2F", "/é", "/a?b", "/~user/$x&y+z,;=:@"} {
+		f.Add(p, "")
+	}
+	f.Add("/a%2Fb", "/a%2Fb")
+	f.Fuzz(func(t *testing.T, path, raw string) {
+		u := &url.URL{Path: path, RawPath: raw}
+		if got, want := escapedPath(u), u.EscapedPath(); got != want {
+			t.Fatalf("escapedPath(%q, raw %q) = %q, want %q", path, raw, got, want)
+		}
+	})
+}

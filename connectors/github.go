@@ -44,6 +44,7 @@ type GitHub struct {
 	base      baseCache
 	needBase  func() bool
 	resources repoResources
+	params    pathParamMaps
 }
 
 var (
@@ -61,6 +62,7 @@ func NewGitHub(opts GitHubOptions) (*GitHub, error) {
 		},
 		rest:      githubRouter,
 		resources: newRepoResources(),
+		params:    newPathParamMaps(),
 	}
 	for _, h := range opts.EnterpriseHosts {
 		host := normalizeHost(h)

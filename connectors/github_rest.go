@@ -285,23 +285,55 @@ func (g *GitHub) classifyREST(r *Request, path string) ([]rules.Action, error) {
 	a := &acts[0]
 	a.Connector, a.Type = "github", route.action
 	var owner, repo string
+	// Params that come from the path alone (a read, a delete) are shared
+	// read-only maps like the resource: an agent works on a few pull
+	// requests and issues, with many requests each.
+	shared := len(route.want) == 0 && route.refine == nil
+	var pp pathParams
 	for i := 0; i < m.n; i++ {
 		name := m.captures[i].name
 		v := m.value(i)
 		switch name {
 		case "owner", "org":
 			owner = v
+			continue
 		case "repo":
 			repo = v
+			continue
 		case "number":
 			n, err := strconv.Atoi(v)
 			if err != nil || n <= 0 {
 				return nil, fmt.Errorf("%s %s: %q is not a pull request or issue number", r.HTTP.Method, unescapePath(path), v)
 			}
-			setP(a, "number", n)
+			if !shared {
+				setP(a, "number", n)
+			}
 		default:
-			setP(a, name, v)
+			if !shared {
+				setP(a, name, v)
+			}
 		}
+		if pp.n < maxSharedParams {
+			pp.kv[pp.n] = paramKV{name, v}
+		}
+		pp.n++
+	}
+	if shared && pp.n > maxSharedParams {
+		// Too many to share: made for this request alone.
+		shared = false
+		for i := 0; i < m.n; i++ {
+			switch name := m.captures[i].name; name {
+			case "owner", "org", "repo":
+			case "number":
+				n, _ := strconv.Atoi(m.value(i))
+				setP(a, name, n)
+			default:
+				setP(a, name, m.value(i))
+			}
+		}
+	}
+	if shared && pp.n > 0 {
+		a.Params = g.params.get(&pp)
 	}
 	if owner != "" || repo != "" {
 		a.Resource = g.resources.get(owner, repo)

@@ -2,6 +2,7 @@ package connectors
 
 import (
 	"hash/maphash"
+	"strconv"
 	"strings"
 	"sync/atomic"
 )
@@ -149,4 +150,55 @@ func buildHeaderMap(v headerValues) (headerValues, map[string]string) {
 		}
 	}
 	return v, m
+}
+
+// paramKV is one path parameter: its name in the route template and its
+// unescaped value.
+type paramKV struct{ name, value string }
+
+// maxSharedParams bounds the path parameters of a shared params map: a
+// small key compares fast, and routes have one or two besides the
+// repository.
+const maxSharedParams = 2
+
+// pathParams are the path parameters of a request other than its
+// repository, the whole of its params when the route reads no body.
+type pathParams struct {
+	n  int
+	kv [maxSharedParams]paramKV
+}
+
+// pathParamMaps caches params maps made from path parameters alone.
+type pathParamMaps struct {
+	c *mapCache[pathParams, map[string]any]
+}
+
+func newPathParamMaps() pathParamMaps {
+	return pathParamMaps{newMapCache[pathParams, map[string]any]()}
+}
+
+// get returns the read-only params of pp: number as an int (already
+// checked), the rest as strings.
+func (pm pathParamMaps) get(pp *pathParams) map[string]any {
+	h := uint64(pp.n)
+	for i := 0; i < pp.n; i++ {
+		h = h*31 ^ maphash.String(pm.c.seed, pp.kv[i].name)
+		h = h*31 ^ maphash.String(pm.c.seed, pp.kv[i].value)
+	}
+	return pm.c.get(h, *pp, buildPathParams)
+}
+
+func buildPathParams(pp pathParams) (pathParams, map[string]any) {
+	m := make(map[string]any, pp.n)
+	for i := 0; i < pp.n; i++ {
+		kv := &pp.kv[i]
+		kv.value = strings.Clone(kv.value)
+		if kv.name == "number" {
+			n, _ := strconv.Atoi(kv.value)
+			m[kv.name] = n
+			continue
+		}
+		m[kv.name] = kv.value
+	}
+	return pp, m
 }

@@ -23,7 +23,8 @@ func TestSharedMapsStayCorrect(t *testing.T) {
 			for i := range perWorker {
 				owner, repo := fmt.Sprintf("o%d", i%(2*mapCacheSlots)), fmt.Sprintf("r%d", (i+w)%7)
 				ua := fmt.Sprintf("agent/%d", (i*w)%(mapCacheSlots+3))
-				r := newRequest("GET", "api.github.com", "/repos/"+owner+"/"+repo+"/pulls/7", "", nil, false)
+				number := 1 + (i*w)%(mapCacheSlots+5)
+				r := newRequest("GET", "api.github.com", fmt.Sprintf("/repos/%s/%s/pulls/%d", owner, repo, number), "", nil, false)
 				r.HTTP.Header.Set("User-Agent", ua)
 				if i%3 == 0 {
 					r.HTTP.Header.Set("Accept", "application/json")
@@ -38,8 +39,8 @@ func TestSharedMapsStayCorrect(t *testing.T) {
 				if i%3 == 0 {
 					wantHdr["Accept"] = "application/json"
 				}
-				if !maps.Equal(acts[0].Resource, wantRes) || !maps.Equal(acts[0].Request.Headers, wantHdr) {
-					errs <- fmt.Errorf("request %d of worker %d: resource %v headers %v, want %v %v", i, w, acts[0].Resource, acts[0].Request.Headers, wantRes, wantHdr)
+				if !maps.Equal(acts[0].Resource, wantRes) || !maps.Equal(acts[0].Request.Headers, wantHdr) || len(acts[0].Params) != 1 || acts[0].Params["number"] != number {
+					errs <- fmt.Errorf("request %d of worker %d: resource %v headers %v params %v, want %v %v %d", i, w, acts[0].Resource, acts[0].Request.Headers, acts[0].Params, wantRes, wantHdr, number)
 					return
 				}
 			}

@@ -172,7 +172,7 @@ func (reg *Registry) Classify(r *Request) ([]rules.Action, error) {
 	info := reg.requestInfo(r)
 	// info.Host is r.Host(): normalised once, not again for the lookup
 	// and the connector.
-	r.host, r.path = info.Host, r.HTTP.URL.EscapedPath()
+	r.host, r.path = info.Host, escapedPath(r.HTTP.URL)
 	defer func() { r.host, r.path = "", "" }()
 	c := reg.forHost(r, info.Host)
 	actions, err := c.Classify(r)
@@ -248,6 +248,39 @@ func (reg *Registry) requestInfo(r *Request) rules.Request {
 	}
 	return info
 }
+
+// escapedPath is u.EscapedPath(), without its byte-by-byte escaping for a
+// path that has nothing to escape, which is nearly every path.
+func escapedPath(u *url.URL) string {
+	if u.RawPath != "" {
+		return u.EscapedPath()
+	}
+	p := u.Path
+	for i := 0; i < len(p); i++ {
+		if !pathByte[p[i]] {
+			return u.EscapedPath()
+		}
+	}
+	return p
+}
+
+// pathByte marks the bytes EscapedPath keeps as they are: RFC 3986
+// unreserved characters and the reserved ones it leaves in paths.
+var pathByte = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-._~$&+,;=:@/" {
+		t[c] = true
+	}
+	return t
+}()
 
 // requestHost returns the lower-case host of r without its port.
 func requestHost(r *Request) string {
