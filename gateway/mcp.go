@@ -15,7 +15,8 @@ import (
 // mcpConnector is the MCP sniffer of the default registry: it names
 // servers after the policy in force at each request.
 func (g *Gateway) mcpConnector() *mcp.Connector {
-	return mcp.NewConnector(func() []rules.MCPServer { return g.policy.Load().MCPServers })
+	return mcp.NewConnector(func() []rules.MCPServer { return g.policy.Load().MCPServers }).
+		DecodeParams(func() rules.ParamsRead { return g.policy.Load().ParamsRead() })
 }
 
 // mcpVerdict adds tool-list filtering to the verdict of an allowed MCP
@@ -63,7 +64,10 @@ func (g *Gateway) MCPGovernor(server string) mcp.Governor {
 	return &mcpGovernor{g: g, server: server}
 }
 
-var _ mcp.BatchGovernor = (*mcpGovernor)(nil)
+var (
+	_ mcp.BatchGovernor = (*mcpGovernor)(nil)
+	_ mcp.ParamsReader  = (*mcpGovernor)(nil)
+)
 
 type mcpGovernor struct {
 	g      *Gateway
@@ -155,6 +159,10 @@ func (m *mcpGovernor) ruling(r ruling, classErr error) mcp.Ruling {
 	}
 	return out
 }
+
+// ParamsRead says what the rules in force read of params, so that the
+// relay decodes only the tool-call arguments they read.
+func (m *mcpGovernor) ParamsRead() rules.ParamsRead { return m.g.policy.Load().ParamsRead() }
 
 func (m *mcpGovernor) HideTools() func(string) bool {
 	p := m.g.policy.Load()

@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -25,7 +27,9 @@ func TestMCPDecideLines(t *testing.T) {
 	f := start(t, policy(t, mcpPolicy), nil)
 	gov := f.g.MCPGovernor("docs").(mcp.BatchGovernor)
 	call := func(tool string) []rules.Action {
-		return []rules.Action{{Connector: "mcp", Type: mcp.ToolType("docs", tool), Resource: map[string]string{"server": "docs", "tool": tool}}}
+		// options as the connector leaves an argument no rule reads.
+		return []rules.Action{{Connector: "mcp", Type: mcp.ToolType("docs", tool), Resource: map[string]string{"server": "docs", "tool": tool},
+			Params: map[string]any{"options": json.RawMessage(`[{"k":1}]`)}}}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -61,6 +65,9 @@ func TestMCPDecideLines(t *testing.T) {
 		if r.RequestID != rs[i].RequestID || r.Action.Type != types[i] || r.Decision.Effect != want[i] || r.Action.Request.Scheme != "stdio" {
 			t.Fatalf("record %d: %s %s %s, want %s %s", i, r.RequestID, r.Action.Type, r.Decision.Effect, rs[i].RequestID, types[i])
 		}
+	}
+	if got := recs[0].Action.Params["options"]; !reflect.DeepEqual(got, []any{map[string]any{"k": 1.0}}) {
+		t.Fatalf("an argument kept as JSON is recorded as %#v", got)
 	}
 	if recs[1].Decision.Reason != "deleting is off limits" {
 		t.Fatalf("deny reason %q", recs[1].Decision.Reason)

@@ -221,6 +221,8 @@ func clean(v any, depth int) bool {
 			}
 		}
 		return true
+	case json.RawMessage:
+		return rawClean(x, depth)
 	}
 	// map[string]string, []string and the rest are converted or
 	// Redacted: the copy does that.
@@ -269,6 +271,10 @@ func redactValue(v any, depth int) any {
 			m[k] = s
 		}
 		return redactMap(m, depth)
+	case json.RawMessage:
+		// Kept undecoded because no rule reads it; what is to be
+		// redacted in it is found in the decoded value.
+		return redactValue(decodeRaw(x), depth)
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
@@ -295,6 +301,8 @@ type Redactor struct {
 	added map[string]bool // secrets as given
 	known map[string]bool // and every form of them
 	rep   atomic.Pointer[strings.Replacer]
+	// forms lists every known form, for finding one without replacing.
+	forms atomic.Pointer[[]string]
 }
 
 // NewRedactor returns a Redactor that knows secrets.
@@ -347,6 +355,11 @@ func (r *Redactor) Add(secrets ...string) {
 		args = append(args, p, Redacted)
 	}
 	r.rep.Store(strings.NewReplacer(args...))
+	fs := make([]string, 0, len(r.known))
+	for k := range r.known {
+		fs = append(fs, k)
+	}
+	r.forms.Store(&fs)
 }
 
 func forms(s string) []string {
@@ -403,7 +416,27 @@ func (r *Redactor) scrub(v any) any {
 			out[i] = r.scrub(e)
 		}
 		return out
+	case json.RawMessage:
+		// Decoded only when a known secret is in one of its strings.
+		if !eachJSONString(x, func(s string, _ bool, _ int) bool { return !r.mentions(s) }) {
+			return r.scrub(decodeRaw(x))
+		}
+		return x
 	default:
 		return x
 	}
+}
+
+// mentions reports whether s holds any form of a known secret.
+func (r *Redactor) mentions(s string) bool {
+	fs := r.forms.Load()
+	if fs == nil {
+		return false
+	}
+	for _, f := range *fs {
+		if strings.Contains(s, f) {
+			return true
+		}
+	}
+	return false
 }

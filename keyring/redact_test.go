@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestSensitiveHeader(t *testing.T) {
@@ -184,6 +185,34 @@ func TestRedactParamsShares(t *testing.T) {
 	}
 }
 
+// TestRedactRawJSON checks params kept as JSON: left as they are when
+// clean, decoded and redacted when a secret is in them.
+func TestRedactRawJSON(t *testing.T) {
+	clean := json.RawMessage(`[{"name":"option-1","value":7,"enabled":true}]`)
+	p := map[string]any{"path": "/a", "options": clean}
+	if got := RedactParams(p); reflect.ValueOf(got).UnsafePointer() != reflect.ValueOf(p).UnsafePointer() {
+		t.Fatal("clean params with a raw value were copied")
+	}
+	if n := testing.AllocsPerRun(100, func() { RedactParams(p) }); n != 0 {
+		t.Fatalf("%v allocations for clean raw params", n)
+	}
+	for _, tc := range []struct{ raw, secret, gone string }{
+		{`{"api_key":"k-123"}`, "", "k-123"},
+		{`{"api\u005fkey":"k-123"}`, "", "k-123"},
+		{`["ghp_0123456789abcdefghijABCDEFGHIJ012345"]`, "", "ghp_0123456789abcdefghijABCDEFGHIJ012345"},
+		{`{"note":"use s3cr3t\u002dvalue-123 here"}`, "s3cr3t-value-123", "s3cr3t"},
+	} {
+		r := NewRedactor(tc.secret)
+		out, err := json.Marshal(r.Params(map[string]any{"v": json.RawMessage(tc.raw)}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(out), tc.gone) || !strings.Contains(string(out), Redacted) {
+			t.Errorf("%s: redacted to %s", tc.raw, out)
+		}
+	}
+}
+
 func TestRedactor(t *testing.T) {
 	r := NewRedactor("s3cr3t", "", PlaceholderValue)
 	r.Add("s3cr3t-longer", "a b/c")
@@ -217,9 +246,33 @@ func TestRedactor(t *testing.T) {
 func FuzzRedactParams(f *testing.F) {
 	f.Add([]byte(`{"apiKey":"x","a":{"password":"p","b":["ghp_0123456789abcdefghijABCDEFGHIJ012345"]}}`), "p")
 	f.Add([]byte(`{"k":[1,2,{"token":null}]}`), "")
+	f.Add([]byte(`[{"key":"option-1","value":7},{"api\u005fkey":"x"}]`), "")
+	f.Add([]byte(`{"a":"s3cr3t\u002dvalue-123 here"}`), "s3cr3t-value-123")
+	f.Add([]byte(`[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["deep"]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]`), "")
 	f.Fuzz(func(t *testing.T, doc []byte, secret string) {
 		var m map[string]any
 		if json.Unmarshal(doc, &m) != nil {
+			m = nil
+		}
+		// A value kept as JSON is redacted exactly as its decoded form.
+		// Messages with invalid UTF-8 never get this far (the MCP decoder
+		// refuses them), and secrets are text.
+		if json.Valid(doc) && utf8.Valid(doc) && utf8.ValidString(secret) {
+			var dec any
+			_ = json.Unmarshal(doc, &dec)
+			r := NewRedactor(secret)
+			for _, redact := range []func(map[string]any) map[string]any{RedactParams, r.Params} {
+				raw, _ := json.Marshal(redact(map[string]any{"v": json.RawMessage(doc)}))
+				full, _ := json.Marshal(redact(map[string]any{"v": dec}))
+				var a, b any
+				_ = json.Unmarshal(raw, &a)
+				_ = json.Unmarshal(full, &b)
+				if !reflect.DeepEqual(a, b) {
+					t.Fatalf("kept as JSON: %s\ndecoded: %s", raw, full)
+				}
+			}
+		}
+		if m == nil {
 			return
 		}
 		// Returning params itself when clean must equal the full copy.

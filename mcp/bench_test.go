@@ -62,7 +62,8 @@ func benchClassifyDecide(b *testing.B, call string) {
 		b.Fatal(err)
 	}
 	reg := connectors.NewEmptyRegistry()
-	reg.AddSniffer(mcp.NewConnector(func() []rules.MCPServer { return p.MCPServers }))
+	// As the gateway sets it up: arguments no rule reads stay undecoded.
+	reg.AddSniffer(mcp.NewConnector(func() []rules.MCPServer { return p.MCPServers }).DecodeParams(p.ParamsRead))
 	body := []byte(call)
 	u, _ := url.Parse("https://mcp.example.com/mcp")
 	req := &connectors.Request{

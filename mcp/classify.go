@@ -210,6 +210,7 @@ func enforcedMatch(d rules.Decision) bool {
 // MCP headers).
 type Connector struct {
 	servers func() []rules.MCPServer
+	reads   func() rules.ParamsRead
 }
 
 var (
@@ -224,6 +225,27 @@ func NewConnector(servers func() []rules.MCPServer) *Connector {
 		servers = func() []rules.MCPServer { return nil }
 	}
 	return &Connector{servers: servers}
+}
+
+// DecodeParams sets what the connector decodes of tool-call arguments:
+// reads returns what the rules in force read of params (Policy.ParamsRead),
+// and the object and array arguments they do not read are kept as
+// json.RawMessage. Without it every argument is decoded. It returns c.
+func (c *Connector) DecodeParams(reads func() rules.ParamsRead) *Connector {
+	c.reads = reads
+	return c
+}
+
+// argsRead returns the argument filter for parse, nil for all.
+func argsRead(reads func() rules.ParamsRead) func(string) bool {
+	if reads == nil {
+		return nil
+	}
+	pr := reads()
+	if pr.All {
+		return nil
+	}
+	return pr.Reads
 }
 
 // Name returns "mcp".
@@ -332,7 +354,7 @@ func (c *Connector) Classify(r *connectors.Request) ([]rules.Action, error) {
 	if r.Truncated {
 		return nil, fmt.Errorf("MCP message larger than the %d bytes tf inspects", len(r.Body))
 	}
-	msgs, batch, err := Parse(r.Body)
+	msgs, batch, err := parse(r.Body, argsRead(c.reads))
 	if err != nil {
 		return nil, err
 	}

@@ -289,3 +289,67 @@ func TestRefuseEach(t *testing.T) {
 		t.Errorf("unclassified: %v %d %s", ok, status, out)
 	}
 }
+
+// TestClassifyKeepsUnreadArguments checks that object and array arguments
+// no rule reads stay as compact, validated JSON, that those a rule reads
+// are decoded and decided on, and that either way nothing invalid passes.
+func TestClassifyKeepsUnreadArguments(t *testing.T) {
+	const pol = `version: 1
+default: allow
+mcp_servers: [{name: docs, url: "https://mcp.example.com/mcp"}]
+rules:
+  - {name: etc, actions: [mcp.docs.write], when: 'params.path startsWith "/etc"', decision: deny}
+  - {name: evil, actions: [mcp.docs.write], when: 'any(params.flags ?? [], {# == "evil"})', decision: deny}
+`
+	p, err := rules.LoadFS(fstest.MapFS{"tameflare.yaml": {Data: []byte(pol)}}, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewConnector(func() []rules.MCPServer { return p.MCPServers }).DecodeParams(p.ParamsRead)
+	classify := func(args string) (rules.Action, error) {
+		t.Helper()
+		acts, err := c.Classify(post(t, "https://mcp.example.com/mcp", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"write","arguments":`+args+`}}`, nil))
+		if err != nil {
+			return rules.Action{}, err
+		}
+		return acts[0], nil
+	}
+	a, err := classify(`{"path":"/home/a","options": [ {"k" : 1}, {"s":"x y"} ],"meta":{"m":null},"n":3,"flags":["ok"]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw, ok := a.Params["options"].(json.RawMessage); !ok || string(raw) != `[{"k":1},{"s":"x y"}]` {
+		t.Fatalf("options = %#v, want compact raw JSON", a.Params["options"])
+	}
+	if raw, ok := a.Params["meta"].(json.RawMessage); !ok || string(raw) != `{"m":null}` {
+		t.Fatalf("meta = %#v", a.Params["meta"])
+	}
+	if a.Params["path"] != "/home/a" || a.Params["n"] != 3.0 || !reflect.DeepEqual(a.Params["flags"], []any{"ok"}) {
+		t.Fatalf("read params not decoded: %#v", a.Params)
+	}
+	d := &rules.Decider{Policy: p}
+	if dec := d.Decide(&a); dec.Effect != rules.Allow {
+		t.Fatalf("decision %+v", dec)
+	}
+	if a, err = classify(`{"path":"/x","flags":["evil"],"options":[1]}`); err != nil {
+		t.Fatal(err)
+	}
+	if dec := d.Decide(&a); dec.Effect != rules.Deny || dec.Rule != "evil" {
+		t.Fatalf("a rule on a read array: %+v", dec)
+	}
+	// A kept value is still checked whole.
+	for _, bad := range []string{`{"options":[{"a":1,"a":2}]}`, `{"options":["\xff"]}`, `{"options":[1,]}`, `{"options":{"x":01}}`} {
+		if _, err := classify(bad); err == nil {
+			t.Errorf("%q was accepted", bad)
+		}
+	}
+	// Without DecodeParams, everything is decoded.
+	full := NewConnector(func() []rules.MCPServer { return p.MCPServers })
+	acts, err := full.Classify(post(t, "https://mcp.example.com/mcp", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"write","arguments":{"options":[{"k":1}]}}}`, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(acts[0].Params["options"], []any{map[string]any{"k": 1.0}}) {
+		t.Fatalf("options = %#v, want decoded", acts[0].Params["options"])
+	}
+}

@@ -3,6 +3,7 @@ package mcp
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -45,6 +46,17 @@ type decoder struct {
 	// out are never written again, and a full arena is replaced, not
 	// grown, so strings made from it stay valid.
 	arena []byte
+	// lazy, when set, says which members of the object at depth
+	// lazyDepth (a tool call's arguments) are decoded: the object and
+	// array values of the others are validated and kept as compact
+	// json.RawMessage, since no rule reads them.
+	lazy      func(key string) bool
+	lazyDepth int
+	// argsRead, when set, is what lazy becomes for tools/call arguments.
+	argsRead func(key string) bool
+	// spaced is set whenever whitespace between tokens is skipped, so
+	// that a kept value without any is copied rather than compacted.
+	spaced bool
 }
 
 // Strings up to arenaMax bytes are copied into an arena of arenaSize.
@@ -87,6 +99,7 @@ func (d *decoder) ws() {
 		switch d.b[d.i] {
 		case ' ', '\t', '\n', '\r':
 			d.i++
+			d.spaced = true
 		default:
 			return
 		}
@@ -169,9 +182,17 @@ func (d *decoder) skip() ([]byte, error) {
 func (d *decoder) skipComposite(open byte) error {
 	d.depth++
 	if d.depth > maxDepth {
+		d.depth--
 		return d.errorf("nested deeper than %d levels", maxDepth)
 	}
-	defer func() { d.depth-- }()
+	err := d.skipMembers(open)
+	d.depth--
+	return err
+}
+
+// skipMembers is skipComposite past the depth check: no defer, since
+// arrays of small objects make this the hottest loop of a skip.
+func (d *decoder) skipMembers(open byte) error {
 	d.i++
 	c, err := d.peek()
 	if err != nil {
@@ -330,8 +351,19 @@ func (d *decoder) object() (map[string]any, error) {
 		if dup {
 			return nil, d.errorf("duplicate object key %q", k)
 		}
-		v, err := d.value()
-		if err != nil {
+		var v any
+		if d.lazy != nil && d.depth == d.lazyDepth && d.composite() && !d.lazy(k) {
+			d.spaced = false
+			raw, err := d.skip()
+			if err != nil {
+				return nil, err
+			}
+			if d.spaced {
+				v = json.RawMessage(compactJSON(make([]byte, 0, len(raw)), raw))
+			} else {
+				v = json.RawMessage(bytes.Clone(raw))
+			}
+		} else if v, err = d.value(); err != nil {
 			return nil, err
 		}
 		m[k] = v
@@ -811,4 +843,35 @@ func unescape(raw []byte) string {
 	}
 	// out is not used after this: the string may share it.
 	return unsafe.String(unsafe.SliceData(out), w)
+}
+
+// composite reports whether the next value is an object or an array.
+func (d *decoder) composite() bool {
+	c, err := d.peek()
+	return err == nil && (c == '{' || c == '[')
+}
+
+// compactJSON appends valid JSON src to dst without the whitespace
+// between tokens, so that a kept value is one line in an audit record.
+func compactJSON(dst, src []byte) []byte {
+	in, esc := false, false
+	for _, c := range src {
+		switch {
+		case in:
+			switch {
+			case esc:
+				esc = false
+			case c == '\\':
+				esc = true
+			case c == '"':
+				in = false
+			}
+		case c == '"':
+			in = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			continue
+		}
+		dst = append(dst, c)
+	}
+	return dst
 }

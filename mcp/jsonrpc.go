@@ -51,6 +51,8 @@ type Message struct {
 	// decoded holds the members of params that classifying a tools/call
 	// needs, when Parse decoded them already.
 	decoded map[string]any
+	// argsRead is parse's: which tools/call arguments to decode.
+	argsRead func(string) bool
 }
 
 // ErrNotJSONRPC is wrapped by parse errors for bodies that are JSON but
@@ -61,7 +63,14 @@ var ErrNotJSONRPC = errors.New("not a JSON-RPC 2.0 message")
 // element must be a valid message; an empty batch, a batch longer than
 // MaxBatch, duplicate keys and invalid JSON are errors.
 func Parse(body []byte) (msgs []Message, batch bool, err error) {
-	d := &decoder{b: body}
+	return parse(body, nil)
+}
+
+// parse is Parse, with the object and array values of tools/call
+// arguments that argsRead refuses kept as json.RawMessage (argsRead nil
+// decodes everything).
+func parse(body []byte, argsRead func(string) bool) (msgs []Message, batch bool, err error) {
+	d := &decoder{b: body, argsRead: argsRead}
 	c, err := d.peek()
 	if err != nil {
 		return nil, false, errors.New("empty body where a JSON-RPC message is expected")
@@ -124,7 +133,7 @@ func Parse(body []byte) (msgs []Message, batch bool, err error) {
 
 // message reads one message object.
 func (d *decoder) message() (Message, error) {
-	var m Message
+	m := Message{argsRead: d.argsRead}
 	d.depth++
 	defer func() { d.depth-- }()
 	d.i++ // {
@@ -315,7 +324,7 @@ func (m *Message) paramsObject(want ...string) (map[string]any, error) {
 	if m.Params[0] != '{' {
 		return nil, fmt.Errorf("%s params are not an object", m.Method)
 	}
-	d := &decoder{b: m.Params}
+	d := &decoder{b: m.Params, argsRead: m.argsRead}
 	out, err := d.members(want...)
 	if err != nil {
 		return nil, err
@@ -356,7 +365,12 @@ func (d *decoder) members(want ...string) (map[string]any, error) {
 		}
 		d.i = end
 		if slices.Contains(want, k) {
-			if out[k], err = d.value(); err != nil {
+			if k == "arguments" && d.argsRead != nil {
+				d.lazy, d.lazyDepth = d.argsRead, d.depth+1
+			}
+			out[k], err = d.value()
+			d.lazy = nil
+			if err != nil {
 				return nil, err
 			}
 		} else if err := caseVariant(k, want...); err != nil {

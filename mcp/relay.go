@@ -36,6 +36,13 @@ type BatchGovernor interface {
 	DecideLines(ctx context.Context, lines []Line) []Ruling
 }
 
+// A ParamsReader is a Governor that says what its rules read of params, so
+// that the relay decodes only those tool-call arguments (see
+// Connector.DecodeParams).
+type ParamsReader interface {
+	ParamsRead() rules.ParamsRead
+}
+
 // Line is what a BatchGovernor decides of one line: its actions, or the
 // error that kept it from being classified.
 type Line struct {
@@ -324,7 +331,11 @@ func (r *relay) classify(s *slot) error {
 		err = fmt.Errorf("MCP message larger than %d bytes", r.MaxMessage)
 		s.line = nil
 	default:
-		s.msgs, s.batch, err = Parse(s.line)
+		var reads func() rules.ParamsRead
+		if pr, ok := r.Governor.(ParamsReader); ok {
+			reads = pr.ParamsRead
+		}
+		s.msgs, s.batch, err = parse(s.line, argsRead(reads))
 		if err == nil {
 			s.actions, err = Actions(r.Server, s.msgs)
 		}

@@ -140,6 +140,7 @@ func (l *loader) load() (*Policy, error) {
 		r.pos = i
 	}
 	p.index = newIndex(p.Rules)
+	p.paramsRead = paramsReadOf(p.Rules)
 	p.Revision = "sha256:" + hex.EncodeToString(l.hash.Sum(nil))
 	return p, nil
 }

@@ -100,7 +100,8 @@ type Policy struct {
 	// Source says where the policy came from, for messages.
 	Source string
 
-	index *index
+	index      *index
+	paramsRead ParamsRead
 }
 
 // CompiledRule is a rule ready to evaluate.
