@@ -211,25 +211,10 @@ func (l *Log) AppendAll(ctx context.Context, recs []*Record) error {
 		}
 		reqs[i] = req
 	}
-	last := reqs[len(reqs)-1]
-	l.mu.RLock()
-	if l.closed {
-		l.mu.RUnlock()
-		return ErrClosed
+	if err := l.enqueue(ctx, reqs...); err != nil {
+		return err
 	}
-	select {
-	case l.reqs <- reqs[0]:
-	case <-ctx.Done():
-		l.mu.RUnlock()
-		return fmt.Errorf("appending audit records: %w", ctx.Err())
-	}
-	// Once the first is queued the rest follow, whatever ctx does, and
-	// the wait is for all of them, as in Append.
-	for _, req := range reqs[1:] {
-		l.reqs <- req
-	}
-	l.mu.RUnlock()
-	return <-last.done
+	return <-reqs[len(reqs)-1].done
 }
 
 // AppendAsync queues r and returns without waiting for it to be written:
@@ -244,10 +229,7 @@ func (l *Log) AppendAsync(r *Record) error {
 	if err != nil {
 		return err
 	}
-	if err := l.enqueue(context.Background(), req); err != nil {
-		return err
-	}
-	return nil
+	return l.enqueue(context.Background(), req)
 }
 
 // prepare fills in r's time and gateway, checks it and encodes its body.
@@ -280,19 +262,24 @@ func (l *Log) prepare(r *Record, wait bool) (*request, error) {
 	return req, nil
 }
 
-// enqueue hands req to the writer.
-func (l *Log) enqueue(ctx context.Context, req *request) error {
+// enqueue hands reqs to the writer, in order. ctx bounds only the wait
+// for room for the first: once it is queued the rest follow, whatever ctx
+// does, so that a group is never half-written for a context.
+func (l *Log) enqueue(ctx context.Context, reqs ...*request) error {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
 		return ErrClosed
 	}
 	select {
-	case l.reqs <- req:
-		return nil
+	case l.reqs <- reqs[0]:
 	case <-ctx.Done():
 		return fmt.Errorf("appending audit record: %w", ctx.Err())
 	}
+	for _, req := range reqs[1:] {
+		l.reqs <- req
+	}
+	return nil
 }
 
 // Event appends an event record.
