@@ -50,9 +50,8 @@ type operator struct {
 }
 
 type cut struct {
-	ctx        context.Context
-	cancel     context.CancelCauseFunc
-	connectors []string
+	ctx    context.Context
+	cancel context.CancelCauseFunc
 }
 
 // startOperator claims the gateway's name and starts the kill switch
@@ -193,7 +192,7 @@ func (g *Gateway) killSwitchChanged(st killswitch.State) {
 	op := &g.op
 	op.cutMu.Lock()
 	for k, c := range op.cuts {
-		for _, conn := range c.connectors {
+		for conn := range strings.SplitSeq(k, "\x00") {
 			if sw, ok := st.Match(g.name, conn); ok {
 				c.cancel(errors.New(sw.Describe()))
 				delete(op.cuts, k)
@@ -231,17 +230,17 @@ func (g *Gateway) cutOff(actions []rules.Action) context.Context {
 	if op.kill == nil {
 		return nil
 	}
-	// The common case, a request of one connector, allocates nothing
-	// unless its context is new.
+	// The key names the connectors, sorted, joined by NUL; the common
+	// case, a request of one connector, allocates nothing unless its
+	// context is new.
 	key := oneConnector(actions)
-	var conns []string
 	if key == "" {
+		conns := make([]string, 0, len(actions))
 		for _, a := range actions {
 			conns = append(conns, a.Connector)
 		}
 		sort.Strings(conns)
-		conns = compact(conns)
-		key = strings.Join(conns, "\x00")
+		key = strings.Join(compact(conns), "\x00")
 	}
 
 	// Under cutMu, which killSwitchChanged also takes, after the new
@@ -249,12 +248,7 @@ func (g *Gateway) cutOff(actions []rules.Action) context.Context {
 	// there.
 	op.cutMu.Lock()
 	defer op.cutMu.Unlock()
-	if conns == nil {
-		if reason, killed := op.kill.KilledConnector(key); killed {
-			return cancelledCtx(reason)
-		}
-	}
-	for _, c := range conns {
+	for c := range strings.SplitSeq(key, "\x00") {
 		if reason, killed := op.kill.KilledConnector(c); killed {
 			return cancelledCtx(reason)
 		}
@@ -262,11 +256,8 @@ func (g *Gateway) cutOff(actions []rules.Action) context.Context {
 	if c := op.cuts[key]; c != nil {
 		return c.ctx
 	}
-	if conns == nil {
-		conns = []string{key}
-	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	op.cuts[key] = &cut{ctx: ctx, cancel: cancel, connectors: conns}
+	op.cuts[key] = &cut{ctx: ctx, cancel: cancel}
 	return ctx
 }
 
