@@ -20,6 +20,10 @@ type ghRoute struct {
 	// maxBodyKeys of them.
 	want   []string
 	refine func(g *GitHub, r *Request, a *rules.Action, body restVals) error
+	// shareParams is set when the params come from the path alone, and
+	// few enough of them for a shared map: a read, a delete. An agent
+	// works on a few pull requests and issues, with many requests each.
+	shareParams bool
 }
 
 // maxBodyKeys bounds the body members one route reads, so that they fit in
@@ -260,6 +264,17 @@ var githubRouter = func() *router[*ghRoute] {
 		if len(route.want) > maxBodyKeys {
 			panic("connectors: github route table: " + d.method + " " + d.path + " reads more than 8 body members")
 		}
+		segs, err := parseTemplate(d.path)
+		if err != nil {
+			panic("connectors: github route table: " + err.Error())
+		}
+		params := 0
+		for _, sg := range segs {
+			if (sg.param || sg.rest) && sg.name != "owner" && sg.name != "org" && sg.name != "repo" {
+				params++
+			}
+		}
+		route.shareParams = len(route.want) == 0 && route.refine == nil && params <= maxSharedParams
 		if err := rt.add(d.method, d.path, route); err != nil {
 			panic("connectors: github route table: " + err.Error())
 		}
@@ -285,11 +300,7 @@ func (g *GitHub) classifyREST(r *Request, path string) ([]rules.Action, error) {
 	a := &acts[0]
 	a.Connector, a.Type = "github", route.action
 	var owner, repo string
-	// Params that come from the path alone (a read, a delete) are shared
-	// read-only maps like the resource: an agent works on a few pull
-	// requests and issues, with many requests each.
-	shared := len(route.want) == 0 && route.refine == nil
-	var pp pathParams
+	var pp pathParams // the params of a route that shares them
 	for i := 0; i < m.n; i++ {
 		name := m.captures[i].name
 		v := m.value(i)
@@ -305,34 +316,20 @@ func (g *GitHub) classifyREST(r *Request, path string) ([]rules.Action, error) {
 			if err != nil || n <= 0 {
 				return nil, fmt.Errorf("%s %s: %q is not a pull request or issue number", r.HTTP.Method, unescapePath(path), v)
 			}
-			if !shared {
+			if !route.shareParams {
 				setP(a, "number", n)
+				continue
 			}
 		default:
-			if !shared {
+			if !route.shareParams {
 				setP(a, name, v)
+				continue
 			}
 		}
-		if pp.n < maxSharedParams {
-			pp.kv[pp.n] = paramKV{name, v}
-		}
+		pp.kv[pp.n] = paramKV{name, v}
 		pp.n++
 	}
-	if shared && pp.n > maxSharedParams {
-		// Too many to share: made for this request alone.
-		shared = false
-		for i := 0; i < m.n; i++ {
-			switch name := m.captures[i].name; name {
-			case "owner", "org", "repo":
-			case "number":
-				n, _ := strconv.Atoi(m.value(i))
-				setP(a, name, n)
-			default:
-				setP(a, name, m.value(i))
-			}
-		}
-	}
-	if shared && pp.n > 0 {
+	if pp.n > 0 {
 		a.Params = g.params.get(&pp)
 	}
 	if owner != "" || repo != "" {
