@@ -44,5 +44,5 @@ func (r *Request) escapedPath() string {
 	if r.path != "" {
 		return r.path
 	}
-	return r.HTTP.URL.EscapedPath()
+	return escapedPath(r.HTTP.URL)
 }
