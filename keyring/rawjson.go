@@ -6,17 +6,18 @@ import (
 )
 
 // eachJSONString calls f with every string of the JSON value raw, keys
-// included (key set), unescaped, and the nesting depth of the object or
-// array that holds it (1 for the outermost). It stops and returns false
-// when f does, or when raw is not JSON it can read: callers then take the
-// slow path of decoding raw whole. It allocates only for strings with
-// escapes; the string f gets is valid only during the call.
-func eachJSONString(raw []byte, f func(s string, key bool, depth int) bool) bool {
+// included (key set), unescaped, and returns how deeply raw's objects and
+// arrays nest. It stops with ok false when f returns false, or when raw is
+// not JSON it can read: callers then take the slow path of decoding raw
+// whole. It allocates only for strings with escapes; the string f gets is
+// valid only during the call.
+func eachJSONString(raw []byte, f func(s string, key bool) bool) (deepest int, ok bool) {
 	depth := 0
 	for i := 0; i < len(raw); i++ {
 		switch raw[i] {
 		case '{', '[':
 			depth++
+			deepest = max(deepest, depth)
 		case '}', ']':
 			depth--
 		case '"':
@@ -28,14 +29,14 @@ func eachJSONString(raw []byte, f func(s string, key bool, depth int) bool) bool
 				}
 			}
 			if end >= len(raw) {
-				return false
+				return deepest, false
 			}
 			body := raw[i+1 : end]
 			var s string
 			if escaped {
 				s = unquote(raw[i : end+1])
 				if s == "" {
-					return false
+					return deepest, false
 				}
 			} else if len(body) > 0 {
 				s = unsafe.String(&body[0], len(body))
@@ -44,59 +45,29 @@ func eachJSONString(raw []byte, f func(s string, key bool, depth int) bool) bool
 			for j < len(raw) && (raw[j] == ' ' || raw[j] == '\t' || raw[j] == '\n' || raw[j] == '\r') {
 				j++
 			}
-			if !f(s, j < len(raw) && raw[j] == ':', depth) {
-				return false
+			if !f(s, j < len(raw) && raw[j] == ':') {
+				return deepest, false
 			}
 			i = end
 		}
 	}
-	return true
+	return deepest, true
 }
 
 // rawClean is clean for a value kept as JSON at depth: no secret key or
-// value in it and nothing deeper than redaction walks.
+// value in it, keys checked as redactMap does, and nothing nested deeper
+// than redaction walks.
 func rawClean(raw json.RawMessage, depth int) bool {
 	if len(raw) == 0 {
 		return false
 	}
-	ok := eachJSONString(raw, func(s string, key bool, d int) bool {
-		// A string inside d containers sits at depth+d in the decoded
-		// value; keys are checked as redactMap does.
-		if depth+d > maxDepth {
-			return false
-		}
+	deepest, ok := eachJSONString(raw, func(s string, key bool) bool {
 		if key {
 			return !SecretKey(s)
 		}
 		return !SecretValue(s)
 	})
-	// Containers nested past the limit with no string in them: counted
-	// by brackets.
-	return ok && depth+maxNesting(raw) <= maxDepth
-}
-
-// maxNesting returns how deeply raw's containers nest.
-func maxNesting(raw []byte) int {
-	depth, deepest, in := 0, 0, false
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch {
-		case in:
-			if c == '\\' {
-				i++
-			} else if c == '"' {
-				in = false
-			}
-		case c == '"':
-			in = true
-		case c == '{' || c == '[':
-			depth++
-			deepest = max(deepest, depth)
-		case c == '}' || c == ']':
-			depth--
-		}
-	}
-	return deepest
+	return ok && depth+deepest <= maxDepth
 }
 
 // decodeRaw decodes a value kept as JSON for a walk that may change it;

@@ -418,7 +418,7 @@ func (r *Redactor) scrub(v any) any {
 		return out
 	case json.RawMessage:
 		// Decoded only when a known secret is in one of its strings.
-		if !eachJSONString(x, func(s string, _ bool, _ int) bool { return !r.mentions(s) }) {
+		if _, ok := eachJSONString(x, func(s string, _ bool) bool { return !r.mentions(s) }); !ok {
 			return r.scrub(decodeRaw(x))
 		}
 		return x
