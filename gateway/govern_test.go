@@ -98,6 +98,20 @@ func (f *fixture) do(t *testing.T, method, u, body string) (*http.Response, stri
 	return res, string(b)
 }
 
+// waitRecords returns the records of kind once there are at least n, or
+// what there is after five seconds: outcomes are queued, not waited for.
+func (f *fixture) waitRecords(t *testing.T, kind audit.Kind, n int) []*audit.Record {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		recs := f.records(t, kind)
+		if len(recs) >= n || time.Now().After(deadline) {
+			return recs
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func (f *fixture) records(t *testing.T, kind audit.Kind) []*audit.Record {
 	t.Helper()
 	var out []*audit.Record
@@ -125,7 +139,7 @@ func TestUnclassifiableIsRefusedAndRecorded(t *testing.T) {
 	if len(recs) != 1 || recs[0].Action.Type != "tf.unclassified" || recs[0].Decision.Effect != rules.Deny || recs[0].Action.Connector != "github" {
 		t.Fatalf("records: %+v", recs)
 	}
-	outs := f.records(t, audit.KindOutcome)
+	outs := f.waitRecords(t, audit.KindOutcome, 1)
 	if len(outs) != 1 || outs[0].RequestID != recs[0].RequestID || outs[0].Status != http.StatusForbidden {
 		t.Fatalf("outcome records: %+v", outs)
 	}
