@@ -16,7 +16,7 @@ import (
 // servers after the policy in force at each request.
 func (g *Gateway) mcpConnector() *mcp.Connector {
 	return mcp.NewConnector(func() []rules.MCPServer { return g.policy.Load().MCPServers }).
-		DecodeParams(func() rules.ParamsRead { return g.policy.Load().ParamsRead() })
+		DecodeParams(g.paramsRead)
 }
 
 // mcpVerdict adds tool-list filtering to the verdict of an allowed MCP
@@ -162,7 +162,10 @@ func (m *mcpGovernor) ruling(r ruling, classErr error) mcp.Ruling {
 
 // ParamsRead says what the rules in force read of params, so that the
 // relay decodes only the tool-call arguments they read.
-func (m *mcpGovernor) ParamsRead() rules.ParamsRead { return m.g.policy.Load().ParamsRead() }
+func (m *mcpGovernor) ParamsRead() rules.ParamsRead { return m.g.paramsRead() }
+
+// paramsRead is what the policy in force reads of params.
+func (g *Gateway) paramsRead() rules.ParamsRead { return g.policy.Load().ParamsRead() }
 
 func (m *mcpGovernor) HideTools() func(string) bool {
 	p := m.g.policy.Load()

@@ -358,8 +358,15 @@ func (d *decoder) object() (map[string]any, error) {
 			if err != nil {
 				return nil, err
 			}
+			// Compact, so that a kept value is one line in an audit
+			// record; most clients send it compact already.
 			if d.spaced {
-				v = json.RawMessage(compactJSON(make([]byte, 0, len(raw)), raw))
+				var buf bytes.Buffer
+				buf.Grow(len(raw))
+				if err := json.Compact(&buf, raw); err != nil {
+					return nil, err
+				}
+				v = json.RawMessage(buf.Bytes())
 			} else {
 				v = json.RawMessage(bytes.Clone(raw))
 			}
@@ -849,29 +856,4 @@ func unescape(raw []byte) string {
 func (d *decoder) composite() bool {
 	c, err := d.peek()
 	return err == nil && (c == '{' || c == '[')
-}
-
-// compactJSON appends valid JSON src to dst without the whitespace
-// between tokens, so that a kept value is one line in an audit record.
-func compactJSON(dst, src []byte) []byte {
-	in, esc := false, false
-	for _, c := range src {
-		switch {
-		case in:
-			switch {
-			case esc:
-				esc = false
-			case c == '\\':
-				esc = true
-			case c == '"':
-				in = false
-			}
-		case c == '"':
-			in = true
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			continue
-		}
-		dst = append(dst, c)
-	}
-	return dst
 }

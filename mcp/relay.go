@@ -150,6 +150,8 @@ type relay struct {
 	// pending lines. The governor shares one context among the lines of
 	// a connector, so a hook per context rather than per line.
 	watched map[context.Context]bool
+	// reads is the governor's ParamsRead, when it has one.
+	reads func() rules.ParamsRead
 }
 
 // spawn runs f in a goroutine that Run waits for; once Run is returning,
@@ -194,6 +196,9 @@ func (rl *Relay) Run(ctx context.Context) error {
 		return errors.New("mcp relay: no governor or no server name")
 	}
 	r := &relay{Relay: rl, pending: map[string]*pendingLine{}, lists: map[string]bool{}, watched: map[context.Context]bool{}}
+	if pr, ok := rl.Governor.(ParamsReader); ok {
+		r.reads = pr.ParamsRead
+	}
 	r.ctx, r.cancel = context.WithCancel(ctx)
 	defer r.cancel()
 	if r.MaxMessage <= 0 {
@@ -331,11 +336,7 @@ func (r *relay) classify(s *slot) error {
 		err = fmt.Errorf("MCP message larger than %d bytes", r.MaxMessage)
 		s.line = nil
 	default:
-		var reads func() rules.ParamsRead
-		if pr, ok := r.Governor.(ParamsReader); ok {
-			reads = pr.ParamsRead
-		}
-		s.msgs, s.batch, err = parse(s.line, argsRead(reads))
+		s.msgs, s.batch, err = parse(s.line, argsRead(r.reads))
 		if err == nil {
 			s.actions, err = Actions(r.Server, s.msgs)
 		}
