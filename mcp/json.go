@@ -601,6 +601,41 @@ func (d *decoder) scanString() (raw []byte, escaped bool, err error) {
 	}
 }
 
+// simpleEscape returns the byte a one-letter escape \e stands for; ok is
+// false for \u and for what is not an escape.
+func simpleEscape(e byte) (c byte, ok bool) {
+	switch e {
+	case '"', '\\', '/':
+		return e, true
+	case 'b':
+		return '\b', true
+	case 'f':
+		return '\f', true
+	case 'n':
+		return '\n', true
+	case 'r':
+		return '\r', true
+	case 't':
+		return '\t', true
+	}
+	return 0, false
+}
+
+// pairSurrogate completes r, a UTF-16 surrogate from a \u escape, with the
+// \u escape at the start of rest, if that makes a pair: it returns the rune
+// and the bytes of rest used. Like encoding/json, a lone surrogate becomes
+// U+FFFD and uses nothing.
+func pairSurrogate(r rune, rest []byte) (rune, int) {
+	if len(rest) >= 6 && rest[0] == '\\' && rest[1] == 'u' {
+		if r2, ok := hex4(rest[2:6]); ok {
+			if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+				return dec, 6
+			}
+		}
+	}
+	return utf8.RuneError, 0
+}
+
 func hex4(b []byte) (rune, bool) {
 	var r rune
 	for _, c := range b {
@@ -702,53 +737,33 @@ func (d *decoder) unescapeFrom(start, i int) (string, error) {
 				d.i = i
 				return "", errEnd
 			}
-			switch e := b[i+1]; e {
-			case '"', '\\', '/':
-				c = e
-			case 'b':
-				c = '\b'
-			case 'f':
-				c = '\f'
-			case 'n':
-				c = '\n'
-			case 'r':
-				c = '\r'
-			case 't':
-				c = '\t'
-			case 'u':
-				if i+6 > len(b) {
-					d.i = i
-					return "", errEnd
-				}
-				r, ok := hex4(b[i+2 : i+6])
-				if !ok {
-					d.i = i
-					return "", d.errorf("invalid \\u escape")
-				}
-				i += 6
-				if utf16.IsSurrogate(r) {
-					// Like encoding/json, a lone surrogate becomes U+FFFD.
-					var r2 rune
-					ok = false
-					if i+6 <= len(b) && b[i] == '\\' && b[i+1] == 'u' {
-						r2, ok = hex4(b[i+2 : i+6])
-					}
-					if dec := utf16.DecodeRune(r, r2); ok && dec != utf8.RuneError {
-						r = dec
-						i += 6
-					} else {
-						r = utf8.RuneError
-					}
-				}
-				o += utf8.EncodeRune(out[o:], r)
+			e := b[i+1]
+			if c, ok := simpleEscape(e); ok {
+				out[o] = c
+				o++
+				i += 2
 				continue
-			default:
+			}
+			if e != 'u' {
 				d.i = i
 				return "", d.errorf("invalid escape \\%c", e)
 			}
-			out[o] = c
-			o++
-			i += 2
+			if i+6 > len(b) {
+				d.i = i
+				return "", errEnd
+			}
+			r, ok := hex4(b[i+2 : i+6])
+			if !ok {
+				d.i = i
+				return "", d.errorf("invalid \\u escape")
+			}
+			i += 6
+			if utf16.IsSurrogate(r) {
+				var n int
+				r, n = pairSurrogate(r, b[i:])
+				i += n
+			}
+			o += utf8.EncodeRune(out[o:], r)
 		case c < 0x20:
 			d.i = i
 			return "", d.errorf("control character in a string")
@@ -812,41 +827,22 @@ func unescape(raw []byte) string {
 			i += j
 			continue
 		}
-		switch raw[i+1] {
-		case 'b':
-			c = '\b'
-		case 'f':
-			c = '\f'
-		case 'n':
-			c = '\n'
-		case 'r':
-			c = '\r'
-		case 't':
-			c = '\t'
-		case 'u':
-			r, _ := hex4(raw[i+2 : i+6])
-			i += 6
-			if utf16.IsSurrogate(r) {
-				if i+6 <= len(raw) && raw[i] == '\\' && raw[i+1] == 'u' {
-					if r2, ok := hex4(raw[i+2 : i+6]); ok {
-						if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
-							w += utf8.EncodeRune(out[w:], dec)
-							i += 6
-							continue
-						}
-					}
-				}
-				r = utf8.RuneError
-			}
-			// At most 3 bytes for a rune from one \uXXXX (6 bytes).
-			w += utf8.EncodeRune(out[w:], r)
+		if c, ok := simpleEscape(raw[i+1]); ok {
+			out[w] = c
+			w++
+			i += 2
 			continue
-		default: // " \ /
-			c = raw[i+1]
 		}
-		out[w] = c
-		w++
-		i += 2
+		// \uXXXX: scanString accepted it.
+		r, _ := hex4(raw[i+2 : i+6])
+		i += 6
+		if utf16.IsSurrogate(r) {
+			var n int
+			r, n = pairSurrogate(r, raw[i:])
+			i += n
+		}
+		// At most 4 bytes for the 6 or 12 of the escapes.
+		w += utf8.EncodeRune(out[w:], r)
 	}
 	// out is not used after this: the string may share it.
 	return unsafe.String(unsafe.SliceData(out), w)
