@@ -116,24 +116,19 @@ func (e *enc) optInt(k string, v int64) {
 	}
 }
 
-func (e *enc) strMap(m map[string]string) {
-	var arr [8]string
-	keys := sortedKeys(arr[:0], m)
-	e.open()
-	for _, k := range keys {
-		e.keyStr(k)
-		e.str(m[k])
-	}
-	e.close()
-}
+func (e *enc) strMap(m map[string]string) { encMap(e, m, e.str) }
 
-func (e *enc) anyMap(m map[string]any) {
+func (e *enc) anyMap(m map[string]any) { encMap(e, m, e.value) }
+
+// encMap writes m as an object, keys sorted as encoding/json sorts them,
+// each value by value.
+func encMap[V any](e *enc, m map[string]V, value func(V)) {
 	var arr [8]string
 	keys := sortedKeys(arr[:0], m)
 	e.open()
 	for _, k := range keys {
 		e.keyStr(k)
-		e.value(m[k])
+		value(m[k])
 	}
 	e.close()
 }
