@@ -81,6 +81,7 @@ type Gateway struct {
 	killSwitch rules.KillSwitch
 	served     chan error
 	isolated   bool
+	home       string
 	closing    sync.Once
 	closeErr   error
 	// op is the operator controls: kill switch, approvals, admin API.
@@ -101,7 +102,7 @@ func Start(cfg Config) (*Gateway, error) {
 	default:
 		return nil, fmt.Errorf("mode %q: want enforce or monitor", cfg.Mode)
 	}
-	g := &Gateway{name: cfg.Name, conns: cfg.Connectors, mode: cfg.Mode, now: cfg.Now, served: make(chan error, 1), isolated: cfg.Isolated}
+	g := &Gateway{name: cfg.Name, conns: cfg.Connectors, mode: cfg.Mode, now: cfg.Now, served: make(chan error, 1), isolated: cfg.Isolated, home: cfg.Home}
 	if g.name == "" {
 		g.name = "default"
 	}
@@ -272,6 +273,30 @@ func (g *Gateway) Close() error {
 		}
 		_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStopped, nil)
 		g.closeErr = errors.Join(err, g.log.Close())
+		if g.closeErr == nil {
+			g.closeErr = g.checkpoint()
+		}
 	})
 	return g.closeErr
+}
+
+// checkpoint signs the end of the log as the gateway stops, when the user
+// has checkpoints (a checkpoint file, or the key in the environment). It
+// never prompts: a keyring that needs a passphrase tf does not have is
+// left alone, and the next tf audit checkpoint covers these records.
+func (g *Gateway) checkpoint() error {
+	file := audit.CheckpointPath(g.home)
+	_, statErr := os.Stat(file)
+	if _, env := os.LookupEnv(keyring.EnvName(keyring.CheckpointKeyName)); statErr != nil && !env {
+		return nil
+	}
+	key, err := keyring.CheckpointKey(keyring.Options{Passphrase: keyring.EnvPassphraseOnly}, false)
+	if err != nil {
+		return nil
+	}
+	cp, err := audit.NewCheckpoint(audit.Dir(g.home), key, g.now())
+	if err != nil {
+		return err
+	}
+	return audit.AppendCheckpoint(file, cp)
 }
