@@ -3,13 +3,18 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -312,5 +317,127 @@ func TestIsolateOffWarns(t *testing.T) {
 	r := p.wait(t)
 	if !strings.Contains(r.stderr, "warning: not isolated") {
 		t.Errorf("tf run does not warn:\n%s", r.stderr)
+	}
+}
+
+// The same boundary for an unprivileged user (the usual case on a laptop):
+// the sandbox starts without root, nothing but the proxy is reachable, and
+// with --isolate=off tf's own environment and memory are closed to the
+// agent (non-dumpable), which runs as the same user.
+func TestSandboxAsUnprivilegedUser(t *testing.T) {
+	requireSandbox(t)
+	if os.Geteuid() != 0 {
+		t.Skip("creating a user needs root; run as root (CI does) to test the unprivileged path")
+	}
+	const name = "tf-sandbox-test"
+	if _, err := user.Lookup(name); err != nil {
+		if out, err := exec.Command("useradd", "-M", "-s", "/bin/sh", name).CombinedOutput(); err != nil {
+			t.Fatalf("useradd: %v\n%s", err, out)
+		}
+	}
+	u, _ := user.Lookup(name)
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+
+	up := newUpstream(t, t.TempDir())
+	base, err := os.MkdirTemp("", "tf-unpriv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	for _, d := range []string{"home", "work", "shared"} {
+		os.Mkdir(filepath.Join(base, d), 0o755)
+	}
+	bin := filepath.Join(base, "tf")
+	for src, dst := range map[string]string{tfBin: bin, up.caFile: filepath.Join(base, "up-ca.pem")} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(dst, b, 0o755)
+	}
+	filepath.WalkDir(base, func(p string, _ os.DirEntry, _ error) error { return os.Chown(p, uid, gid) })
+
+	run := func(args ...string) result {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Dir = filepath.Join(base, "work")
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + filepath.Join(base, "home"),
+			"TF_HOME=" + filepath.Join(base, "home", ".tf"), "TF_SECRET_GH_TOKEN=unpriv-known-secret"}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return result{out.String(), errb.String(), code}
+	}
+	// The built-in example policy: nothing of the checkout need be readable.
+	upArgs := []string{"--upstream-ca", filepath.Join(base, "up-ca.pem")}
+	for _, h := range []string{"api.github.com", "github.com"} {
+		upArgs = append(upArgs, "--upstream", h+"="+up.addr())
+	}
+	shared := filepath.Join(base, "shared")
+	r := run(append(append([]string{"run", "--rw", shared}, upArgs...), "--", "sh", "-c",
+		`id -u > `+shared+`/uid; curl -sS -m 3 --noproxy '*' -k https://`+up.addr()+`/ >/dev/null 2>&1; echo $? > `+shared+`/direct;`+
+			` curl -sS -o /dev/null -w '%{http_code}' https://api.github.com/repos/acme/app > `+shared+`/governed`)...)
+	if r.code != 0 {
+		t.Fatalf("sandboxed run as %s: exit %d\n%s", name, r.code, r.stderr)
+	}
+	for file, want := range map[string]string{"uid": u.Uid, "direct": "7", "governed": "200"} {
+		if b, _ := os.ReadFile(filepath.Join(shared, file)); strings.TrimSpace(string(b)) != want {
+			t.Errorf("%s = %q, want %q", file, b, want)
+		}
+	}
+
+	r = run(append(append([]string{"run", "--isolate=off"}, upArgs...), "--", "sh", "-c",
+		`cat /proc/$PPID/environ >/dev/null 2>&1 && echo environ-readable; (exec 3</proc/$PPID/mem) 2>/dev/null && echo mem-readable; true`)...)
+	if r.code != 0 || strings.Contains(r.stdout, "readable") {
+		t.Errorf("--isolate=off as %s: exit %d, the agent could read tf's process: %q\n%s", name, r.code, r.stdout, r.stderr)
+	}
+}
+
+// SSH cannot leave the sandbox; GitHub's SSH remotes keep working because
+// the agent's git rewrites them to HTTPS, through the proxy.
+func TestSandboxSSHRemotes(t *testing.T) {
+	requireSandbox(t)
+	home := t.TempDir()
+	g := newGitRepo(t)
+	up := newUpstream(t, g.root)
+	// A listener standing in for an SSH server on this machine.
+	ssh, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ssh.Close()
+	reached := make(chan struct{}, 1)
+	go func() {
+		if c, err := ssh.Accept(); err == nil {
+			reached <- struct{}{}
+			c.Close()
+		}
+	}()
+	args := append([]string{"run", "--policy", absPath(t, examplePolicy)}, up.args()...)
+	r := runTF(t, home, g.env, append(args, "--", "git", "ls-remote", "git@github.com:acme/app.git")...)
+	if r.code != 0 || !strings.Contains(r.stdout, "refs/heads/main") {
+		t.Errorf("git ls-remote of a GitHub SSH remote: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	_, port, _ := net.SplitHostPort(ssh.Addr().String())
+	r = runTF(t, home, append(g.env, "GIT_SSH_COMMAND=ssh -o BatchMode=yes -o ConnectTimeout=3"), append(args, "--", "sh", "-c",
+		"git ls-remote ssh://git@127.0.0.1:"+port+"/acme/app.git; curl -sS -m 3 --noproxy '*' telnet://127.0.0.1:"+port+" </dev/null")...)
+	if r.code == 0 {
+		t.Errorf("an SSH remote outside GitHub was reached:\n%s%s", r.stdout, r.stderr)
+	}
+	select {
+	case <-reached:
+		t.Error("a connection reached the SSH listener from inside the sandbox")
+	case <-time.After(100 * time.Millisecond):
 	}
 }
