@@ -18,6 +18,9 @@ type Sandbox struct {
 	// forwarder listens on ProxyAddr and relays to it.
 	Socket    string
 	ProxyAddr string
+	// AgentAPI is the host path of the gateway's agent API socket, which
+	// tf mcp wrap uses from inside; empty when there is none.
+	AgentAPI string
 	// CABundle is the host path of the PEM bundle the agent trusts; it is
 	// bound in read-only on its own at BundlePath.
 	CABundle string
@@ -37,7 +40,14 @@ type Sandbox struct {
 const (
 	BundlePath = "/run/tf/ca-bundle.pem"
 	socketPath = "/run/tf/proxy.sock"
-	exePath    = "/run/tf/tf"
+	// AgentAPIPath is where tf inside the sandbox finds the gateway's
+	// agent API; EnvAgentAPI names it in the agent's environment.
+	AgentAPIPath = "/run/tf/agent.sock"
+	EnvAgentAPI  = "TF_AGENT_API"
+	// binDir holds tf itself, first on the agent's PATH, so that the
+	// agent's tools (an MCP client's tf mcp wrap) find it.
+	binDir  = "/run/tf/bin"
+	exePath = binDir + "/tf"
 )
 
 // InitCommand is the hidden tf command that runs inside the sandbox as its
@@ -152,8 +162,11 @@ func (s *Sandbox) BwrapArgs(argv []string, infoFD int) []string {
 	a = append(a, "--tmpfs", s.Home, "--remount-ro", s.Home,
 		"--ro-bind", s.CABundle, BundlePath,
 		"--ro-bind", s.Exe, exePath,
-		"--bind", s.Socket, socketPath,
-		"--chdir", s.Dir,
+		"--bind", s.Socket, socketPath)
+	if s.AgentAPI != "" {
+		a = append(a, "--bind", s.AgentAPI, AgentAPIPath)
+	}
+	a = append(a, "--chdir", s.Dir,
 		"--", exePath, InitCommand, "--listen", s.ProxyAddr, "--socket", socketPath, "--")
 	return append(a, argv...)
 }
@@ -174,4 +187,23 @@ func within(p, dir string) bool {
 		return false
 	}
 	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, string(filepath.Separator))+string(filepath.Separator))
+}
+
+// Env is the agent's environment inside the sandbox: tf's own directory
+// first on PATH, and where tf finds the gateway's agent API.
+func (s *Sandbox) Env(env []string) []string {
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		switch {
+		case strings.HasPrefix(kv, "PATH="):
+			kv = "PATH=" + binDir + string(filepath.ListSeparator) + kv[len("PATH="):]
+		case strings.HasPrefix(kv, EnvAgentAPI+"="):
+			continue
+		}
+		out = append(out, kv)
+	}
+	if s.AgentAPI != "" {
+		out = append(out, EnvAgentAPI+"="+AgentAPIPath)
+	}
+	return out
 }

@@ -82,6 +82,8 @@ type Gateway struct {
 	served     chan error
 	isolated   bool
 	home       string
+	// agentSrv serves the agent API to a sandboxed agent, if any.
+	agentSrv *http.Server
 	closing    sync.Once
 	closeErr   error
 	// op is the operator controls: kill switch, approvals, admin API.
@@ -267,6 +269,9 @@ func (g *Gateway) Close() error {
 			}
 		}
 		err = errors.Join(err, g.proxy.Close())
+		if g.agentSrv != nil {
+			_ = g.agentSrv.Close()
+		}
 		g.stopOperator()
 		if serr := <-g.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)

@@ -140,9 +140,16 @@ func runAction(c *cli.Context) error {
 		if err := g.ServeUnix(sb.Socket); err != nil {
 			return err
 		}
+		sb.AgentAPI = filepath.Join(sockDir, "agent.sock")
+		if err := g.ServeAgentAPI(sb.AgentAPI); err != nil {
+			return err
+		}
 	}
 	scrubbed, removed := g.ScrubEnv(os.Environ(), c.StringSlice("keep-env"))
 	env := agent.Env(scrubbed, agent.EnvSpec{ProxyURL: g.ProxyURL(), CABundle: agentBundle})
+	if sb != nil {
+		env = sb.Env(env)
+	}
 	if len(removed) > 0 {
 		fmt.Fprintf(c.App.ErrWriter, "tf: kept out of the agent's environment: %s\n", strings.Join(removed, ", "))
 	}
