@@ -55,7 +55,7 @@ func TestBwrapArgsOrder(t *testing.T) {
 	idx("--ro-bind", s.CABundle)
 	idx("--tmpfs", "/tmp")
 	tail := strings.Join(a[slices.Index(a, "--chdir"):], " ")
-	want := "--chdir " + s.Dir + " -- /run/tf/tf sandbox-init --listen 127.0.0.1:4000 --socket /run/tf/proxy.sock -- /usr/bin/claude -p hi"
+	want := "--chdir " + s.Dir + " -- /run/tf/bin/tf sandbox-init --listen 127.0.0.1:4000 --socket /run/tf/proxy.sock -- /usr/bin/claude -p hi"
 	if tail != want {
 		t.Errorf("tail\n%s\nwant\n%s", tail, want)
 	}
@@ -119,5 +119,17 @@ func TestSeatbeltProfile(t *testing.T) {
 	}
 	if strings.Count(p, "(allow network") != 1 {
 		t.Errorf("more than the proxy's port is allowed:\n%s", p)
+	}
+}
+
+// Inside, tf is first on PATH and the agent API is named; a TF_AGENT_API
+// from outside never survives.
+func TestSandboxEnv(t *testing.T) {
+	s := testSandbox(t)
+	s.AgentAPI = "/tmp/x/agent.sock"
+	env := s.Env([]string{"PATH=/usr/bin:/bin", "TF_AGENT_API=/evil.sock", "HOME=/h"})
+	want := []string{"PATH=/run/tf/bin:/usr/bin:/bin", "HOME=/h", "TF_AGENT_API=/run/tf/agent.sock"}
+	if strings.Join(env, "\n") != strings.Join(want, "\n") {
+		t.Errorf("env %q, want %q", env, want)
 	}
 }

@@ -84,8 +84,8 @@ type Gateway struct {
 	home       string
 	// agentSrv serves the agent API to a sandboxed agent, if any.
 	agentSrv *http.Server
-	closing    sync.Once
-	closeErr   error
+	closing  sync.Once
+	closeErr error
 	// op is the operator controls: kill switch, approvals, admin API.
 	op operator
 }
