@@ -20,6 +20,7 @@ import (
 
 	"github.com/tameflare/tf/agent"
 	"github.com/tameflare/tf/audit"
+	"golang.org/x/sys/unix"
 )
 
 func requireSandbox(t *testing.T) {
@@ -439,5 +440,59 @@ func TestSandboxSSHRemotes(t *testing.T) {
 	case <-reached:
 		t.Error("a connection reached the SSH listener from inside the sandbox")
 	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// Signals reach the sandboxed agent: tf passes SIGTERM and the terminal's
+// SIGINT on (the agent has a session of its own, so the terminal no longer
+// signals it directly), and the agent's exit code comes back.
+func TestSandboxSignalsAndExitCode(t *testing.T) {
+	requireSandbox(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+		home, shared := t.TempDir(), t.TempDir()
+		p := startTF(t, t.TempDir(), home, nil, "run", "--policy", absPath(t, examplePolicy), "--rw", shared, "--", "sh", "-c",
+			`trap 'echo got > `+shared+`/sig; exit 7' `+strings.TrimPrefix(unix.SignalName(sig), "SIG")+`; touch `+shared+`/up; while :; do sleep 0.05; done`)
+		waitFile(t, p, filepath.Join(shared, "up"))
+		if err := p.cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		r := p.wait(t)
+		if b, _ := os.ReadFile(filepath.Join(shared, "sig")); r.code != 7 || string(b) != "got\n" {
+			t.Errorf("%v: exit %d, agent saw %q\n%s", sig, r.code, b, r.stderr)
+		}
+	}
+}
+
+// On a terminal, the agent reads and writes it as before, but it is not
+// the agent's controlling terminal: TIOCSTI, which would type commands
+// into the operator's shell after tf exits, fails.
+func TestSandboxTerminal(t *testing.T) {
+	requireSandbox(t)
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Fatal("script (util-linux) is needed to give tf a terminal")
+	}
+	home := t.TempDir()
+	inner := tfBin + " run --policy " + absPath(t, examplePolicy) + ` -- python3 -c '
+import fcntl, os, sys, termios
+print("tty" if os.isatty(0) and os.isatty(1) else "no-tty")
+try:
+    fcntl.ioctl(0, termios.TIOCSTI, b"x")
+    print("tiocsti-worked")
+except OSError as e:
+    print("tiocsti-refused")
+'`
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "script", "-qec", inner, "/dev/null")
+	cmd.Env = append(os.Environ(), "TF_HOME="+home)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "tty") || strings.Contains(string(out), "no-tty") {
+		t.Errorf("the agent has no terminal:\n%s", out)
+	}
+	if !strings.Contains(string(out), "tiocsti-refused") {
+		t.Errorf("TIOCSTI from inside the sandbox:\n%s", out)
 	}
 }
