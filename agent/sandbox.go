@@ -10,13 +10,17 @@ import (
 
 // A Sandbox is the boundary between the governed agent and tf: on Linux a
 // bubblewrap sandbox with its own network, PID and mount namespaces, in
-// which the only way out is tf's proxy, reached through a unix socket.
+// which the only way out is tf's proxy. tf itself, first inside, opens the
+// loopback listener the proxy variables name and hands it to the gateway
+// over a unix socket: the gateway then accepts the agent's connections
+// directly, with no relay in between.
 type Sandbox struct {
 	// Home is $TF_HOME: not visible inside at all.
 	Home string
-	// Socket is the host path of the proxy's unix socket; inside, a
-	// forwarder listens on ProxyAddr and relays to it.
-	Socket    string
+	// Handoff is the host path of the gateway's handoff socket (see
+	// gateway.ServeHandoff); inside, tf listens on ProxyAddr and hands
+	// the listener over through it.
+	Handoff   string
 	ProxyAddr string
 	// AgentAPI is the host path of the gateway's agent API socket, which
 	// tf mcp wrap uses from inside; empty when there is none.
@@ -24,7 +28,7 @@ type Sandbox struct {
 	// CABundle is the host path of the PEM bundle the agent trusts; it is
 	// bound in read-only on its own at BundlePath.
 	CABundle string
-	// Exe is tf's own binary, which runs the forwarder inside.
+	// Exe is tf's own binary, which runs first inside.
 	Exe string
 	// Dir is the working directory and UserHome the agent's home: both
 	// writable, as agents write their state and caches there.
@@ -39,7 +43,7 @@ type Sandbox struct {
 // Paths inside the sandbox.
 const (
 	BundlePath = "/run/tf/ca-bundle.pem"
-	socketPath = "/run/tf/proxy.sock"
+	handoffPath = "/run/tf/handoff.sock"
 	// AgentAPIPath is where tf inside the sandbox finds the gateway's
 	// agent API; EnvAgentAPI names it in the agent's environment.
 	AgentAPIPath = "/run/tf/agent.sock"
@@ -51,8 +55,8 @@ const (
 )
 
 // InitCommand is the hidden tf command that runs inside the sandbox as its
-// first process: the forwarder to the proxy, and the reaper of the agent's
-// processes.
+// first process: it hands the proxy's loopback listener to the gateway,
+// then starts the agent and reaps its processes.
 const InitCommand = "sandbox-init"
 
 // ErrSandbox marks a sandbox that cannot be set up or started here.
@@ -162,12 +166,12 @@ func (s *Sandbox) BwrapArgs(argv []string, infoFD int) []string {
 	a = append(a, "--tmpfs", s.Home, "--remount-ro", s.Home,
 		"--ro-bind", s.CABundle, BundlePath,
 		"--ro-bind", s.Exe, exePath,
-		"--bind", s.Socket, socketPath)
+		"--bind", s.Handoff, handoffPath)
 	if s.AgentAPI != "" {
 		a = append(a, "--bind", s.AgentAPI, AgentAPIPath)
 	}
 	a = append(a, "--chdir", s.Dir,
-		"--", exePath, InitCommand, "--listen", s.ProxyAddr, "--socket", socketPath, "--")
+		"--", exePath, InitCommand, "--listen", s.ProxyAddr, "--handoff", handoffPath, "--")
 	return append(a, argv...)
 }
 

@@ -17,7 +17,7 @@ func testSandbox(t *testing.T) *Sandbox {
 		}
 	}
 	return &Sandbox{
-		Home: filepath.Join(root, "home/.local/state/tf"), Socket: "/tmp/s/proxy.sock", ProxyAddr: "127.0.0.1:4000",
+		Home: filepath.Join(root, "home/.local/state/tf"), Handoff: "/tmp/s/handoff.sock", ProxyAddr: "127.0.0.1:4000",
 		CABundle: filepath.Join(root, "home/.local/state/tf/ca/bundle.pem"), Exe: "/usr/local/bin/tf",
 		Dir: filepath.Join(root, "home/proj"), UserHome: filepath.Join(root, "home"),
 		RO: []string{filepath.Join(root, "ro")}, PolicyRepo: filepath.Join(root, "repo"),
@@ -55,7 +55,7 @@ func TestBwrapArgsOrder(t *testing.T) {
 	idx("--ro-bind", s.CABundle)
 	idx("--tmpfs", "/tmp")
 	tail := strings.Join(a[slices.Index(a, "--chdir"):], " ")
-	want := "--chdir " + s.Dir + " -- /run/tf/bin/tf sandbox-init --listen 127.0.0.1:4000 --socket /run/tf/proxy.sock -- /usr/bin/claude -p hi"
+	want := "--chdir " + s.Dir + " -- /run/tf/bin/tf sandbox-init --listen 127.0.0.1:4000 --handoff /run/tf/handoff.sock -- /usr/bin/claude -p hi"
 	if tail != want {
 		t.Errorf("tail\n%s\nwant\n%s", tail, want)
 	}

@@ -82,8 +82,10 @@ type Gateway struct {
 	served     chan error
 	isolated   bool
 	home       string
-	// agentSrv serves the agent API to a sandboxed agent, if any.
+	// agentSrv serves the agent API to a sandboxed agent, and handoff
+	// takes its proxy listener, if any.
 	agentSrv *http.Server
+	handoff  net.Listener
 	closing  sync.Once
 	closeErr error
 	// op is the operator controls: kill switch, approvals, admin API.
@@ -202,24 +204,6 @@ func matchHost(patterns []string, host string) bool {
 // sandbox.
 const NotIsolated = "not isolated: the agent runs outside tf's sandbox and could bypass tf (connect directly, disarm the kill switch, rewrite the audit log); governance is advisory"
 
-// ServeUnix serves the proxy on a unix socket as well, created 0600 at
-// path: the sandboxed agent's only way out. It stops with Close.
-func (g *Gateway) ServeUnix(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return err
-	}
-	go func() { _ = g.proxy.Serve(ln) }()
-	return nil
-}
-
 // Isolated says whether the agent runs in tf's sandbox.
 func (g *Gateway) Isolated() bool { return g.isolated }
 
@@ -271,6 +255,9 @@ func (g *Gateway) Close() error {
 		err = errors.Join(err, g.proxy.Close())
 		if g.agentSrv != nil {
 			_ = g.agentSrv.Close()
+		}
+		if g.handoff != nil {
+			_ = g.handoff.Close()
 		}
 		g.stopOperator()
 		if serr := <-g.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
