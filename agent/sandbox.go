@@ -42,7 +42,7 @@ type Sandbox struct {
 
 // Paths inside the sandbox.
 const (
-	BundlePath = "/run/tf/ca-bundle.pem"
+	BundlePath  = "/run/tf/ca-bundle.pem"
 	handoffPath = "/run/tf/handoff.sock"
 	// AgentAPIPath is where tf inside the sandbox finds the gateway's
 	// agent API; EnvAgentAPI names it in the agent's environment.
