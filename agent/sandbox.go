@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 )
@@ -97,6 +98,26 @@ func (s *Sandbox) Check() error {
 		return fmt.Errorf("%w: the agent's HOME (%s) is inside $TF_HOME", ErrSandbox, s.UserHome)
 	}
 	return nil
+}
+
+// Prepare checks the sandbox (see Check) and resolves argv[0] as the
+// agent will (with tf's PATH, which the agent's environment keeps),
+// refusing a command the sandbox does not show.
+func (s *Sandbox) Prepare(argv []string) (string, error) {
+	if len(argv) == 0 {
+		return "", errNoCommand
+	}
+	if err := s.Check(); err != nil {
+		return "", err
+	}
+	p, err := exec.LookPath(argv[0])
+	if err != nil {
+		return "", fmt.Errorf("%s: command not found", argv[0])
+	}
+	if p = cleanAbs(p); !s.shows(p) {
+		return "", fmt.Errorf("%s is %s, which the sandbox does not show (it shows the working directory, HOME, --ro and --rw paths, and the system outside /tmp, /run and $TF_HOME)", argv[0], p)
+	}
+	return p, nil
 }
 
 // Visible reports whether a host path can be seen inside the sandbox:
