@@ -215,14 +215,21 @@ func within(p, dir string) bool {
 }
 
 // Env is the agent's environment inside the sandbox: tf's own directory
-// first on PATH, and where tf finds the gateway's agent API.
+// first on PATH, where tf finds the gateway's agent API, and no directory
+// the sandbox replaced (a TMPDIR under the host's /tmp becomes the
+// sandbox's /tmp; XDG_RUNTIME_DIR, under /run, goes).
 func (s *Sandbox) Env(env []string) []string {
 	out := make([]string, 0, len(env)+1)
 	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
 		switch {
-		case strings.HasPrefix(kv, "PATH="):
-			kv = "PATH=" + binDir + string(filepath.ListSeparator) + kv[len("PATH="):]
-		case strings.HasPrefix(kv, EnvAgentAPI+"="):
+		case k == "PATH":
+			kv = "PATH=" + binDir + string(filepath.ListSeparator) + v
+		case k == EnvAgentAPI:
+			continue
+		case k == "TMPDIR" && !s.Visible(v):
+			kv = "TMPDIR=/tmp"
+		case k == "XDG_RUNTIME_DIR" && !s.Visible(v):
 			continue
 		}
 		out = append(out, kv)

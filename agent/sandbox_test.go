@@ -127,8 +127,8 @@ func TestSeatbeltProfile(t *testing.T) {
 func TestSandboxEnv(t *testing.T) {
 	s := testSandbox(t)
 	s.AgentAPI = "/tmp/x/agent.sock"
-	env := s.Env([]string{"PATH=/usr/bin:/bin", "TF_AGENT_API=/evil.sock", "HOME=/h"})
-	want := []string{"PATH=/run/tf/bin:/usr/bin:/bin", "HOME=/h", "TF_AGENT_API=/run/tf/agent.sock"}
+	env := s.Env([]string{"PATH=/usr/bin:/bin", "TF_AGENT_API=/evil.sock", "HOME=/h", "TMPDIR=/tmp/user-0", "XDG_RUNTIME_DIR=/run/user/0"})
+	want := []string{"PATH=/run/tf/bin:/usr/bin:/bin", "HOME=/h", "TMPDIR=/tmp", "TF_AGENT_API=/run/tf/agent.sock"}
 	if strings.Join(env, "\n") != strings.Join(want, "\n") {
 		t.Errorf("env %q, want %q", env, want)
 	}
