@@ -103,10 +103,11 @@ func (g *GitHub) Classify(r *Request) ([]rules.Action, error) {
 	path := r.escapedPath()
 	switch {
 	case path == "/graphql" && kind != ghWeb, path == "/api/graphql":
-		if r.HTTP.Method != "POST" {
+		acts, err := g.classifyGraphQL(r)
+		if err == errNoGraphQL {
 			return []rules.Action{apiFallback(r, path)}, nil
 		}
-		return g.classifyGraphQL(r)
+		return acts, err
 	case path == "/api/v3" || strings.HasPrefix(path, "/api/v3/"):
 		return g.classifyREST(r, strings.TrimPrefix(path, "/api/v3"))
 	case kind == ghAPI:
@@ -129,9 +130,28 @@ func webAction(r *Request, path string) rules.Action {
 	}
 	parts := strings.SplitN(strings.TrimPrefix(path, "/"), "/", 3)
 	if len(parts) >= 2 && parts[0] != "" && parts[1] != "" && !githubReservedPaths[strings.ToLower(parts[0])] {
-		a.Resource = map[string]string{"owner": unescapePath(parts[0]), "repo": strings.TrimSuffix(unescapePath(parts[1]), ".git")}
+		owner, repo := repoName(unescapePath(parts[0]), unescapePath(parts[1]))
+		a.Resource = map[string]string{"owner": owner, "repo": repo}
 	}
 	return a
+}
+
+// repoName normalises an owner and repository name as GitHub treats them:
+// case-insensitive, with an optional .git suffix, so that /repos/acme/VAULT
+// and /acme/vault.git are the repository a rule names "vault". The request
+// as sent stays in the recorded request path. It allocates only when
+// something changes.
+func repoName(owner, repo string) (string, string) {
+	return lowerASCII(owner), lowerASCII(strings.TrimSuffix(strings.TrimSuffix(repo, ".git"), ".GIT"))
+}
+
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
 }
 
 // githubReservedPaths are first path segments of github.com that are not

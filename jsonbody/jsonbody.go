@@ -194,7 +194,7 @@ func (r *reader) wrap(err error) error {
 		return invalid("unexpected end of JSON input")
 	}
 	if errors.Is(err, jsontext.ErrDuplicateName) {
-		return ambiguous("%v", err)
+		return ambiguous("duplicate name (%v)", err)
 	}
 	var se *jsontext.SyntacticError
 	if errors.As(err, &se) && bytes.Contains([]byte(se.Error()), []byte("UTF-8")) {
