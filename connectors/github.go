@@ -22,8 +22,14 @@ type GitHubOptions struct {
 	// NeedBase, when set, says whether the base is wanted at all (whether
 	// a rule reads it); a merge is then looked up only when it is.
 	NeedBase func() bool
-	// BaseCacheTTL is how long a looked-up base is reused; zero means one
-	// minute.
+	// RefLookup, when set, resolves the node id of a git ref (a GraphQL
+	// createCommitOnBranch, deleteRef or updateRef that names its ref by
+	// id) to the ref's repository and full name (refs/heads/main), asking
+	// the GitHub host that serves host. Without it, or when it fails, such
+	// a mutation is refused: a rule about the branch could not see it.
+	RefLookup func(ctx context.Context, host, id string) (RefNode, error)
+	// BaseCacheTTL is how long a looked-up base or ref is reused; zero
+	// means one minute.
 	BaseCacheTTL time.Duration
 	// Now is the clock of the cache; nil means time.Now.
 	Now func() time.Time
@@ -37,11 +43,19 @@ const (
 	ghEnterprise                       // GHES: /api/v3, /api/graphql, git and the web on one host
 )
 
+// A RefNode is what a ref's node id names.
+type RefNode struct {
+	Owner, Repo string
+	// Ref is the full name: refs/heads/main, refs/tags/v1.
+	Ref string
+}
+
 // GitHub classifies GitHub REST, GraphQL and git smart HTTP requests.
 type GitHub struct {
 	hosts     map[string]ghHostKind
 	rest      *router[*ghRoute]
 	base      baseCache
+	refs      refCache
 	needBase  func() bool
 	resources repoResources
 	params    pathParamMaps
@@ -84,6 +98,7 @@ func NewGitHub(opts GitHubOptions) (*GitHub, error) {
 	}
 	g.base = baseCache{lookup: opts.BaseLookup, ttl: ttl, now: now, entries: map[baseKey]baseEntry{}}
 	g.needBase = opts.NeedBase
+	g.refs = refCache{lookup: opts.RefLookup, ttl: ttl, now: now, entries: map[[2]string]refEntry{}}
 	return g, nil
 }
 
@@ -230,4 +245,48 @@ func requestContext(r *Request) (context.Context, context.CancelFunc) {
 		ctx = context.Background()
 	}
 	return context.WithTimeout(ctx, 10*time.Second)
+}
+
+type refEntry struct {
+	node    RefNode
+	expires time.Time
+}
+
+// refCache holds resolved ref node ids, by host and id, as baseCache holds
+// merge bases.
+type refCache struct {
+	lookup func(ctx context.Context, host, id string) (RefNode, error)
+	ttl    time.Duration
+	now    func() time.Time
+
+	mu      sync.Mutex
+	entries map[[2]string]refEntry
+}
+
+func (c *refCache) get(ctx context.Context, host, id string) (RefNode, error) {
+	if c.lookup == nil {
+		return RefNode{}, fmt.Errorf("node id %q names the ref, and this gateway resolves no node ids", id)
+	}
+	k := [2]string{host, id}
+	now := c.now()
+	c.mu.Lock()
+	e, ok := c.entries[k]
+	c.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.node, nil
+	}
+	n, err := c.lookup(ctx, host, id)
+	if err != nil {
+		return RefNode{}, fmt.Errorf("resolving node id %q: %w", id, err)
+	}
+	if n.Owner == "" || n.Repo == "" || !strings.HasPrefix(n.Ref, "refs/") {
+		return RefNode{}, fmt.Errorf("resolving node id %q: the answer names no ref", id)
+	}
+	c.mu.Lock()
+	if len(c.entries) >= maxBaseEntries {
+		c.entries = map[[2]string]refEntry{}
+	}
+	c.entries[k] = refEntry{node: n, expires: now.Add(c.ttl)}
+	c.mu.Unlock()
+	return n, nil
 }

@@ -133,7 +133,51 @@ func (g *GitHub) classifyGraphQL(r *Request) ([]rules.Action, error) {
 	default:
 		return nil, errNoGraphQL
 	}
-	return classifyGraphQLBody(&body)
+	acts, err := classifyGraphQLBody(&body)
+	if err != nil {
+		return nil, err
+	}
+	for i := range acts {
+		if err := g.resolveRef(r, &acts[i]); err != nil {
+			return nil, err
+		}
+	}
+	return acts, nil
+}
+
+// resolveRef gives a mutation that names its ref by node id (ref_id) the
+// branch or tag and repository its REST twin carries, through one lookup.
+// What cannot be resolved is refused: a rule written for "other branches"
+// must never see a push to main without its branch.
+func (g *GitHub) resolveRef(r *Request, a *rules.Action) error {
+	id, ok := a.Params["ref_id"].(string)
+	if !ok {
+		if _, has := a.Params["ref_id"]; has {
+			return fmt.Errorf("graphql: %s: ref id is not a string", a.Type)
+		}
+		return nil
+	}
+	if _, named := a.Params["branch"]; named {
+		return nil
+	}
+	ctx, cancel := requestContext(r)
+	defer cancel()
+	n, err := g.refs.get(ctx, requestHost(r), id)
+	if err != nil {
+		return fmt.Errorf("graphql: %s names its ref by node id and tf could not resolve it, so it is refused: %w", a.Type, err)
+	}
+	owner, repo := repoName(n.Owner, n.Repo)
+	a.Resource = map[string]string{"owner": owner, "repo": repo}
+	a.Params["ref"] = n.Ref
+	if b, ok := strings.CutPrefix(n.Ref, "refs/heads/"); ok {
+		a.Params["branch"] = b
+	} else if t, ok := strings.CutPrefix(n.Ref, "refs/tags/"); ok {
+		a.Params["tag"] = t
+		if a.Type == "github.branch.delete" {
+			a.Type = "github.tag.delete"
+		}
+	}
+	return nil
 }
 
 // errNoGraphQL says that a request to the GraphQL endpoint carries no

@@ -163,3 +163,18 @@ func TestGraphQLRecordedGH(t *testing.T) {
 		}
 	}
 }
+
+// Without a way to resolve node ids, a commit that names its branch by id
+// is refused rather than classified as a push to no branch (which a rule
+// for "other branches" would allow).
+func TestCommitByNodeIDWithoutLookup(t *testing.T) {
+	reg, err := NewRegistry(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"query":"mutation($input:CreateCommitOnBranchInput!){createCommitOnBranch(input:$input){commit{oid}}}","variables":{"input":{"branch":{"id":"REF_main"},"expectedHeadOid":"cc"}}}`
+	_, err = reg.Classify(newRequest("POST", "api.github.com", "/graphql", "", []byte(body), false))
+	if err == nil || !strings.Contains(err.Error(), "resolves no node ids") {
+		t.Fatalf("error = %v", err)
+	}
+}
