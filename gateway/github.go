@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tameflare/tf/connectors"
 	"github.com/tameflare/tf/rules"
 )
 
@@ -103,4 +105,76 @@ func (g *Gateway) lookupBase(ctx context.Context, owner, repo string, number int
 		return "", fmt.Errorf("GET %s: %w", u, err)
 	}
 	return pr.Base.Ref, nil
+}
+
+// lookupRef resolves the node id of a git ref with one authenticated
+// GraphQL query to the GitHub host that serves host (api.github.com for
+// github.com's hosts, /api/graphql on an Enterprise host), for GraphQL
+// mutations that name their ref by id. The lookup is recorded; a failure
+// refuses the mutation.
+func (g *Gateway) lookupRef(ctx context.Context, host, id string) (node connectors.RefNode, err error) {
+	defer func() {
+		details := map[string]any{"host": host, "id": id}
+		if err != nil {
+			details["error"] = g.redact(err.Error())
+		} else {
+			details["owner"], details["repo"], details["ref"] = node.Owner, node.Repo, node.Ref
+		}
+		_ = g.log.Event(context.Background(), g.name, "github.ref_lookup", details)
+	}()
+	u := "https://api.github.com/graphql"
+	switch host {
+	case "api.github.com", "github.com", "uploads.github.com":
+	default:
+		u = "https://" + host + "/api/graphql"
+	}
+	q, _ := json.Marshal(map[string]any{
+		"query":     "query($id:ID!){node(id:$id){... on Ref{name prefix repository{nameWithOwner}}}}",
+		"variables": map[string]string{"id": id},
+	})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(q))
+	if err != nil {
+		return node, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c := g.policy.Load().Credentials; c != nil && c.GitHub != nil && g.secrets != nil {
+		secret, err := g.secrets.Get(c.GitHub.Secret)
+		if err != nil {
+			return node, fmt.Errorf("credential %s: %w", c.GitHub.Secret, err)
+		}
+		if err := c.GitHub.Apply(req.Header, secret); err != nil {
+			return node, err
+		}
+	}
+	res, err := g.direct.Do(req)
+	if err != nil {
+		return node, fmt.Errorf("POST %s: %s", u, g.redact(err.Error()))
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return node, fmt.Errorf("POST %s: %s", u, res.Status)
+	}
+	var ans struct {
+		Data struct {
+			Node *struct {
+				Name       string `json:"name"`
+				Prefix     string `json:"prefix"`
+				Repository struct {
+					NameWithOwner string `json:"nameWithOwner"`
+				} `json:"repository"`
+			} `json:"node"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(io.LimitReader(res.Body, 1<<20)).Decode(&ans); err != nil {
+		return node, fmt.Errorf("POST %s: %w", u, err)
+	}
+	n := ans.Data.Node
+	if n == nil || n.Name == "" || n.Prefix == "" {
+		return node, fmt.Errorf("POST %s: node %s is not a ref", u, id)
+	}
+	owner, repo, ok := strings.Cut(n.Repository.NameWithOwner, "/")
+	if !ok {
+		return node, fmt.Errorf("POST %s: node %s names no repository", u, id)
+	}
+	return connectors.RefNode{Owner: owner, Repo: repo, Ref: n.Prefix + n.Name}, nil
 }

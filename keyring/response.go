@@ -54,8 +54,10 @@ func (r *Redactor) mentionsBytes(b []byte) bool {
 }
 
 // Guard returns body as a stream that ends with ErrSecretInResponse
-// before any known secret form would pass: bytes are released only once no
-// form can start in them, so nothing of a secret reaches the reader.
+// before any known secret form would pass: bytes are released as soon as
+// no form can start in them (only a tail that begins a form waits for
+// more), so nothing of a secret reaches the reader and a stream of events
+// is not held up.
 // found, if set, is called once when a secret is seen. A Redactor that
 // knows no secret returns body as it is.
 func (r *Redactor) Guard(body io.ReadCloser, found func()) io.ReadCloser {
@@ -75,7 +77,7 @@ func (r *Redactor) Guard(body io.ReadCloser, found func()) io.ReadCloser {
 type guard struct {
 	src   io.ReadCloser
 	pats  [][]byte
-	keep  int // bytes held back: a form may start in them
+	keep  int // the longest form less one: how far back a form may start
 	found func()
 
 	buf  []byte // received, not yet returned; the first safe are checked
@@ -117,8 +119,23 @@ func (g *guard) Read(p []byte) (int, error) {
 			g.safe, g.err = len(g.buf), err
 			continue
 		}
-		g.safe = max(0, len(g.buf)-g.keep)
+		g.safe = len(g.buf) - g.held()
 	}
+}
+
+// held is how many bytes at the end of buf could begin a form: only those
+// wait for more, so that an event stream is not delayed by the guard.
+func (g *guard) held() int {
+	h := 0
+	for _, pat := range g.pats {
+		for k := min(len(pat)-1, len(g.buf)); k > h; k-- {
+			if bytes.HasSuffix(g.buf, pat[:k]) {
+				h = k
+				break
+			}
+		}
+	}
+	return h
 }
 
 func (g *guard) Close() error { return g.src.Close() }

@@ -82,3 +82,26 @@ func TestRedactHeaderAndBytes(t *testing.T) {
 		t.Errorf("clean body changed: %s", b)
 	}
 }
+
+// An event is released at once unless its end could begin a secret.
+func TestGuardDoesNotHoldEvents(t *testing.T) {
+	r := NewRedactor(echoed)
+	pr, pw := io.Pipe()
+	g := r.Guard(pr, nil)
+	go io.WriteString(pw, "data: first\n\n")
+	buf := make([]byte, 100)
+	n, err := g.Read(buf)
+	if err != nil || string(buf[:n]) != "data: first\n\n" {
+		t.Fatalf("first event: %q, %v", buf[:n], err)
+	}
+	// A tail that begins the secret waits; the rest of it is withheld.
+	go io.WriteString(pw, "data: "+echoed[:5])
+	n, _ = g.Read(buf)
+	if string(buf[:n]) != "data: " {
+		t.Fatalf("released %q, want only what cannot begin the secret", buf[:n])
+	}
+	go func() { io.WriteString(pw, echoed[5:]); pw.Close() }()
+	if _, err := io.ReadAll(g); !errors.Is(err, ErrSecretInResponse) {
+		t.Fatalf("err %v", err)
+	}
+}
