@@ -211,3 +211,18 @@ rules:
 		t.Errorf("lookups %+v", lookups)
 	}
 }
+
+// Item 13: a refusal whose record would exceed the record limit is
+// answered as refused (not 503) and recorded truncated with a marker.
+func TestOversizedRefusalRecorded(t *testing.T) {
+	f := start(t, policy(t, "version: 1\ndefault: allow\nrules:\n  - {name: no-issues, actions: [github.issue.create], decision: deny, reason: no issues}\n"), nil)
+	body := `{"title":"` + strings.Repeat("<", 200<<10) + `"}`
+	res, out := f.do(t, "POST", "https://api.github.com/repos/acme/app/issues", body)
+	if res.StatusCode != 403 || !strings.Contains(out, "no issues") {
+		t.Fatalf("%d %.200s", res.StatusCode, out)
+	}
+	recs := f.records(t, audit.KindDecision)
+	if len(recs) != 1 || recs[0].Action.Params[audit.TruncatedKey] == nil || recs[0].Decision.Rule != "no-issues" {
+		t.Fatalf("records %+v", recs)
+	}
+}
