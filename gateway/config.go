@@ -26,6 +26,7 @@ import (
 //	limits:
 //	  body_read_timeout: 60s
 //	  max_conns_per_client: 512
+//	  max_inspected_body: 8388608
 type ConfigFile struct {
 	Upstreams   map[string]string `yaml:"upstreams,omitempty"`
 	UpstreamCAs []string          `yaml:"upstream_cas,omitempty"`
@@ -53,6 +54,11 @@ type Limits struct {
 	BodyReadTimeout time.Duration `yaml:"body_read_timeout,omitempty"`
 	// MaxConnsPerClient bounds the connections one client address holds.
 	MaxConnsPerClient int `yaml:"max_conns_per_client,omitempty"`
+	// MaxInspectedBody is how many bytes of a request body tf reads
+	// before deciding (default 1 MiB). A body a rule depends on that is
+	// longer is refused, so raise it for large npm publishes or contents
+	// uploads.
+	MaxInspectedBody int `yaml:"max_inspected_body,omitempty"`
 }
 
 // ConfigPath is where the config file lives in a state directory.
@@ -77,7 +83,7 @@ func LoadConfigFile(path string) (*ConfigFile, error) {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 	}
-	if c.Limits.BodyReadTimeout < 0 || c.Limits.MaxConnsPerClient < 0 {
+	if c.Limits.BodyReadTimeout < 0 || c.Limits.MaxConnsPerClient < 0 || c.Limits.MaxInspectedBody < 0 {
 		return nil, fmt.Errorf("%s: limits must not be negative", path)
 	}
 	return &c, nil

@@ -126,6 +126,9 @@ func Start(cfg Config) (*Gateway, error) {
 	if limits.MaxConnsPerClient == 0 {
 		limits.MaxConnsPerClient = file.Limits.MaxConnsPerClient
 	}
+	if limits.MaxInspectedBody == 0 {
+		limits.MaxInspectedBody = file.Limits.MaxInspectedBody
+	}
 	if g.conns == nil {
 		reg, err := connectors.NewRegistry(connectors.Options{GitHub: connectors.GitHubOptions{
 			EnterpriseHosts: append(append([]string(nil), cfg.GitHubEnterpriseHosts...), file.GitHub.EnterpriseHosts...),
@@ -175,6 +178,7 @@ func Start(cfg Config) (*Gateway, error) {
 		AllowPrivate:      func(host string) bool { return matchHost(g.policy.Load().PrivateHosts, host) },
 		BodyReadTimeout:   limits.BodyReadTimeout,
 		MaxConnsPerClient: limits.MaxConnsPerClient,
+		PeekLimit:         limits.MaxInspectedBody,
 		AuthFailed:        g.authFailed,
 	})
 	if err != nil {

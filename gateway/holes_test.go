@@ -212,6 +212,31 @@ rules:
 	}
 }
 
+// A body past the inspected limit that a rule reads is refused; the limit
+// is raised in $TF_HOME/config.yaml.
+func TestInspectedBodyLimitFromConfig(t *testing.T) {
+	body := `{"title":"x","pad":"` + strings.Repeat("a", 1100<<10) + `"}`
+	for _, c := range []struct {
+		config string
+		status int
+	}{
+		{"", 403},
+		{"limits:\n  max_inspected_body: 4194304\n", 200},
+	} {
+		f := start(t, policy(t, "version: 1\ndefault: allow\n"), func(cfg *Config) {
+			if c.config != "" {
+				if err := os.WriteFile(ConfigPath(cfg.Home), []byte(c.config), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+		res, out := f.do(t, "POST", "https://api.github.com/repos/acme/app/issues", body)
+		if res.StatusCode != c.status {
+			t.Errorf("config %q: %d %.300s, want %d", c.config, res.StatusCode, out, c.status)
+		}
+	}
+}
+
 // Item 13: a refusal whose record would exceed the record limit is
 // answered as refused (not 503) and recorded truncated with a marker.
 func TestOversizedRefusalRecorded(t *testing.T) {
