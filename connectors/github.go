@@ -16,9 +16,10 @@ type GitHubOptions struct {
 	// under /api/v3, GraphQL at /api/graphql, git smart HTTP elsewhere.
 	EnterpriseHosts []string
 	// BaseLookup, when set, finds the base branch of a pull request for a
-	// REST merge, which names only the pull request number. An error
-	// refuses the merge.
-	BaseLookup func(ctx context.Context, owner, repo string, number int) (string, error)
+	// REST merge, which names only the pull request number, asking the
+	// GitHub host that serves host (api.github.com or an Enterprise host).
+	// An error refuses the merge.
+	BaseLookup func(ctx context.Context, host, owner, repo string, number int) (string, error)
 	// NeedBase, when set, says whether the base is wanted at all (whether
 	// a rule reads it); a merge is then looked up only when it is.
 	NeedBase func() bool
@@ -183,8 +184,8 @@ var githubReservedPaths = map[string]bool{
 
 // baseKey and baseEntry hold looked-up merge bases.
 type baseKey struct {
-	owner, repo string
-	number      int
+	host, owner, repo string
+	number            int
 }
 
 type baseEntry struct {
@@ -197,7 +198,7 @@ type baseEntry struct {
 const maxBaseEntries = 4096
 
 type baseCache struct {
-	lookup func(ctx context.Context, owner, repo string, number int) (string, error)
+	lookup func(ctx context.Context, host, owner, repo string, number int) (string, error)
 	ttl    time.Duration
 	now    func() time.Time
 
@@ -205,8 +206,8 @@ type baseCache struct {
 	entries map[baseKey]baseEntry
 }
 
-func (c *baseCache) get(ctx context.Context, owner, repo string, number int) (string, error) {
-	k := baseKey{owner, repo, number}
+func (c *baseCache) get(ctx context.Context, host, owner, repo string, number int) (string, error) {
+	k := baseKey{host, owner, repo, number}
 	now := c.now()
 	c.mu.Lock()
 	e, ok := c.entries[k]
@@ -214,7 +215,7 @@ func (c *baseCache) get(ctx context.Context, owner, repo string, number int) (st
 	if ok && now.Before(e.expires) {
 		return e.base, nil
 	}
-	base, err := c.lookup(ctx, owner, repo, number)
+	base, err := c.lookup(ctx, host, owner, repo, number)
 	if err != nil {
 		return "", fmt.Errorf("looking up the base branch of %s/%s#%d: %w", owner, repo, number, err)
 	}

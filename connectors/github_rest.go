@@ -491,7 +491,7 @@ func refineMergeBase(g *GitHub, r *Request, a *rules.Action, _ restVals) error {
 	n, _ := a.Params["number"].(int)
 	ctx, cancel := requestContext(r)
 	defer cancel()
-	base, err := g.base.get(ctx, a.Resource["owner"], a.Resource["repo"], n)
+	base, err := g.base.get(ctx, requestHost(r), a.Resource["owner"], a.Resource["repo"], n)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -63,7 +64,7 @@ func directClient(upstreams map[string]string, roots *x509.CertPool) *http.Clien
 // GET to the GitHub API, for rules that read params.base of a merge that
 // names only the pull request. The lookup is recorded; a failure refuses
 // the merge (the connector turns the error into a refusal).
-func (g *Gateway) lookupBase(ctx context.Context, owner, repo string, number int) (base string, err error) {
+func (g *Gateway) lookupBase(ctx context.Context, host, owner, repo string, number int) (base string, err error) {
 	defer func() {
 		details := map[string]any{"owner": owner, "repo": repo, "number": number}
 		if err != nil {
@@ -73,7 +74,7 @@ func (g *Gateway) lookupBase(ctx context.Context, owner, repo string, number int
 		}
 		_ = g.log.Event(context.Background(), g.name, "github.base_lookup", details)
 	}()
-	u := fmt.Sprintf("https://api.github.com/repos/%s/%s/pulls/%d", owner, repo, number)
+	u := fmt.Sprintf("%s/repos/%s/%s/pulls/%d", restBase(host), url.PathEscape(owner), url.PathEscape(repo), number)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return "", err
@@ -123,9 +124,7 @@ func (g *Gateway) lookupRef(ctx context.Context, host, id string) (node connecto
 		_ = g.log.Event(context.Background(), g.name, "github.ref_lookup", details)
 	}()
 	u := "https://api.github.com/graphql"
-	switch host {
-	case "api.github.com", "github.com", "uploads.github.com":
-	default:
+	if !githubDotCom(host) {
 		u = "https://" + host + "/api/graphql"
 	}
 	q, _ := json.Marshal(map[string]any{
@@ -177,4 +176,23 @@ func (g *Gateway) lookupRef(ctx context.Context, host, id string) (node connecto
 		return node, fmt.Errorf("POST %s: node %s names no repository", u, id)
 	}
 	return connectors.RefNode{Owner: owner, Repo: repo, Ref: n.Prefix + n.Name}, nil
+}
+
+// githubDotCom reports whether host is one of github.com's own, whose API
+// is api.github.com; any other host the github connector serves is an
+// Enterprise host, with its API on the host itself.
+func githubDotCom(host string) bool {
+	switch host {
+	case "api.github.com", "github.com", "uploads.github.com":
+		return true
+	}
+	return false
+}
+
+// restBase is the REST API root for host.
+func restBase(host string) string {
+	if githubDotCom(host) {
+		return "https://api.github.com"
+	}
+	return "https://" + host + "/api/v3"
 }

@@ -78,7 +78,7 @@ func start(t *testing.T, p *rules.Policy, mutate func(*Config)) *fixture {
 			}
 			io.WriteString(w, `{"data":{}}`)
 			return
-		case "/repos/acme/app/pulls/7":
+		case "/repos/acme/app/pulls/7", "/api/v3/repos/acme/app/pulls/7":
 			io.WriteString(w, `{"number":7,"base":{"ref":"main"}}`)
 		case "/repos/acme/app/pulls/8":
 			io.WriteString(w, `{"number":8,"base":{"ref":"dev"}}`)

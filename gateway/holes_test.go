@@ -167,7 +167,7 @@ func TestUpgradeRefused(t *testing.T) {
 // Item 11: an Enterprise host named in $TF_HOME/config.yaml is the github
 // connector's, /api/v3 its REST API.
 func TestEnterpriseHostFromConfig(t *testing.T) {
-	f := start(t, policy(t, "version: 1\ndefault: allow\nrules:\n  - {name: no-vault, actions: [github.*], when: 'resource.repo == \"vault\"', decision: deny}\n"), func(c *Config) {
+	f := start(t, policy(t, "version: 1\ndefault: allow\nrules:\n  - {name: no-vault, actions: [github.*], when: 'resource.repo == \"vault\"', decision: deny}\n  - {name: main-merges, actions: [github.pr.merge], when: 'params.base == \"main\"', decision: deny, reason: merges into main need a person}\n"), func(c *Config) {
 		if err := os.WriteFile(ConfigPath(c.Home), []byte("github:\n  enterprise_hosts: [ghe.example.test]\nlimits:\n  body_read_timeout: 5s\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -180,6 +180,17 @@ func TestEnterpriseHostFromConfig(t *testing.T) {
 	recs := f.records(t, audit.KindDecision)
 	if len(recs) != 1 || recs[0].Action.Connector != "github" || recs[0].Action.Type != "github.repo.get" || recs[0].Action.Request.Path != "/api/v3/repos/acme/VAULT" {
 		t.Fatalf("records %+v", recs)
+	}
+	// The base of a merge is looked up on the Enterprise host's own API.
+	out, _ = f.curl(t, f.g.ProxyURL(), "-X", "PUT", "--data-binary", "{}", "https://ghe.example.test/api/v3/repos/acme/app/pulls/7/merge")
+	if !strings.HasSuffix(strings.TrimSpace(out), "403") || !strings.Contains(out, "merges into main need a person") {
+		t.Errorf("GHE merge into main: %s", out)
+	}
+	f.mu.Lock()
+	paths := strings.Join(f.paths, ", ")
+	f.mu.Unlock()
+	if paths != "GET /api/v3/repos/acme/app/pulls/7" {
+		t.Errorf("upstream saw %s, want only the base lookup on /api/v3", paths)
 	}
 }
 
