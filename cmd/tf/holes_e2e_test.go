@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"crypto/rand"
 	"crypto/tls"
 	"io"
 	"net"
@@ -8,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -189,5 +192,51 @@ func TestRunHolesClosed(t *testing.T) {
 	}
 	if echoes != 2 {
 		t.Errorf("%d secret_in_response events, want 2 (header and body)", echoes)
+	}
+}
+
+// A clone with a credential: the response guard that withholds an echoed
+// secret passes git's protocol and a multi-megabyte pack untouched.
+func TestRunGitCloneWithCredentialGuarded(t *testing.T) {
+	home, root, policy := t.TempDir(), t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(policy, "tameflare.yaml"), []byte("version: 1\ndefault: allow\ncredentials:\n  github: {secret: gh-token}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitc := func(dir string, args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+root, "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@e",
+			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@e")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	bare := filepath.Join(root, "acme", "app.git")
+	gitc(root, "init", "-q", "--bare", "--initial-branch=main", bare)
+	work := filepath.Join(root, "seed")
+	gitc(root, "init", "-q", "--initial-branch=main", work)
+	big := make([]byte, 3<<20)
+	if _, err := rand.Read(big); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(work, "big.bin"), big, 0o644)
+	gitc(work, "add", ".")
+	gitc(work, "commit", "-q", "-m", "big")
+	gitc(work, "push", "-q", bare, "main")
+
+	up := newUpstream(t, root)
+	clone := filepath.Join(t.TempDir(), "clone")
+	args := append([]string{"run", "--policy", policy}, up.args()...)
+	r := runTF(t, home, []string{"TF_SECRET_GH_TOKEN=" + holesSecret, "HOME=" + root, "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0"},
+		append(args, "--", "git", "clone", "-q", "https://github.com/acme/app.git", clone)...)
+	if r.code != 0 {
+		t.Fatalf("clone: exit %d\n%s", r.code, r.stderr)
+	}
+	if b, _ := os.ReadFile(filepath.Join(clone, "big.bin")); !bytes.Equal(b, big) {
+		t.Fatalf("cloned big.bin differs (%d bytes)", len(b))
+	}
+	if got, _ := up.authFor("github.com /acme/app.git/git-upload-pack"); !strings.HasPrefix(got, "Basic ") {
+		t.Errorf("upload-pack carried %q, want the injected git credential", got)
 	}
 }
