@@ -34,9 +34,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme string, t
 	start := time.Now()
 	// A slow body is bounded: the inspected prefix must arrive within
 	// BodyReadTimeout, and the rest may not pause longer than that.
-	rc := http.NewResponseController(w)
+	var rc *http.ResponseController
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 	if hasBody {
+		rc = http.NewResponseController(w)
 		_ = rc.SetReadDeadline(start.Add(p.cfg.BodyReadTimeout))
 	}
 	peek, shown, truncated, err := p.peek(r)
