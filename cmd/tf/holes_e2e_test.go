@@ -70,7 +70,7 @@ func newHolesUpstream(t *testing.T) *holesUpstream {
 			io.WriteString(w, `{"ok":true}`+"\n")
 		}
 	})
-	cert, caPEM, err := testdata.ServerCert("api.github.com", "github.com")
+	cert, caPEM, err := testdata.ServerCert("api.github.com", "github.com", "ghe.example.test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +90,7 @@ func newHolesUpstream(t *testing.T) *holesUpstream {
 func (u *holesUpstream) args() []string {
 	a := strings.TrimPrefix(u.tls.URL, "https://")
 	return []string{"--upstream", "api.github.com:443=" + a, "--upstream", "github.com:443=" + a,
+		"--upstream", "ghe.example.test:443=" + a,
 		"--upstream", "api.github.com:80=" + strings.TrimPrefix(u.plain.URL, "http://"), "--upstream-ca", u.caFile}
 }
 
@@ -105,6 +106,10 @@ func TestRunHolesClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	up := newHolesUpstream(t)
+	// An Enterprise host named in $TF_HOME/config.yaml (item 11).
+	if err := os.WriteFile(filepath.Join(home, "config.yaml"), []byte("github:\n  enterprise_hosts: [ghe.example.test]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// A ref update whose second "force" lies past the 1 MiB inspected
 	// prefix (item 2).
 	pad := strings.Repeat("a", 1100<<10)
@@ -123,6 +128,8 @@ func TestRunHolesClosed(t *testing.T) {
 		{"6 graphql mutation over GET", `curl -sS -w ' %{http_code}' 'https://api.github.com/graphql?query=` + mutation + `'`},
 		{"7 websocket upgrade", `curl -sS -w ' %{http_code}' -H 'Connection: Upgrade' -H 'Upgrade: websocket' https://api.github.com/socket`},
 		{"10 loopback inside IPv6", `curl -sS -g -w ' %{http_code}' 'http://[::127.0.0.1]:` + loopPort + `/x'`},
+		{"9 wrong proxy credentials", `for i in 1 2 3; do curl -sS -o /dev/null -w ' %{http_connect}' --proxy "$(echo "$HTTPS_PROXY" | sed 's/:[^:@/]*@/:guess@/')" https://api.github.com/user 2>/dev/null; done`},
+		{"11 Enterprise host", `curl -sS -w ' %{http_code}' https://ghe.example.test/api/v3/repos/acme/VAULT`},
 	}
 	var script strings.Builder
 	for _, s := range steps {
@@ -149,6 +156,8 @@ func TestRunHolesClosed(t *testing.T) {
 		"6 graphql mutation over GET":  {"deletions are for people", " 403"},
 		"7 websocket upgrade":          {"no connector governs that protocol", " 403"},
 		"10 loopback inside IPv6":      {"loopback (embedded in IPv6)", " 403"},
+		"9 wrong proxy credentials":    {" 407 407 407"},
+		"11 Enterprise host":           {"the vault repository is off limits", " 403"},
 	} {
 		for _, w := range want {
 			if !strings.Contains(out[name], w) {
@@ -178,13 +187,16 @@ func TestRunHolesClosed(t *testing.T) {
 			types = append(types, rec.Action.Type)
 		}
 	}
-	if len(types) != 6 { // the IPv6 loopback is refused at the dial, after an allow
+	if len(types) != 7 { // the IPv6 loopback is refused at the dial, after an allow
 		t.Errorf("%d refusals recorded: %v", len(types), types)
 	}
-	var echoes int
+	var echoes, authFailures int
 	if err := audit.Scan(filepath.Join(home, "audit"), audit.Filter{Kind: audit.KindEvent}, func(r *audit.Record) error {
-		if r.Event == "keyring.secret_in_response" {
+		switch r.Event {
+		case "keyring.secret_in_response":
 			echoes++
+		case "proxy.auth_failed":
+			authFailures += int(r.Details["failures"].(float64))
 		}
 		return nil
 	}); err != nil {
@@ -192,6 +204,11 @@ func TestRunHolesClosed(t *testing.T) {
 	}
 	if echoes != 2 {
 		t.Errorf("%d secret_in_response events, want 2 (header and body)", echoes)
+	}
+	// The CONNECT of each guess is refused; all are on record by the time
+	// the gateway stops.
+	if authFailures < 3 {
+		t.Errorf("%d failed proxy authentications recorded, want at least 3", authFailures)
 	}
 }
 
