@@ -17,6 +17,7 @@ import (
 	"github.com/tameflare/tf/keyring"
 	"github.com/tameflare/tf/keyring/injection"
 	"github.com/tameflare/tf/rules"
+	"github.com/tameflare/tf/termtext"
 )
 
 // openSecrets resolves every secret the policy's credentials name, so that
@@ -119,13 +120,14 @@ func (g *Gateway) prepare(req *connectors.Request, actions []rules.Action) func(
 	}
 }
 
-// warn reports a problem of the gateway's own on stderr, never a secret.
+// warn reports a problem of the gateway's own on stderr, never a secret,
+// and nothing that acts on the terminal (a host name is the agent's).
 func (g *Gateway) warn(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	if g.secrets != nil {
 		msg = g.secrets.Redactor().Redact(msg)
 	}
-	fmt.Fprintf(os.Stderr, "tf: %s\n", msg)
+	fmt.Fprintf(os.Stderr, "tf: %s\n", termtext.Safe(msg))
 }
 
 // ScrubEnv returns env without the variables that hold secrets: the usual
