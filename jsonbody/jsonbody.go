@@ -91,6 +91,47 @@ func Members(body []byte, visit Visitor) error {
 	return nil
 }
 
+// Elements reads body, which must be one JSON array and nothing else,
+// checking the whole of it, and calls visit with each element, raw (a
+// slice of body), in order: a JSON-RPC batch, say. As with Members,
+// nothing is visited unless the whole body is valid and unambiguous.
+func Elements(body []byte, visit func(raw []byte) error) error {
+	r := getReader(body)
+	defer putReader(r)
+	if k := r.dec.PeekKind(); k != '[' {
+		if k == 0 {
+			return r.syntaxErr()
+		}
+		return invalid("the body is not a JSON array")
+	}
+	if _, err := r.dec.ReadToken(); err != nil {
+		return r.wrap(err)
+	}
+	for {
+		k := r.dec.PeekKind()
+		if k == ']' || k == 0 {
+			break
+		}
+		start := r.nextStart()
+		if err := r.value(1, false); err != nil {
+			return err
+		}
+		r.top = append(r.top, member{start: start, end: int(r.dec.InputOffset())})
+	}
+	if _, err := r.dec.ReadToken(); err != nil {
+		return r.wrap(err)
+	}
+	if err := r.end(); err != nil {
+		return err
+	}
+	for _, m := range r.top {
+		if err := visit(body[m.start:m.end]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Decode reads data, which must be one JSON value and nothing else, into
 // tf's value types: map[string]any, []any, string, bool, nil, and numbers
 // as int when integral and within int64, else float64.
@@ -277,9 +318,16 @@ func (r *reader) value(depth int, record bool) error {
 
 // valueStart returns the offset of the value that follows the name just
 // read: past the colon and whitespace.
-func (r *reader) valueStart() int {
-	i := int(r.dec.InputOffset())
-	for i < len(r.data) && (r.data[i] == ' ' || r.data[i] == '\t' || r.data[i] == '\n' || r.data[i] == '\r' || r.data[i] == ':') {
+func (r *reader) valueStart() int { return r.skipFrom(int(r.dec.InputOffset()), ':') }
+
+// nextStart returns the offset of the next array element: past the comma
+// and whitespace.
+func (r *reader) nextStart() int { return r.skipFrom(int(r.dec.InputOffset()), ',') }
+
+// skipFrom returns the first offset from i that is neither whitespace nor
+// sep.
+func (r *reader) skipFrom(i int, sep byte) int {
+	for i < len(r.data) && (r.data[i] == ' ' || r.data[i] == '\t' || r.data[i] == '\n' || r.data[i] == '\r' || r.data[i] == sep) {
 		i++
 	}
 	return i

@@ -66,6 +66,25 @@ func TestMembers(t *testing.T) {
 	}
 }
 
+func TestElements(t *testing.T) {
+	var got []string
+	err := Elements([]byte(` [ {"jsonrpc":"2.0","id":1} , 2,"x" ,[ ] ] `), func(raw []byte) error {
+		got = append(got, string(raw))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{`{"jsonrpc":"2.0","id":1}`, `2`, `"x"`, `[ ]`}; !reflect.DeepEqual(got, want) {
+		t.Errorf("elements %q, want %q", got, want)
+	}
+	for _, bad := range []string{`{"a":1}`, `[{"id":1,"ID":2}]`, `[1,]`, `[1] [2]`} {
+		if err := Elements([]byte(bad), func([]byte) error { t.Fatalf("visited %s", bad); return nil }); err == nil {
+			t.Errorf("Elements(%s) accepted", bad)
+		}
+	}
+}
+
 func TestDecodeValues(t *testing.T) {
 	v, err := Decode([]byte(`{"a":1,"b":-2.5,"c":"x\"y","d":[true,false,null],"e":{},"f":1e2,"g":"é"}`))
 	if err != nil {
@@ -104,6 +123,19 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("%q: read as %#v, encoding/json reads %#v", data, v, normalize(std))
 		}
 		noFoldTwins(t, v)
+		if a, ok := v.([]any); ok {
+			i := 0
+			if err := Elements(data, func(raw []byte) error {
+				x, err := Decode(raw)
+				if err != nil || !reflect.DeepEqual(x, a[i]) {
+					t.Fatalf("element %d: %#v, %v; want %#v", i, x, err, a[i])
+				}
+				i++
+				return nil
+			}); err != nil || i != len(a) {
+				t.Fatalf("Elements(%q) = %v after %d elements, want %d", data, err, i, len(a))
+			}
+		}
 		if m, ok := v.(map[string]any); ok {
 			n := 0
 			if err := Members(data, func(name, raw []byte) error {
