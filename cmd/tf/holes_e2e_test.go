@@ -135,8 +135,9 @@ func TestRunHolesClosed(t *testing.T) {
 	for _, s := range steps {
 		script.WriteString("echo '=== " + s.name + "'\n" + s.cmd + "\necho\n")
 	}
-	args := append([]string{"run", "--name", "holes", "--policy", policy}, up.args()...)
-	cmd := append(args, "--", "sh", "-c", "cd "+work+" && "+script.String())
+	// The sandbox shows the agent its working files only when named.
+	args := append([]string{"run", "--name", "holes", "--policy", policy, "--ro", work}, up.args()...)
+	cmd := append(args, "--", "sh", "-c", "cd "+work+" || exit 97\n"+script.String())
 	r := runTF(t, home, []string{"TF_SECRET_GH_TOKEN=" + holesSecret, "GIT_TERMINAL_PROMPT=0"}, cmd...)
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
@@ -243,8 +244,9 @@ func TestRunGitCloneWithCredentialGuarded(t *testing.T) {
 	gitc(work, "push", "-q", bare, "main")
 
 	up := newUpstream(t, root)
-	clone := filepath.Join(t.TempDir(), "clone")
-	args := append([]string{"run", "--policy", policy}, up.args()...)
+	cloneDir := t.TempDir()
+	clone := filepath.Join(cloneDir, "clone")
+	args := append([]string{"run", "--policy", policy, "--rw", cloneDir}, up.args()...)
 	r := runTF(t, home, []string{"TF_SECRET_GH_TOKEN=" + holesSecret, "HOME=" + root, "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0"},
 		append(args, "--", "git", "clone", "-q", "https://github.com/acme/app.git", clone)...)
 	if r.code != 0 {
