@@ -89,6 +89,11 @@ func (s *Sandbox) Check() error {
 			list[i] = cleanAbs(p)
 		}
 	}
+	for _, p := range append([]string{s.Dir}, s.RW...) {
+		if p == string(filepath.Separator) {
+			return fmt.Errorf("%w: %s would make the whole filesystem writable to the agent; run it from a project directory", ErrSandbox, p)
+		}
+	}
 	for _, p := range append([]string{s.Dir}, append(s.RO, s.RW...)...) {
 		if within(p, s.Home) {
 			return fmt.Errorf("%w: %s is inside $TF_HOME (%s), which the agent must not see; run it from another directory", ErrSandbox, p, s.Home)

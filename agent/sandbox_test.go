@@ -73,6 +73,11 @@ func TestSandboxCheck(t *testing.T) {
 		t.Errorf("cwd in $TF_HOME: %v", err)
 	}
 	s = testSandbox(t)
+	s.Dir = "/"
+	if err := s.Check(); err == nil || !strings.Contains(err.Error(), "whole filesystem writable") {
+		t.Errorf("cwd /: %v", err)
+	}
+	s = testSandbox(t)
 	s.RO = []string{filepath.Dir(s.Home)}
 	if err := s.Check(); err != nil {
 		t.Errorf("a parent of $TF_HOME may be bound (it is hidden after): %v", err)
