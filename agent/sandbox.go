@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -146,6 +147,39 @@ func (s *Sandbox) Visible(path string) bool {
 	return true
 }
 
+// homeCredentials are where tools keep real credentials under HOME: the
+// agent gets tf's placeholders and injected credentials instead, so these
+// are hidden (an empty directory, or an empty file) unless the user names
+// one with --ro or --rw. The agent's own files (~/.claude) stay.
+var homeCredentials = []string{
+	".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".kube", ".docker/config.json",
+	".config/gh", ".git-credentials", ".netrc", ".npmrc", ".yarnrc.yml", ".pypirc",
+	".cargo/credentials.toml", ".config/hub", ".local/share/keyrings", ".password-store",
+}
+
+// hideCredentials are the bubblewrap arguments that hide homeCredentials.
+func (s *Sandbox) hideCredentials() []string {
+	if s.UserHome == "" || s.UserHome == "/" {
+		return nil
+	}
+	var a []string
+	for _, rel := range homeCredentials {
+		p := filepath.Join(s.UserHome, rel)
+		if slices.Contains(s.RO, p) || slices.Contains(s.RW, p) {
+			continue
+		}
+		fi, err := os.Lstat(p)
+		switch {
+		case err != nil:
+		case fi.IsDir():
+			a = append(a, "--tmpfs", p)
+		default:
+			a = append(a, "--ro-bind", os.DevNull, p)
+		}
+	}
+	return a
+}
+
 // hiddenRoots are replaced by empty directories: /tmp is private to the
 // sandbox, and /run holds the sockets of the user's session (D-Bus, the
 // Secret Service that may hold tf's keyring, ssh-agent, Docker).
@@ -187,6 +221,7 @@ func (s *Sandbox) BwrapArgs(argv []string, infoFD int) []string {
 	for _, p := range s.RO {
 		bind("--ro-bind", p)
 	}
+	a = append(a, s.hideCredentials()...)
 	// Last, so that no bind above can show it again; empty and read-only,
 	// so that tf commands run inside fail rather than seem to work.
 	a = append(a, "--tmpfs", s.Home, "--remount-ro", s.Home,

@@ -138,3 +138,28 @@ func TestSandboxEnv(t *testing.T) {
 		t.Errorf("env %q, want %q", env, want)
 	}
 }
+
+// Real credentials under HOME are hidden from the agent (it gets tf's
+// placeholders), unless the user names one; the agent's own state stays.
+func TestBwrapHidesHomeCredentials(t *testing.T) {
+	s := testSandbox(t)
+	for _, p := range []string{".ssh", ".config/gh", ".claude"} {
+		os.MkdirAll(filepath.Join(s.UserHome, p), 0o700)
+	}
+	os.WriteFile(filepath.Join(s.UserHome, ".npmrc"), []byte("//registry.npmjs.org/:_authToken=npm_real\n"), 0o600)
+	s.RO = append(s.RO, filepath.Join(s.UserHome, ".ssh"))
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	a := strings.Join(s.BwrapArgs([]string{"/bin/true"}, 3), " ")
+	for _, want := range []string{"--tmpfs " + filepath.Join(s.UserHome, ".config/gh"), "--ro-bind /dev/null " + filepath.Join(s.UserHome, ".npmrc")} {
+		if !strings.Contains(a, want) {
+			t.Errorf("missing %q in %s", want, a)
+		}
+	}
+	for _, kept := range []string{"--tmpfs " + filepath.Join(s.UserHome, ".ssh"), filepath.Join(s.UserHome, ".claude")} {
+		if strings.Contains(a, kept) {
+			t.Errorf("%q hidden, but the user named it or it is the agent's own", kept)
+		}
+	}
+}

@@ -91,8 +91,14 @@ cat "$TF_HOME"/ca/*key* >/dev/null 2>&1; report cakey $?
 # The governed path still works.
 curl -sS -o /dev/null -w '%{http_code}' https://api.github.com/repos/acme/app > ` + shared + `/governed
 `
+	// The agent's HOME holds a real credential, as a developer's does.
+	agentHome := t.TempDir()
+	os.MkdirAll(filepath.Join(agentHome, ".config", "gh"), 0o700)
+	os.WriteFile(filepath.Join(agentHome, ".config", "gh", "hosts.yml"), []byte("github.com:\n    oauth_token: "+secret+"\n"), 0o600)
+	script += `cat ~/.config/gh/hosts.yml >/dev/null 2>&1; report ghconfig $?
+`
 	args := append([]string{"run", "--name", "iso", "--policy", absPath(t, examplePolicy), "--rw", shared}, up.args()...)
-	r := runTF(t, home, []string{"TF_SECRET_GH_TOKEN=" + secret}, append(args, "--", "bash", "-c", script)...)
+	r := runTF(t, home, []string{"TF_SECRET_GH_TOKEN=" + secret, "HOME=" + agentHome}, append(args, "--", "bash", "-c", script)...)
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
@@ -102,7 +108,7 @@ curl -sS -o /dev/null -w '%{http_code}' https://api.github.com/repos/acme/app > 
 		k, v, _ := strings.Cut(line, "=")
 		report[k] = v
 	}
-	for _, k := range []string{"direct", "raw", "dns", "adminsock", "doublefork", "handoff", "killoff", "cakey"} {
+	for _, k := range []string{"direct", "raw", "dns", "adminsock", "doublefork", "handoff", "killoff", "cakey", "ghconfig"} {
 		if v, ok := report[k]; !ok || v == "0" {
 			t.Errorf("%s: the agent succeeded (exit %q); report:\n%s", k, v, b)
 		}
