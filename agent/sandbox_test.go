@@ -163,3 +163,43 @@ func TestBwrapHidesHomeCredentials(t *testing.T) {
 		}
 	}
 }
+
+// What runs outside the sandbox later (shell start-up files, git's config
+// and a repository's hooks) is read-only inside.
+func TestBwrapProtectsStartupFiles(t *testing.T) {
+	s := testSandbox(t)
+	os.WriteFile(filepath.Join(s.UserHome, ".bashrc"), []byte("# rc\n"), 0o644)
+	os.MkdirAll(filepath.Join(s.Dir, ".git", "hooks"), 0o755)
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	a := strings.Join(s.BwrapArgs([]string{"/bin/true"}, 3), " ")
+	for _, p := range []string{filepath.Join(s.UserHome, ".bashrc"), filepath.Join(s.Dir, ".git", "hooks")} {
+		if !strings.Contains(a, "--ro-bind "+p+" "+p) {
+			t.Errorf("%s is writable inside: %s", p, a)
+		}
+	}
+	if strings.Contains(a, filepath.Join(s.UserHome, ".zshrc")) {
+		t.Error("a start-up file that does not exist was bound")
+	}
+}
+
+// Run from a subdirectory of a repository, the agent can still commit:
+// the repository is writable, its hooks are not.
+func TestSandboxRepositoryAboveWorkingDirectory(t *testing.T) {
+	s := testSandbox(t)
+	repo := filepath.Dir(s.Dir) // home/, which holds home/proj
+	os.MkdirAll(filepath.Join(repo, ".git", "hooks"), 0o755)
+	s.Home = t.TempDir() // a repository that holds $TF_HOME is never made writable
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Repo != repo {
+		t.Fatalf("Repo = %q, want %q", s.Repo, repo)
+	}
+	a := strings.Join(s.BwrapArgs([]string{"/bin/true"}, 3), " ")
+	hooks := filepath.Join(repo, ".git", "hooks")
+	if !strings.Contains(a, "--bind "+repo+" "+repo) || !strings.Contains(a, "--ro-bind "+hooks+" "+hooks) {
+		t.Errorf("repository or hooks: %s", a)
+	}
+}
