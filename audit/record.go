@@ -49,6 +49,9 @@ const (
 	EventApprovalExpired       = "approval.expired"
 	EventApprovalCancelled     = "approval.cancelled"
 	EventPolicyApplied         = "policy.applied"
+	// EventSandboxGitReverted: the agent set a git configuration key that
+	// git would run outside the sandbox, and tf removed it.
+	EventSandboxGitReverted = "sandbox.git_config_reverted"
 	// EventTailRepaired is written by the log itself when it found bytes
 	// after the last acknowledged record (a writer died mid-batch) and
 	// adopted or removed them.

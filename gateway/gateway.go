@@ -233,6 +233,11 @@ func matchHost(patterns []string, host string) bool {
 // sandbox.
 const NotIsolated = "not isolated: the agent runs outside tf's sandbox and could bypass tf (connect directly, disarm the kill switch, rewrite the audit log); governance is advisory"
 
+// RecordEvent appends an event of this gateway to the audit log.
+func (g *Gateway) RecordEvent(ctx context.Context, event string, details map[string]any) error {
+	return g.log.Event(ctx, g.name, event, details)
+}
+
 // Isolated says whether the agent runs in tf's sandbox.
 func (g *Gateway) Isolated() bool { return g.isolated }
 
