@@ -695,8 +695,14 @@ func (l *Log) commit(batch []*request) error {
 // (SyncGroup) and keeps the head file close behind, syncing it lazily.
 func (l *Log) syncer() {
 	defer close(l.syncerDone)
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
 	for range l.dirty {
-		time.Sleep(l.opts.SyncWindow)
+		t.Reset(l.opts.SyncWindow)
+		select {
+		case <-t.C:
+		case <-l.exited: // Close: the writer has synced what it wrote
+		}
 		l.syncMu.Lock()
 		err := l.syncLocked(l.opts.Sync == SyncGroup)
 		if err == nil && l.owned {
