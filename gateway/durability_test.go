@@ -30,6 +30,9 @@ func TestMain(m *testing.M) {
 	if home := os.Getenv(killChildEnv); home != "" {
 		os.Exit(killChild(home))
 	}
+	if code, ok := benchChild(); ok {
+		os.Exit(code)
+	}
 	os.Exit(m.Run())
 }
 
@@ -236,5 +239,9 @@ func killRound(t *testing.T, home string, mode audit.SyncMode, upAddr, upCA stri
 }
 
 func loadPolicy(src string) (*rules.Policy, error) {
-	return rules.LoadFS(fstest.MapFS{"tameflare.yaml": {Data: []byte(src)}}, "p")
+	return rules.LoadFS(fstestPolicy(src), "p")
+}
+
+func fstestPolicy(src string) fstest.MapFS {
+	return fstest.MapFS{"tameflare.yaml": {Data: []byte(src)}}
 }
