@@ -4,19 +4,25 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
 // A Sandbox is the boundary between the governed agent and tf: on Linux a
 // bubblewrap sandbox with its own network, PID and mount namespaces, in
-// which the only way out is tf's proxy, reached through a unix socket.
+// which the only way out is tf's proxy. tf itself, first inside, opens the
+// loopback listener the proxy variables name and hands it to the gateway
+// over a unix socket: the gateway then accepts the agent's connections
+// directly, with no relay in between.
 type Sandbox struct {
 	// Home is $TF_HOME: not visible inside at all.
 	Home string
-	// Socket is the host path of the proxy's unix socket; inside, a
-	// forwarder listens on ProxyAddr and relays to it.
-	Socket    string
+	// Handoff is the host path of the gateway's handoff socket (see
+	// gateway.ServeHandoff); inside, tf listens on ProxyAddr and hands
+	// the listener over through it.
+	Handoff   string
 	ProxyAddr string
 	// AgentAPI is the host path of the gateway's agent API socket, which
 	// tf mcp wrap uses from inside; empty when there is none.
@@ -24,7 +30,7 @@ type Sandbox struct {
 	// CABundle is the host path of the PEM bundle the agent trusts; it is
 	// bound in read-only on its own at BundlePath.
 	CABundle string
-	// Exe is tf's own binary, which runs the forwarder inside.
+	// Exe is tf's own binary, which runs first inside.
 	Exe string
 	// Dir is the working directory and UserHome the agent's home: both
 	// writable, as agents write their state and caches there.
@@ -38,8 +44,8 @@ type Sandbox struct {
 
 // Paths inside the sandbox.
 const (
-	BundlePath = "/run/tf/ca-bundle.pem"
-	socketPath = "/run/tf/proxy.sock"
+	BundlePath  = "/run/tf/ca-bundle.pem"
+	handoffPath = "/run/tf/handoff.sock"
 	// AgentAPIPath is where tf inside the sandbox finds the gateway's
 	// agent API; EnvAgentAPI names it in the agent's environment.
 	AgentAPIPath = "/run/tf/agent.sock"
@@ -51,8 +57,8 @@ const (
 )
 
 // InitCommand is the hidden tf command that runs inside the sandbox as its
-// first process: the forwarder to the proxy, and the reaper of the agent's
-// processes.
+// first process: it hands the proxy's loopback listener to the gateway,
+// then starts the agent and reaps its processes.
 const InitCommand = "sandbox-init"
 
 // ErrSandbox marks a sandbox that cannot be set up or started here.
@@ -84,6 +90,11 @@ func (s *Sandbox) Check() error {
 			list[i] = cleanAbs(p)
 		}
 	}
+	for _, p := range append([]string{s.Dir}, s.RW...) {
+		if p == string(filepath.Separator) {
+			return fmt.Errorf("%w: %s would make the whole filesystem writable to the agent; run it from a project directory", ErrSandbox, p)
+		}
+	}
 	for _, p := range append([]string{s.Dir}, append(s.RO, s.RW...)...) {
 		if within(p, s.Home) {
 			return fmt.Errorf("%w: %s is inside $TF_HOME (%s), which the agent must not see; run it from another directory", ErrSandbox, p, s.Home)
@@ -93,6 +104,26 @@ func (s *Sandbox) Check() error {
 		return fmt.Errorf("%w: the agent's HOME (%s) is inside $TF_HOME", ErrSandbox, s.UserHome)
 	}
 	return nil
+}
+
+// Prepare checks the sandbox (see Check) and resolves argv[0] as the
+// agent will (with tf's PATH, which the agent's environment keeps),
+// refusing a command the sandbox does not show.
+func (s *Sandbox) Prepare(argv []string) (string, error) {
+	if len(argv) == 0 {
+		return "", errNoCommand
+	}
+	if err := s.Check(); err != nil {
+		return "", err
+	}
+	p, err := exec.LookPath(argv[0])
+	if err != nil {
+		return "", fmt.Errorf("%s: command not found", argv[0])
+	}
+	if p = cleanAbs(p); !s.shows(p) {
+		return "", fmt.Errorf("%s is %s, which the sandbox does not show (it shows the working directory, HOME, --ro and --rw paths, and the system outside /tmp, /run and $TF_HOME)", argv[0], p)
+	}
+	return p, nil
 }
 
 // Visible reports whether a host path can be seen inside the sandbox:
@@ -114,6 +145,39 @@ func (s *Sandbox) Visible(path string) bool {
 		}
 	}
 	return true
+}
+
+// homeCredentials are where tools keep real credentials under HOME: the
+// agent gets tf's placeholders and injected credentials instead, so these
+// are hidden (an empty directory, or an empty file) unless the user names
+// one with --ro or --rw. The agent's own files (~/.claude) stay.
+var homeCredentials = []string{
+	".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".kube", ".docker/config.json",
+	".config/gh", ".git-credentials", ".netrc", ".npmrc", ".yarnrc.yml", ".pypirc",
+	".cargo/credentials.toml", ".config/hub", ".local/share/keyrings", ".password-store",
+}
+
+// hideCredentials are the bubblewrap arguments that hide homeCredentials.
+func (s *Sandbox) hideCredentials() []string {
+	if s.UserHome == "" || s.UserHome == "/" {
+		return nil
+	}
+	var a []string
+	for _, rel := range homeCredentials {
+		p := filepath.Join(s.UserHome, rel)
+		if slices.Contains(s.RO, p) || slices.Contains(s.RW, p) {
+			continue
+		}
+		fi, err := os.Lstat(p)
+		switch {
+		case err != nil:
+		case fi.IsDir():
+			a = append(a, "--tmpfs", p)
+		default:
+			a = append(a, "--ro-bind", os.DevNull, p)
+		}
+	}
+	return a
 }
 
 // hiddenRoots are replaced by empty directories: /tmp is private to the
@@ -157,17 +221,18 @@ func (s *Sandbox) BwrapArgs(argv []string, infoFD int) []string {
 	for _, p := range s.RO {
 		bind("--ro-bind", p)
 	}
+	a = append(a, s.hideCredentials()...)
 	// Last, so that no bind above can show it again; empty and read-only,
 	// so that tf commands run inside fail rather than seem to work.
 	a = append(a, "--tmpfs", s.Home, "--remount-ro", s.Home,
 		"--ro-bind", s.CABundle, BundlePath,
 		"--ro-bind", s.Exe, exePath,
-		"--bind", s.Socket, socketPath)
+		"--bind", s.Handoff, handoffPath)
 	if s.AgentAPI != "" {
 		a = append(a, "--bind", s.AgentAPI, AgentAPIPath)
 	}
 	a = append(a, "--chdir", s.Dir,
-		"--", exePath, InitCommand, "--listen", s.ProxyAddr, "--socket", socketPath, "--")
+		"--", exePath, InitCommand, "--listen", s.ProxyAddr, "--handoff", handoffPath, "--")
 	return append(a, argv...)
 }
 
@@ -190,14 +255,21 @@ func within(p, dir string) bool {
 }
 
 // Env is the agent's environment inside the sandbox: tf's own directory
-// first on PATH, and where tf finds the gateway's agent API.
+// first on PATH, where tf finds the gateway's agent API, and no directory
+// the sandbox replaced (a TMPDIR under the host's /tmp becomes the
+// sandbox's /tmp; XDG_RUNTIME_DIR, under /run, goes).
 func (s *Sandbox) Env(env []string) []string {
 	out := make([]string, 0, len(env)+1)
 	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
 		switch {
-		case strings.HasPrefix(kv, "PATH="):
-			kv = "PATH=" + binDir + string(filepath.ListSeparator) + kv[len("PATH="):]
-		case strings.HasPrefix(kv, EnvAgentAPI+"="):
+		case k == "PATH":
+			kv = "PATH=" + binDir + string(filepath.ListSeparator) + v
+		case k == EnvAgentAPI:
+			continue
+		case k == "TMPDIR" && !s.Visible(v):
+			kv = "TMPDIR=/tmp"
+		case k == "XDG_RUNTIME_DIR" && !s.Visible(v):
 			continue
 		}
 		out = append(out, kv)

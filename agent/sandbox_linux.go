@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -27,9 +26,6 @@ func SandboxAvailable() error {
 // itself, and the exit code passed through. The terminal's signals reach
 // tf (the agent is in a session of its own) and are passed on.
 func RunSandboxed(ctx context.Context, s *Sandbox, argv []string, env []string) (int, error) {
-	if len(argv) == 0 {
-		return 0, errors.New("no command to run: write it after --, e.g. tf run -- claude")
-	}
 	if err := SandboxAvailable(); err != nil {
 		return 1, err
 	}
@@ -88,56 +84,29 @@ func RunSandboxed(ctx context.Context, s *Sandbox, argv []string, env []string) 
 	}
 }
 
-// Prepare checks the sandbox (see Check) and resolves argv[0] as the
-// agent will, refusing a command the sandbox does not show.
-func (s *Sandbox) Prepare(argv []string) (string, error) {
-	if len(argv) == 0 {
-		return "", errors.New("no command to run: write it after --, e.g. tf run -- claude")
-	}
-	if err := s.Check(); err != nil {
-		return "", err
-	}
-	path, err := lookPath(argv[0])
-	if err != nil {
-		return "", fmt.Errorf("%s: command not found", argv[0])
-	}
-	if !s.Visible(path) {
-		return "", fmt.Errorf("%s is %s, which the sandbox does not show (it shows the working directory, HOME, --ro and --rw paths, and the system outside /tmp, /run and $TF_HOME)", argv[0], path)
-	}
-	return path, nil
-}
+// shows reports whether the bubblewrap sandbox shows a host path.
+func (s *Sandbox) shows(path string) bool { return s.Visible(path) }
 
 // AgentBundle is where the agent finds the CA bundle: bound in on its own.
 func (s *Sandbox) AgentBundle() string { return BundlePath }
 
-// lookPath resolves name as the agent will: with tf's PATH, which the
-// agent's environment keeps.
-func lookPath(name string) (string, error) {
-	p, err := exec.LookPath(name)
-	if err != nil {
-		return "", err
-	}
-	return cleanAbs(p), nil
-}
-
 // SandboxInit is the first process inside the sandbox (PID 1 of its PID
 // namespace). It listens on listen, the loopback address the agent's
-// proxy variables name, and relays each connection to the proxy's unix
-// socket; it starts argv in a process group of its own, passes on the
-// signals tf sends, reaps every orphan, and exits with argv's exit code.
-// When it exits, the kernel ends every process left in the namespace: a
-// double-forked child does not outlive the session.
-func SandboxInit(listen, socket string, argv []string) int {
+// proxy variables name, and hands the listener to the gateway over the
+// unix socket handoff; the gateway accepts the agent's connections on it
+// directly. Then it starts argv in a process group of its own, passes on
+// the signals tf sends, reaps every orphan, and exits with argv's exit
+// code. When it exits, the kernel ends every process left in the
+// namespace: a double-forked child does not outlive the session.
+func SandboxInit(listen, handoff string, argv []string) int {
 	if len(argv) == 0 {
 		fmt.Fprintln(os.Stderr, "tf sandbox-init: no command")
 		return 2
 	}
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "tf: the sandbox's proxy forwarder cannot listen on %s: %v\n", listen, err)
+	if err := handOver(listen, handoff); err != nil {
+		fmt.Fprintf(os.Stderr, "tf: the sandbox cannot reach the gateway: %v\n", err)
 		return 1
 	}
-	go forward(ln, socket)
 
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, append(terminalSignals[:len(terminalSignals):len(terminalSignals)], forwardSignals...)...)
@@ -173,37 +142,33 @@ func SandboxInit(listen, socket string, argv []string) int {
 	}
 }
 
-// forward relays each connection on ln to the unix socket.
-func forward(ln net.Listener, socket string) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			return
-		}
-		go relay(c, socket)
-	}
-}
-
-func relay(c net.Conn, socket string) {
-	defer c.Close()
-	u, err := net.Dial("unix", socket)
+// handOver listens on listen and passes the listener to the gateway
+// (SCM_RIGHTS), waiting for its "ok"; this process keeps no copy, so only
+// the gateway accepts on it.
+func handOver(listen, handoff string) error {
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return
+		return fmt.Errorf("listening on %s: %w", listen, err)
 	}
-	defer u.Close()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_, _ = io.Copy(u, c)
-		_ = u.(*net.UnixConn).CloseWrite()
-	}()
-	_, _ = io.Copy(c, u)
-	_ = c.(*net.TCPConn).CloseWrite()
-	wg.Wait()
+	defer ln.Close()
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	c, err := net.DialTimeout("unix", handoff, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	uc := c.(*net.UnixConn)
+	_ = uc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := uc.WriteMsgUnix([]byte("listener"), syscall.UnixRights(int(f.Fd())), nil); err != nil {
+		return fmt.Errorf("handing the listener over: %w", err)
+	}
+	ack, err := io.ReadAll(io.LimitReader(uc, 64))
+	if err != nil || string(ack) != "ok" {
+		return fmt.Errorf("the gateway did not take the listener (%q): %v", ack, err)
+	}
+	return nil
 }

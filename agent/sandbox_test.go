@@ -17,7 +17,7 @@ func testSandbox(t *testing.T) *Sandbox {
 		}
 	}
 	return &Sandbox{
-		Home: filepath.Join(root, "home/.local/state/tf"), Socket: "/tmp/s/proxy.sock", ProxyAddr: "127.0.0.1:4000",
+		Home: filepath.Join(root, "home/.local/state/tf"), Handoff: "/tmp/s/handoff.sock", ProxyAddr: "127.0.0.1:4000",
 		CABundle: filepath.Join(root, "home/.local/state/tf/ca/bundle.pem"), Exe: "/usr/local/bin/tf",
 		Dir: filepath.Join(root, "home/proj"), UserHome: filepath.Join(root, "home"),
 		RO: []string{filepath.Join(root, "ro")}, PolicyRepo: filepath.Join(root, "repo"),
@@ -55,7 +55,7 @@ func TestBwrapArgsOrder(t *testing.T) {
 	idx("--ro-bind", s.CABundle)
 	idx("--tmpfs", "/tmp")
 	tail := strings.Join(a[slices.Index(a, "--chdir"):], " ")
-	want := "--chdir " + s.Dir + " -- /run/tf/bin/tf sandbox-init --listen 127.0.0.1:4000 --socket /run/tf/proxy.sock -- /usr/bin/claude -p hi"
+	want := "--chdir " + s.Dir + " -- /run/tf/bin/tf sandbox-init --listen 127.0.0.1:4000 --handoff /run/tf/handoff.sock -- /usr/bin/claude -p hi"
 	if tail != want {
 		t.Errorf("tail\n%s\nwant\n%s", tail, want)
 	}
@@ -71,6 +71,11 @@ func TestSandboxCheck(t *testing.T) {
 	s.Dir = s.Home
 	if err := s.Check(); err == nil || !strings.Contains(err.Error(), "inside $TF_HOME") {
 		t.Errorf("cwd in $TF_HOME: %v", err)
+	}
+	s = testSandbox(t)
+	s.Dir = "/"
+	if err := s.Check(); err == nil || !strings.Contains(err.Error(), "whole filesystem writable") {
+		t.Errorf("cwd /: %v", err)
 	}
 	s = testSandbox(t)
 	s.RO = []string{filepath.Dir(s.Home)}
@@ -127,9 +132,34 @@ func TestSeatbeltProfile(t *testing.T) {
 func TestSandboxEnv(t *testing.T) {
 	s := testSandbox(t)
 	s.AgentAPI = "/tmp/x/agent.sock"
-	env := s.Env([]string{"PATH=/usr/bin:/bin", "TF_AGENT_API=/evil.sock", "HOME=/h"})
-	want := []string{"PATH=/run/tf/bin:/usr/bin:/bin", "HOME=/h", "TF_AGENT_API=/run/tf/agent.sock"}
+	env := s.Env([]string{"PATH=/usr/bin:/bin", "TF_AGENT_API=/evil.sock", "HOME=/h", "TMPDIR=/tmp/user-0", "XDG_RUNTIME_DIR=/run/user/0"})
+	want := []string{"PATH=/run/tf/bin:/usr/bin:/bin", "HOME=/h", "TMPDIR=/tmp", "TF_AGENT_API=/run/tf/agent.sock"}
 	if strings.Join(env, "\n") != strings.Join(want, "\n") {
 		t.Errorf("env %q, want %q", env, want)
+	}
+}
+
+// Real credentials under HOME are hidden from the agent (it gets tf's
+// placeholders), unless the user names one; the agent's own state stays.
+func TestBwrapHidesHomeCredentials(t *testing.T) {
+	s := testSandbox(t)
+	for _, p := range []string{".ssh", ".config/gh", ".claude"} {
+		os.MkdirAll(filepath.Join(s.UserHome, p), 0o700)
+	}
+	os.WriteFile(filepath.Join(s.UserHome, ".npmrc"), []byte("//registry.npmjs.org/:_authToken=npm_real\n"), 0o600)
+	s.RO = append(s.RO, filepath.Join(s.UserHome, ".ssh"))
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	a := strings.Join(s.BwrapArgs([]string{"/bin/true"}, 3), " ")
+	for _, want := range []string{"--tmpfs " + filepath.Join(s.UserHome, ".config/gh"), "--ro-bind /dev/null " + filepath.Join(s.UserHome, ".npmrc")} {
+		if !strings.Contains(a, want) {
+			t.Errorf("missing %q in %s", want, a)
+		}
+	}
+	for _, kept := range []string{"--tmpfs " + filepath.Join(s.UserHome, ".ssh"), filepath.Join(s.UserHome, ".claude")} {
+		if strings.Contains(a, kept) {
+			t.Errorf("%q hidden, but the user named it or it is the agent's own", kept)
+		}
 	}
 }

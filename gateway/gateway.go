@@ -64,6 +64,12 @@ type Config struct {
 	// AuditSync is the audit log's durability mode; empty means the
 	// audit: sync setting of $TF_HOME/config.yaml, else audit.SyncGroup.
 	AuditSync audit.SyncMode
+	// GitHubEnterpriseHosts are served by the github connector, besides
+	// the github: enterprise_hosts of $TF_HOME/config.yaml.
+	GitHubEnterpriseHosts []string
+	// Limits bound clients; zero values mean the limits: section of
+	// $TF_HOME/config.yaml, else the proxy's defaults.
+	Limits Limits
 }
 
 // A Gateway is a running proxy that governs one session.
@@ -85,12 +91,18 @@ type Gateway struct {
 	served     chan error
 	isolated   bool
 	home       string
-	// agentSrv serves the agent API to a sandboxed agent, if any.
+	// agentSrv serves the agent API to a sandboxed agent, and handoff
+	// takes its proxy listener, if any.
 	agentSrv *http.Server
+	handoff  net.Listener
 	closing  sync.Once
 	closeErr error
 	// op is the operator controls: kill switch, approvals, admin API.
 	op operator
+	// authFails counts failed proxy authentications not yet recorded.
+	authFails authFailures
+	// plainOnce warns once that a credential was kept off plain HTTP.
+	plainOnce sync.Once
 }
 
 // Start starts a gateway: it loads or creates the CA, opens the audit log,
@@ -115,10 +127,26 @@ func Start(cfg Config) (*Gateway, error) {
 		g.now = time.Now
 	}
 	g.policy.Store(cfg.Policy)
+	file, err := LoadConfigFile(ConfigPath(cfg.Home))
+	if err != nil {
+		return nil, err
+	}
+	limits := cfg.Limits
+	if limits.BodyReadTimeout == 0 {
+		limits.BodyReadTimeout = file.Limits.BodyReadTimeout
+	}
+	if limits.MaxConnsPerClient == 0 {
+		limits.MaxConnsPerClient = file.Limits.MaxConnsPerClient
+	}
+	if limits.MaxInspectedBody == 0 {
+		limits.MaxInspectedBody = file.Limits.MaxInspectedBody
+	}
 	if g.conns == nil {
 		reg, err := connectors.NewRegistry(connectors.Options{GitHub: connectors.GitHubOptions{
-			BaseLookup: g.lookupBase,
-			NeedBase:   func() bool { return needsParam(g.policy.Load(), "github.pr.merge", "base") },
+			EnterpriseHosts: append(append([]string(nil), cfg.GitHubEnterpriseHosts...), file.GitHub.EnterpriseHosts...),
+			BaseLookup:      g.lookupBase,
+			NeedBase:        func() bool { return needsParam(g.policy.Load(), "github.pr.merge", "base") },
+			RefLookup:       g.lookupRef,
 		}})
 		if err != nil {
 			return nil, err
@@ -126,7 +154,6 @@ func Start(cfg Config) (*Gateway, error) {
 		reg.AddSniffer(g.mcpConnector()) // MCP is recognised by content, on hosts no other connector serves
 		g.conns = reg
 	}
-	var err error
 	if g.secrets, err = openSecrets(cfg.Policy, cfg.Secrets); err != nil {
 		return nil, err
 	}
@@ -152,23 +179,23 @@ func Start(cfg Config) (*Gateway, error) {
 
 	sync := cfg.AuditSync
 	if sync == "" {
-		file, err := LoadConfigFile(ConfigPath(cfg.Home))
-		if err != nil {
-			return nil, err
-		}
 		sync = audit.SyncMode(file.Audit.Sync)
 	}
 	if g.log, err = audit.Open(filepath.Join(cfg.Home, "audit"), audit.Options{Gateway: g.name, Now: g.now, Sync: sync}); err != nil {
 		return nil, fmt.Errorf("opening the audit log: %w", err)
 	}
 	g.proxy, err = httpproxy.New(httpproxy.Config{
-		CA:           g.ca,
-		Token:        g.token,
-		Governor:     g,
-		Upstreams:    cfg.Upstreams,
-		RootCAs:      roots,
-		Passthrough:  func(host string) bool { return matchHost(g.policy.Load().Passthrough, host) },
-		AllowPrivate: func(host string) bool { return matchHost(g.policy.Load().PrivateHosts, host) },
+		CA:                g.ca,
+		Token:             g.token,
+		Governor:          g,
+		Upstreams:         cfg.Upstreams,
+		RootCAs:           roots,
+		Passthrough:       func(host string) bool { return matchHost(g.policy.Load().Passthrough, host) },
+		AllowPrivate:      func(host string) bool { return matchHost(g.policy.Load().PrivateHosts, host) },
+		BodyReadTimeout:   limits.BodyReadTimeout,
+		MaxConnsPerClient: limits.MaxConnsPerClient,
+		PeekLimit:         limits.MaxInspectedBody,
+		AuthFailed:        g.authFailed,
 	})
 	if err != nil {
 		g.log.Close()
@@ -212,24 +239,6 @@ func matchHost(patterns []string, host string) bool {
 // NotIsolated is what tf says of a gateway whose agent runs outside the
 // sandbox.
 const NotIsolated = "not isolated: the agent runs outside tf's sandbox and could bypass tf (connect directly, disarm the kill switch, rewrite the audit log); governance is advisory"
-
-// ServeUnix serves the proxy on a unix socket as well, created 0600 at
-// path: the sandboxed agent's only way out. It stops with Close.
-func (g *Gateway) ServeUnix(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return err
-	}
-	go func() { _ = g.proxy.Serve(ln) }()
-	return nil
-}
 
 // Isolated says whether the agent runs in tf's sandbox.
 func (g *Gateway) Isolated() bool { return g.isolated }
@@ -283,10 +292,14 @@ func (g *Gateway) Close() error {
 		if g.agentSrv != nil {
 			_ = g.agentSrv.Close()
 		}
+		if g.handoff != nil {
+			_ = g.handoff.Close()
+		}
 		g.stopOperator()
 		if serr := <-g.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
 		}
+		g.flushAuthFailures()
 		_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStopped, nil)
 		g.closeErr = errors.Join(err, g.log.Close())
 		if g.closeErr == nil {

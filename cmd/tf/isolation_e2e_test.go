@@ -72,6 +72,8 @@ getent hosts github.com >/dev/null 2>&1; report dns $?
 # 2. the admin sockets, also from a double-forked child.
 ls "$TF_HOME"/gateways/*.sock >/dev/null 2>&1; report adminsock $?
 ( setsid sh -c 'curl -sS -m 3 --unix-socket "$TF_HOME"/gateways/iso.sock http://tf/v1/status >/dev/null 2>&1; echo "doublefork=$?" >> ` + shared + `/report' & ) ; sleep 1
+# the handoff socket takes one listener, the first process's, then closes.
+python3 -c 'import socket; s=socket.socket(socket.AF_UNIX); s.connect("/run/tf/handoff.sock")' 2>/dev/null; report handoff $?
 # 3. the kill switch: tf kill --off, the file, the lock.
 /run/tf/tf kill --off >/dev/null 2>&1; report killoff $?
 echo '{"version":1,"switches":[]}' > "$TF_HOME"/killswitch 2>/dev/null
@@ -89,8 +91,14 @@ cat "$TF_HOME"/ca/*key* >/dev/null 2>&1; report cakey $?
 # The governed path still works.
 curl -sS -o /dev/null -w '%{http_code}' https://api.github.com/repos/acme/app > ` + shared + `/governed
 `
+	// The agent's HOME holds a real credential, as a developer's does.
+	agentHome := t.TempDir()
+	os.MkdirAll(filepath.Join(agentHome, ".config", "gh"), 0o700)
+	os.WriteFile(filepath.Join(agentHome, ".config", "gh", "hosts.yml"), []byte("github.com:\n    oauth_token: "+secret+"\n"), 0o600)
+	script += `cat ~/.config/gh/hosts.yml >/dev/null 2>&1; report ghconfig $?
+`
 	args := append([]string{"run", "--name", "iso", "--policy", absPath(t, examplePolicy), "--rw", shared}, up.args()...)
-	r := runTF(t, home, []string{"TF_SECRET_GH_TOKEN=" + secret}, append(args, "--", "bash", "-c", script)...)
+	r := runTF(t, home, []string{"TF_SECRET_GH_TOKEN=" + secret, "HOME=" + agentHome}, append(args, "--", "bash", "-c", script)...)
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
@@ -100,7 +108,7 @@ curl -sS -o /dev/null -w '%{http_code}' https://api.github.com/repos/acme/app > 
 		k, v, _ := strings.Cut(line, "=")
 		report[k] = v
 	}
-	for _, k := range []string{"direct", "raw", "dns", "adminsock", "doublefork", "killoff", "cakey"} {
+	for _, k := range []string{"direct", "raw", "dns", "adminsock", "doublefork", "handoff", "killoff", "cakey", "ghconfig"} {
 		if v, ok := report[k]; !ok || v == "0" {
 			t.Errorf("%s: the agent succeeded (exit %q); report:\n%s", k, v, b)
 		}

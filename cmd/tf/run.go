@@ -136,8 +136,8 @@ func runAction(c *cli.Context) error {
 			return err
 		}
 		defer os.RemoveAll(sockDir)
-		sb.Socket = filepath.Join(sockDir, "proxy.sock")
-		if err := g.ServeUnix(sb.Socket); err != nil {
+		sb.Handoff = filepath.Join(sockDir, "handoff.sock")
+		if err := g.ServeHandoff(sb.Handoff); err != nil {
 			return err
 		}
 		sb.AgentAPI = filepath.Join(sockDir, "agent.sock")
@@ -369,22 +369,22 @@ func sandboxInitCommand() *cli.Command {
 		SkipFlagParsing: true,
 		Action: func(c *cli.Context) error {
 			args := c.Args().Slice()
-			var listen, socket string
-			for len(args) >= 2 && (args[0] == "--listen" || args[0] == "--socket") {
+			var listen, handoff string
+			for len(args) >= 2 && (args[0] == "--listen" || args[0] == "--handoff") {
 				if args[0] == "--listen" {
 					listen = args[1]
 				} else {
-					socket = args[1]
+					handoff = args[1]
 				}
 				args = args[2:]
 			}
 			if len(args) > 0 && args[0] == "--" {
 				args = args[1:]
 			}
-			if listen == "" || socket == "" {
-				return cli.Exit("tf sandbox-init: --listen and --socket are required", 2)
+			if listen == "" || handoff == "" {
+				return cli.Exit("tf sandbox-init: --listen and --handoff are required", 2)
 			}
-			os.Exit(agent.SandboxInit(listen, socket, args))
+			os.Exit(agent.SandboxInit(listen, handoff, args))
 			return nil
 		},
 	}
