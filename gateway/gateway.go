@@ -61,6 +61,9 @@ type Config struct {
 	// ApprovalTimeout is how long a held request waits when its rule sets
 	// no timeout; zero means approval.DefaultTimeout.
 	ApprovalTimeout time.Duration
+	// AuditSync is the audit log's durability mode; empty means the
+	// audit: sync setting of $TF_HOME/config.yaml, else audit.SyncGroup.
+	AuditSync audit.SyncMode
 	// GitHubEnterpriseHosts are served by the github connector, besides
 	// the github: enterprise_hosts of $TF_HOME/config.yaml.
 	GitHubEnterpriseHosts []string
@@ -174,7 +177,11 @@ func Start(cfg Config) (*Gateway, error) {
 	}
 	g.token = base64.RawURLEncoding.EncodeToString(tok)
 
-	if g.log, err = audit.Open(filepath.Join(cfg.Home, "audit"), audit.Options{Gateway: g.name, Now: g.now}); err != nil {
+	sync := cfg.AuditSync
+	if sync == "" {
+		sync = audit.SyncMode(file.Audit.Sync)
+	}
+	if g.log, err = audit.Open(filepath.Join(cfg.Home, "audit"), audit.Options{Gateway: g.name, Now: g.now, Sync: sync}); err != nil {
 		return nil, fmt.Errorf("opening the audit log: %w", err)
 	}
 	g.proxy, err = httpproxy.New(httpproxy.Config{
