@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"net/http"
-	"strings"
 
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/connectors"
@@ -19,31 +18,30 @@ func (g *Gateway) mcpConnector() *mcp.Connector {
 		DecodeParams(g.paramsRead)
 }
 
-// mcpVerdict adds tool-list filtering to the verdict of an allowed MCP
-// request that asks for tools/list: the upstream answer loses the tools
-// the policy p (the revision that decided) denies whatever their
-// arguments. The request goes without Accept-Encoding, so that the answer
-// can be read.
+// mcpVerdict adds list filtering to the verdict of an allowed MCP
+// request: the answers to the list requests it holds (tools, resources,
+// resource templates, prompts) lose the items the policy p (the revision
+// that decided) refuses whatever their arguments, and so do lists in the
+// server's GET stream (replays with Last-Event-ID included). The request
+// goes without Accept-Encoding, so that the answer can be read.
 func (g *Gateway) mcpVerdict(v *httpproxy.Verdict, req *connectors.Request, actions []rules.Action, p *rules.Policy) {
 	if !p.MCPFilterTools || len(actions) == 0 || actions[0].Connector != "mcp" {
 		return
 	}
 	server := actions[0].Resource["server"]
-	lists := false
-	for i := range actions {
-		if strings.HasSuffix(actions[i].Type, ".@tools/list") {
-			lists = true
-			break
+	hide := mcp.PolicyHider(p, g.Mode(), server)
+	switch {
+	case req.HTTP.Method == http.MethodGet:
+		v.ModifyResponse = mcp.StreamFilter(hide)
+	case listing(actions):
+		msgs, err := mcp.ParseRequest(req)
+		if err != nil {
+			return // classified already; cannot happen
 		}
-	}
-	if !lists {
+		v.ModifyResponse = mcp.ResponseFilter(mcp.ListIDs(msgs), hide)
+	default:
 		return
 	}
-	msgs, _, err := mcp.Parse(req.Body)
-	if err != nil {
-		return // classified already; cannot happen
-	}
-	v.ModifyResponse = mcp.ResponseFilter(mcp.ListIDs(msgs), hider(p, g.Mode(), server))
 	prepare := v.Prepare
 	v.Prepare = func(out *http.Request) {
 		out.Header.Del("Accept-Encoding")
@@ -53,8 +51,15 @@ func (g *Gateway) mcpVerdict(v *httpproxy.Verdict, req *connectors.Request, acti
 	}
 }
 
-func hider(p *rules.Policy, mode rules.Mode, server string) func(string) bool {
-	return func(tool string) bool { return mcp.AlwaysDenied(p, mode, server, tool) }
+// listing reports whether actions hold a list request.
+func listing(actions []rules.Action) bool {
+	for i := range actions {
+		switch actions[i].Resource["method"] {
+		case "tools/list", "resources/list", "resources/templates/list", "prompts/list":
+			return true
+		}
+	}
+	return false
 }
 
 // MCPGovernor returns the governor of a stdio MCP server's messages for
@@ -167,10 +172,10 @@ func (m *mcpGovernor) ParamsRead() rules.ParamsRead { return m.g.paramsRead() }
 // paramsRead is what the policy in force reads of params.
 func (g *Gateway) paramsRead() rules.ParamsRead { return g.policy.Load().ParamsRead() }
 
-func (m *mcpGovernor) HideTools() func(string) bool {
+func (m *mcpGovernor) HideItems() mcp.Hider {
 	p := m.g.policy.Load()
 	if !p.MCPFilterTools {
 		return nil
 	}
-	return hider(p, m.g.Mode(), m.server)
+	return mcp.PolicyHider(p, m.g.Mode(), m.server)
 }

@@ -706,3 +706,14 @@ func describe(m *Message) string {
 	}
 	return m.Method
 }
+
+// ParseRequest parses the messages of a POST the way Classify reads them
+// (its Content-Encoding undone).
+func ParseRequest(r *connectors.Request) ([]Message, error) {
+	body, err := decodedBody(r, false)
+	if err != nil {
+		return nil, err
+	}
+	msgs, _, err := Parse(body)
+	return msgs, err
+}

@@ -29,7 +29,14 @@ func AlwaysDenied(p *rules.Policy, mode rules.Mode, server, tool string) bool {
 	if p == nil || mode == rules.Monitor || (mode == "" && p.Mode == rules.Monitor) {
 		return false
 	}
-	typ := ToolType(server, tool)
+	return typeAlwaysDenied(p, mode, ToolType(server, tool))
+}
+
+// typeAlwaysDenied is AlwaysDenied for any action type.
+func typeAlwaysDenied(p *rules.Policy, mode rules.Mode, typ string) bool {
+	if p == nil || mode == rules.Monitor || (mode == "" && p.Mode == rules.Monitor) {
+		return false
+	}
 	couldPass := false
 	for _, r := range p.Rules {
 		if r.Monitor() || !matchesAny(r.Actions, typ) {
@@ -55,6 +62,64 @@ func matchesAny(patterns []string, typ string) bool {
 	return false
 }
 
+// ListKind says which list an answer holds.
+type ListKind uint8
+
+const (
+	ToolList ListKind = iota + 1
+	ResourceList
+	TemplateList
+	PromptList
+)
+
+// listMethods are the methods whose answers are filtered.
+var listMethods = map[string]ListKind{
+	"tools/list":               ToolList,
+	"resources/list":           ResourceList,
+	"resources/templates/list": TemplateList,
+	"prompts/list":             PromptList,
+}
+
+// listFields names, per kind, the result's array and the member of each
+// item that names it.
+var listFields = [...]struct{ member, key string }{
+	ToolList:     {"tools", "name"},
+	ResourceList: {"resources", "uri"},
+	TemplateList: {"resourceTemplates", "uriTemplate"},
+	PromptList:   {"prompts", "name"},
+}
+
+// A Hider reports whether an item of a list is hidden: a tool name, a
+// resource's uri, a template's uriTemplate, a prompt's name.
+type Hider func(kind ListKind, name string) bool
+
+// PolicyHider hides, for server under p in mode, what the policy refuses
+// whatever the arguments: tools always denied (AlwaysDenied), resources
+// whose resources/read p denies (it takes no arguments), and templates
+// and prompts when every resources/read or prompts/get is denied. Nothing
+// is hidden in monitor mode.
+func PolicyHider(p *rules.Policy, mode rules.Mode, server string) Hider {
+	return func(kind ListKind, name string) bool {
+		switch kind {
+		case ToolList:
+			return AlwaysDenied(p, mode, server, name)
+		case ResourceList:
+			if p == nil || mode == rules.Monitor || (mode == "" && p.Mode == rules.Monitor) {
+				return false
+			}
+			a := rules.Action{Connector: "mcp", Type: MethodType(server, "resources/read"),
+				Resource: map[string]string{"server": server, "method": "resources/read", "uri": name}}
+			d := (&rules.Decider{Policy: p, Mode: mode}).Decide(&a)
+			return d.Effect == rules.Deny && !d.Monitor
+		case TemplateList:
+			return typeAlwaysDenied(p, mode, MethodType(server, "resources/read"))
+		case PromptList:
+			return typeAlwaysDenied(p, mode, MethodType(server, "prompts/get"))
+		}
+		return false
+	}
+}
+
 // idKey turns a raw JSON-RPC id into a comparable key: 1 and "1" differ,
 // "a" and "\u0061" do not.
 func idKey(raw []byte) string {
@@ -71,28 +136,35 @@ func idKey(raw []byte) string {
 	return "r:" + string(raw)
 }
 
-// ListIDs returns the keys of the ids of the tools/list requests among
-// msgs.
-func ListIDs(msgs []Message) map[string]bool {
-	var ids map[string]bool
+// ListIDs returns the keys of the ids of the list requests among msgs,
+// with what they list.
+func ListIDs(msgs []Message) map[string]ListKind {
+	var ids map[string]ListKind
 	for i := range msgs {
-		if msgs[i].Kind == Request && msgs[i].Method == "tools/list" {
+		if k, ok := listMethods[msgs[i].Method]; ok && msgs[i].Kind == Request {
 			if ids == nil {
-				ids = map[string]bool{}
+				ids = map[string]ListKind{}
 			}
-			ids[idKey(msgs[i].ID)] = true
+			ids[idKey(msgs[i].ID)] = k
 		}
 	}
 	return ids
 }
 
 // FilterToolList removes the hidden tools from msg, a JSON-RPC response to
-// tools/list, and reports how many it removed. Every other member is kept.
-// A result that is not a tool list is an error.
+// tools/list, and reports how many it removed.
 func FilterToolList(msg []byte, hide func(tool string) bool) ([]byte, int, error) {
+	return FilterList(msg, ToolList, func(_ ListKind, name string) bool { return hide(name) })
+}
+
+// FilterList removes the hidden items from msg, a JSON-RPC response to a
+// list request of kind, and reports how many it removed. Every other
+// member is kept. A result that is not such a list is an error.
+func FilterList(msg []byte, kind ListKind, hide Hider) ([]byte, int, error) {
+	f := listFields[kind]
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(msg, &m); err != nil {
-		return nil, 0, fmt.Errorf("reading a tools/list answer: %w", err)
+		return nil, 0, fmt.Errorf("reading a list answer: %w", err)
 	}
 	res, ok := m["result"]
 	if !ok {
@@ -100,22 +172,21 @@ func FilterToolList(msg []byte, hide func(tool string) bool) ([]byte, int, error
 	}
 	var result map[string]json.RawMessage
 	if err := json.Unmarshal(res, &result); err != nil {
-		return nil, 0, fmt.Errorf("reading a tools/list result: %w", err)
+		return nil, 0, fmt.Errorf("reading a list result: %w", err)
 	}
-	var tools []json.RawMessage
-	if err := json.Unmarshal(result["tools"], &tools); err != nil {
-		return nil, 0, fmt.Errorf("reading the tools of a tools/list result: %w", err)
+	var items []json.RawMessage
+	if err := json.Unmarshal(result[f.member], &items); err != nil {
+		return nil, 0, fmt.Errorf("reading the %s of a list result: %w", f.member, err)
 	}
-	kept := tools[:0]
+	kept := items[:0]
 	removed := 0
-	for _, t := range tools {
-		var tool struct {
-			Name *string `json:"name"`
+	for _, t := range items {
+		var item map[string]json.RawMessage
+		var name string
+		if err := json.Unmarshal(t, &item); err != nil || json.Unmarshal(item[f.key], &name) != nil || item[f.key] == nil {
+			return nil, 0, fmt.Errorf("an item of the %s of a list result has no %s", f.member, f.key)
 		}
-		if err := json.Unmarshal(t, &tool); err != nil || tool.Name == nil {
-			return nil, 0, errors.New("a tool in a tools/list result has no name")
-		}
-		if hide(*tool.Name) {
+		if hide(kind, name) {
 			removed++
 			continue
 		}
@@ -125,7 +196,7 @@ func FilterToolList(msg []byte, hide func(tool string) bool) ([]byte, int, error
 		return msg, 0, nil
 	}
 	var err error
-	if result["tools"], err = json.Marshal(kept); err != nil {
+	if result[f.member], err = json.Marshal(kept); err != nil {
 		return nil, 0, err
 	}
 	if m["result"], err = json.Marshal(result); err != nil {
@@ -135,9 +206,22 @@ func FilterToolList(msg []byte, hide func(tool string) bool) ([]byte, int, error
 	return out, removed, err
 }
 
+// A listFilter filters the answers to list requests: those whose ids it
+// holds, or, by shape, every answer whose result holds a list (a GET
+// stream, which replays answers to requests tf saw on another
+// connection, or the legacy SSE transport's stream).
+type listFilter struct {
+	ids   map[string]ListKind
+	shape bool
+	hide  Hider
+}
+
+// done reports whether nothing is left to filter.
+func (f *listFilter) done() bool { return !f.shape && len(f.ids) == 0 }
+
 // filterMessages filters, in a JSON body of one message or a batch, the
-// answers whose ids are in ids, and deletes those ids.
-func filterMessages(body []byte, ids map[string]bool, hide func(string) bool) ([]byte, error) {
+// answers to list requests, and deletes their ids.
+func (f *listFilter) filterMessages(body []byte) ([]byte, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
 		return body, nil
@@ -149,7 +233,7 @@ func filterMessages(body []byte, ids map[string]bool, hide func(string) bool) ([
 		}
 		changed := false
 		for i, el := range batch {
-			out, ok, err := filterOne(el, ids, hide)
+			out, ok, err := f.filterOne(el)
 			if err != nil {
 				return nil, err
 			}
@@ -162,73 +246,102 @@ func filterMessages(body []byte, ids map[string]bool, hide func(string) bool) ([
 		}
 		return json.Marshal(batch)
 	}
-	out, ok, err := filterOne(trimmed, ids, hide)
+	out, ok, err := f.filterOne(trimmed)
 	if err != nil || !ok {
 		return body, err
 	}
 	return out, nil
 }
 
-// filterOne filters msg when it answers one of ids.
-func filterOne(msg []byte, ids map[string]bool, hide func(string) bool) ([]byte, bool, error) {
+// filterMessages is listFilter.filterMessages by ids.
+func filterMessages(body []byte, ids map[string]ListKind, hide Hider) ([]byte, error) {
+	return (&listFilter{ids: ids, hide: hide}).filterMessages(body)
+}
+
+// filterOne filters msg when it answers a list request.
+func (f *listFilter) filterOne(msg []byte) ([]byte, bool, error) {
 	var head struct {
-		ID     json.RawMessage `json:"id"`
-		Method *string         `json:"method"`
+		ID     json.RawMessage            `json:"id"`
+		Method *string                    `json:"method"`
+		Result map[string]json.RawMessage `json:"result"`
 	}
 	if err := json.Unmarshal(msg, &head); err != nil {
 		return nil, false, fmt.Errorf("reading a JSON-RPC answer: %w", err)
 	}
-	if head.Method != nil || head.ID == nil || !ids[idKey(head.ID)] {
+	if head.Method != nil || head.ID == nil {
 		return nil, false, nil
 	}
-	delete(ids, idKey(head.ID))
-	out, _, err := FilterToolList(msg, hide)
+	var kind ListKind
+	if k, ok := f.ids[idKey(head.ID)]; ok {
+		kind = k
+		delete(f.ids, idKey(head.ID))
+	} else if f.shape {
+		for k := ToolList; k <= PromptList; k++ {
+			if _, ok := head.Result[listFields[k].member]; ok {
+				kind = k
+				break
+			}
+		}
+	}
+	if kind == 0 {
+		return nil, false, nil
+	}
+	out, _, err := FilterList(msg, kind, f.hide)
 	if err != nil {
 		// Fail closed: the list is replaced by an error rather than passed
 		// on unfiltered.
-		return ErrorMessage(head.ID, CodeRefused, "tf could not filter this tool list: "+err.Error(), nil), true, nil
+		return ErrorMessage(head.ID, CodeRefused, "tf could not filter this list: "+err.Error(), nil), true, nil
 	}
 	return out, true, nil
 }
 
 // ResponseFilter returns a hook for the upstream response to a request
-// that holds the tools/list requests ids: it removes the tools hide names
-// from their answers, in a JSON body or in an event stream. An event
+// that holds the list requests ids: it removes the items hide names from
+// their answers, in a JSON body or in an event stream. An event
 // stream goes on event by event (progress notifications are not held
 // back), and once every list is answered the rest passes through
 // unparsed. A response tf cannot read is replaced (fail closed).
-func ResponseFilter(ids map[string]bool, hide func(tool string) bool) func(*http.Response) error {
-	return func(res *http.Response) error {
-		if len(ids) == 0 || res.StatusCode != http.StatusOK {
-			return nil
-		}
-		mt, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type"))
-		if enc := res.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
-			return replaceBody(res, ErrorMessage(nil, CodeRefused, "tf could not filter a tool list sent with Content-Encoding "+enc, nil))
-		}
-		switch mt {
-		case "text/event-stream":
-			res.Body = &sseFilter{body: res.Body, sc: NewSSEScanner(res.Body, 0), ids: ids, hide: hide}
-			res.ContentLength = -1
-			res.Header.Del("Content-Length")
-			return nil
-		case "application/json":
-			body, err := io.ReadAll(io.LimitReader(res.Body, MaxListBytes+1))
-			res.Body.Close()
-			if err != nil {
-				return fmt.Errorf("reading a tools/list answer: %w", err)
-			}
-			if len(body) > MaxListBytes {
-				return replaceBody(res, ErrorMessage(nil, CodeRefused, fmt.Sprintf("tf could not filter a tool list larger than %d bytes", MaxListBytes), nil))
-			}
-			out, err := filterMessages(body, ids, hide)
-			if err != nil {
-				return replaceBody(res, ErrorMessage(nil, CodeRefused, "tf could not filter this tool list: "+err.Error(), nil))
-			}
-			return replaceBody(res, out)
-		}
+func ResponseFilter(ids map[string]ListKind, hide Hider) func(*http.Response) error {
+	return (&listFilter{ids: ids, hide: hide}).response
+}
+
+// StreamFilter returns a hook for the response to a GET of a server's
+// event stream: every answer in it that holds a list is filtered by its
+// shape (replayed answers, with Last-Event-ID, included).
+func StreamFilter(hide Hider) func(*http.Response) error {
+	return (&listFilter{shape: true, hide: hide}).response
+}
+
+func (lf *listFilter) response(res *http.Response) error {
+	if lf.done() || res.StatusCode != http.StatusOK {
 		return nil
 	}
+	mt, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type"))
+	if enc := res.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
+		return replaceBody(res, ErrorMessage(nil, CodeRefused, "tf could not filter a list sent with Content-Encoding "+enc, nil))
+	}
+	switch mt {
+	case "text/event-stream":
+		res.Body = &sseFilter{body: res.Body, sc: NewSSEScanner(res.Body, 0), f: lf}
+		res.ContentLength = -1
+		res.Header.Del("Content-Length")
+		return nil
+	case "application/json":
+		body, err := io.ReadAll(io.LimitReader(res.Body, MaxListBytes+1))
+		res.Body.Close()
+		if err != nil {
+			return fmt.Errorf("reading a tools/list answer: %w", err)
+		}
+		if len(body) > MaxListBytes {
+			return replaceBody(res, ErrorMessage(nil, CodeRefused, fmt.Sprintf("tf could not filter a list larger than %d bytes", MaxListBytes), nil))
+		}
+		out, err := lf.filterMessages(body)
+		if err != nil {
+			return replaceBody(res, ErrorMessage(nil, CodeRefused, "tf could not filter this list: "+err.Error(), nil))
+		}
+		return replaceBody(res, out)
+	}
+	return nil
 }
 
 func replaceBody(res *http.Response, body []byte) error {
@@ -248,8 +361,7 @@ func replaceBody(res *http.Response, body []byte) error {
 type sseFilter struct {
 	body io.ReadCloser
 	sc   *SSEScanner
-	ids  map[string]bool
-	hide func(string) bool
+	f    *listFilter
 	out  []byte
 	err  error
 }
@@ -259,7 +371,7 @@ func (f *sseFilter) Read(p []byte) (int, error) {
 		if f.err != nil {
 			return 0, f.err
 		}
-		if len(f.ids) == 0 {
+		if f.f.done() {
 			// Every list is answered: the rest is not inspected.
 			if rest := f.sc.Buffered(); len(rest) > 0 {
 				f.out = rest
@@ -271,7 +383,7 @@ func (f *sseFilter) Read(p []byte) (int, error) {
 		if err != nil {
 			f.err = err
 			if errors.Is(err, ErrEventTooLarge) {
-				f.err = fmt.Errorf("filtering a tool list: %w", err)
+				f.err = fmt.Errorf("filtering a list: %w", err)
 			}
 			continue
 		}
@@ -288,7 +400,7 @@ func (f *sseFilter) event(raw []byte) []byte {
 	if !ev.HasData || len(data) == 0 || (data[0] != '{' && data[0] != '[') {
 		return raw
 	}
-	out, err := filterMessages(data, f.ids, f.hide)
+	out, err := f.f.filterMessages(data)
 	if err != nil {
 		// Not JSON-RPC: no list in it, passed on as it came.
 		return raw

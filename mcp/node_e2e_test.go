@@ -73,6 +73,17 @@ type clientReport struct {
 // runClient runs client.mjs and returns its report.
 func runClient(t *testing.T, ctx context.Context, env []string, args ...string) clientReport {
 	t.Helper()
+	out := runClientRaw(t, ctx, env, args...)
+	var r clientReport
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("client output %q: %v", out, err)
+	}
+	return r
+}
+
+// runClientRaw runs client.mjs and returns its output.
+func runClientRaw(t *testing.T, ctx context.Context, env []string, args ...string) []byte {
+	t.Helper()
 	node, dir := nodeDir(t)
 	cmd := exec.CommandContext(ctx, node, append([]string{filepath.Join(dir, "client.mjs")}, args...)...)
 	cmd.Dir = dir
@@ -82,11 +93,7 @@ func runClient(t *testing.T, ctx context.Context, env []string, args ...string) 
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("client: %v\n%s", err, stderr.String())
 	}
-	var r clientReport
-	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
-		t.Fatalf("client output %q: %v\n%s", stdout.String(), err, stderr.String())
-	}
-	return r
+	return stdout.Bytes()
 }
 
 func checkReport(t *testing.T, r clientReport) {

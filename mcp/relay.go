@@ -22,9 +22,10 @@ type Governor interface {
 	// denials. When err is set the line could not be classified: actions
 	// is nil, and Decide records a refusal with err as the reason.
 	Decide(ctx context.Context, actions []rules.Action, err error) Ruling
-	// HideTools returns which tools to remove from tool lists now, or nil
-	// when the policy does not filter them.
-	HideTools() func(tool string) bool
+	// HideItems returns which items to remove from lists (tools,
+	// resources, resource templates, prompts) now, or nil when the policy
+	// does not filter them.
+	HideItems() Hider
 }
 
 // A BatchGovernor decides several lines at once, recording all their
@@ -139,7 +140,7 @@ type relay struct {
 
 	mu        sync.Mutex
 	pending   map[string]*pendingLine // request id key → its line
-	lists     map[string]bool         // ids of forwarded tools/list requests
+	lists     map[string]ListKind     // ids of forwarded list requests
 	closed    bool                    // the server's output ended
 	stopped   bool                    // Run is returning: work runs inline
 	inputDone bool                    // the client's input ended
@@ -195,7 +196,7 @@ func (rl *Relay) Run(ctx context.Context) error {
 	if rl.Governor == nil || rl.Server == "" {
 		return errors.New("mcp relay: no governor or no server name")
 	}
-	r := &relay{Relay: rl, pending: map[string]*pendingLine{}, lists: map[string]bool{}, watched: map[context.Context]bool{}}
+	r := &relay{Relay: rl, pending: map[string]*pendingLine{}, lists: map[string]ListKind{}, watched: map[context.Context]bool{}}
 	if pr, ok := rl.Governor.(ParamsReader); ok {
 		r.reads = pr.ParamsRead
 	}
@@ -450,8 +451,8 @@ func (r *relay) forward(s *slot) {
 			r.pending[k] = p
 			keys = append(keys, k)
 			p.left++
-			if m.Method == "tools/list" {
-				r.lists[k] = true
+			if kind, ok := listMethods[m.Method]; ok {
+				r.lists[k] = kind
 			}
 		}
 	}
@@ -566,7 +567,7 @@ func (r *relay) fromServerLine(line []byte) ([]byte, bool) {
 		// The server's own output is not governed; the client judges it.
 		return line, true
 	}
-	var lists map[string]bool
+	var lists map[string]ListKind
 	answered, dropped := 0, 0
 	var finished []*pendingLine
 	r.mu.Lock()
@@ -583,12 +584,12 @@ func (r *relay) fromServerLine(line []byte) ([]byte, bool) {
 			continue
 		}
 		delete(r.pending, k)
-		if r.lists[k] {
+		if kind, ok := r.lists[k]; ok {
 			delete(r.lists, k)
 			if lists == nil {
-				lists = map[string]bool{}
+				lists = map[string]ListKind{}
 			}
-			lists[k] = true
+			lists[k] = kind
 		}
 		if m.Error != nil && p.errText == "" {
 			p.errText = string(m.Error)
@@ -611,10 +612,10 @@ func (r *relay) fromServerLine(line []byte) ([]byte, bool) {
 		return nil, false
 	}
 	if lists != nil {
-		if hide := r.Governor.HideTools(); hide != nil {
+		if hide := r.Governor.HideItems(); hide != nil {
 			out, err := filterMessages(line, lists, hide)
 			if err != nil {
-				return ErrorMessage(nil, CodeRefused, "tf could not filter this tool list: "+err.Error(), nil), true
+				return ErrorMessage(nil, CodeRefused, "tf could not filter this list: "+err.Error(), nil), true
 			}
 			return out, true
 		}

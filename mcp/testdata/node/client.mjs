@@ -5,6 +5,7 @@
 //
 //   node client.mjs http URL PROXY_URL   (Streamable HTTP through tf's proxy)
 //   node client.mjs stdio CMD [ARGS...]  (a stdio server, e.g. under tf mcp wrap)
+//   node client.mjs lists URL PROXY_URL  (only the four lists, as names)
 import http from "node:http";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
@@ -61,7 +62,7 @@ function text(result) {
 async function main() {
   const [mode, ...rest] = process.argv.slice(2);
   let transport;
-  if (mode === "http") {
+  if (mode === "http" || mode === "lists") {
     transport = new StreamableHTTPClientTransport(new URL(rest[0]), { fetch: proxyFetch(rest[1]) });
   } else if (mode === "stdio") {
     transport = new StdioClientTransport({ command: rest[0], args: rest.slice(1), env: process.env, stderr: "inherit" });
@@ -72,6 +73,14 @@ async function main() {
   await client.connect(transport);
   const out = {};
   out.tools = (await client.listTools()).tools.map((t) => t.name).sort();
+  if (mode === "lists") {
+    out.resources = (await client.listResources()).resources.map((r) => r.uri).sort();
+    out.templates = (await client.listResourceTemplates()).resourceTemplates.map((r) => r.uriTemplate).sort();
+    out.prompts = (await client.listPrompts()).prompts.map((p) => p.name).sort();
+    await client.close();
+    process.stdout.write(JSON.stringify(out) + "\n");
+    return;
+  }
   const echo = await client.callTool({ name: "echo", arguments: { message: "hi" } });
   out.echo = { text: text(echo), isError: !!echo.isError };
   const sum = await client.callTool({ name: "get-sum", arguments: { a: 1, b: 2 } });
