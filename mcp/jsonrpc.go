@@ -392,3 +392,36 @@ func (d *decoder) members(want ...string) (map[string]any, error) {
 		}
 	}
 }
+
+// leadingID returns the raw id of the message that b, the start of a
+// message too large to read whole, begins: the value of a top-level "id"
+// member (a string or a number) found before b ends, else nil. It lets
+// tf answer a message it refuses for its size to the request it is.
+func leadingID(b []byte) []byte {
+	d := &decoder{b: b}
+	if c, err := d.peek(); err != nil || c != '{' {
+		return nil
+	}
+	d.i++
+	for {
+		k, err := d.key()
+		if err != nil {
+			return nil
+		}
+		v, err := d.skip()
+		if err != nil {
+			return nil
+		}
+		if k == "id" {
+			if len(v) > 0 && (v[0] == '"' || v[0] == '-' || ('0' <= v[0] && v[0] <= '9')) {
+				return append([]byte(nil), v...)
+			}
+			return nil
+		}
+		c, err := d.peek()
+		if err != nil || c != ',' {
+			return nil
+		}
+		d.i++
+	}
+}

@@ -335,6 +335,7 @@ func (r *relay) classify(s *slot) error {
 	switch {
 	case s.readErr != nil:
 		err = fmt.Errorf("MCP message larger than %d bytes", r.MaxMessage)
+		s.errID = leadingID(s.line)
 		s.line = nil
 	default:
 		s.msgs, s.batch, err = parse(s.line, argsRead(r.reads))
@@ -667,22 +668,29 @@ func (r *relay) finish(err error) {
 
 var errLineTooLong = errors.New("line too long")
 
+// maxHead is how much of a line too long to read tf keeps, to find the
+// id of the request it refuses.
+const maxHead = 64 << 10
+
 // readLine reads one line (its newline included when present). A line
-// longer than max (when max > 0) is consumed up to its end and reported
+// longer than limit (when limit > 0) is consumed up to its end and reported
 // with errLineTooLong.
-func readLine(br *bufio.Reader, max int) ([]byte, error) {
+func readLine(br *bufio.Reader, limit int) ([]byte, error) {
 	var line []byte
 	for {
 		frag, err := br.ReadSlice('\n')
-		if max > 0 && len(line)+len(frag) > max {
-			// Skip to the end of the line, keeping nothing of it.
+		if limit > 0 && len(line)+len(frag) > limit {
+			// Skip to the end of the line, keeping only its start: the id
+			// of the request it is, for the refusal.
+			head := append(line, frag[:min(len(frag), max(0, maxHead-len(line)))]...)
+			head = head[:min(len(head), maxHead)]
 			for errors.Is(err, bufio.ErrBufferFull) {
 				_, err = br.ReadSlice('\n')
 			}
 			if err != nil && !errors.Is(err, io.EOF) {
 				return nil, err
 			}
-			return nil, errLineTooLong
+			return head, errLineTooLong
 		}
 		line = append(line, frag...)
 		if errors.Is(err, bufio.ErrBufferFull) {
