@@ -27,7 +27,11 @@ var _ httpproxy.Governor = (*Gateway)(nil)
 func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy.Verdict {
 	conn := g.conns.For(req)
 	actions, err := g.conns.Classify(req)
-	r := g.decideAll(ctx, actions, err, func(err error) rules.Action {
+	var refs []*audit.MCP
+	if conn.Name() == "mcp" {
+		refs = mcpRefs(req, len(actions), err)
+	}
+	r := g.decideAll(ctx, actions, err, refs, func(err error) rules.Action {
 		// What cannot be classified is recorded as what little is known
 		// of it.
 		return rules.Action{
@@ -46,7 +50,8 @@ func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy
 
 	k := strongest(decisions)
 	dec, act := decisions[k], actions[k]
-	done := func(o httpproxy.Outcome) { g.recordOutcome(id, o) }
+	out := outcomeRef(refs)
+	done := func(o httpproxy.Outcome) { g.recordOutcome(id, o, out.get()) }
 	if dec.Effect == rules.RequireApproval {
 		// Held for a person: hold returns the decision they made (or the
 		// expiry's), recorded; an approved request goes on as allowed.
@@ -55,7 +60,7 @@ func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy
 	}
 	if dec.Effect == rules.Allow {
 		v := httpproxy.Verdict{Allow: true, Done: done, Prepare: g.prepare(req, actions), Ctx: g.cutOff(actions)}
-		g.mcpVerdict(&v, req, actions, r.policy)
+		g.mcpVerdict(&v, req, actions, r.policy, out)
 		return v
 	}
 	if er, ok := conn.(connectors.EachRefuser); ok {
@@ -128,10 +133,10 @@ type ruling struct {
 // stamps the actions with the request id, and records the decisions
 // durably. When classErr is set the request could not be classified: it is
 // recorded as the one action unclassified returns, refused.
-func (g *Gateway) decideAll(ctx context.Context, actions []rules.Action, classErr error, unclassified func(error) rules.Action) ruling {
+func (g *Gateway) decideAll(ctx context.Context, actions []rules.Action, classErr error, refs []*audit.MCP, unclassified func(error) rules.Action) ruling {
 	r := g.decideOnly(actions, classErr, unclassified)
 	// The decision records are durable before anything is forwarded.
-	r.recordErr = g.recordDecisions(ctx, r.id, r.actions, r.decisions)
+	r.recordErr = g.log.AppendAll(ctx, g.decisionRecords(nil, r.id, r.actions, r.decisions, refs))
 	return r
 }
 
@@ -181,10 +186,10 @@ func (g *Gateway) GovernTunnel(ctx context.Context, host string, port int) httpp
 		Request:  rules.Request{Method: http.MethodConnect, Host: host, Port: port},
 	}
 	dec := (&rules.Decider{Policy: p, Mode: g.mode, Now: g.now, KillSwitch: g.killSwitch}).Decide(&a)
-	if err := g.recordDecisions(ctx, id, []rules.Action{a}, []rules.Decision{dec}); err != nil {
+	if err := g.log.AppendAll(ctx, g.decisionRecords(nil, id, []rules.Action{a}, []rules.Decision{dec}, nil)); err != nil {
 		return refusal(http.StatusServiceUnavailable, id, "", a.Type, rules.Deny, "tf could not write the audit log: "+err.Error())
 	}
-	done := func(o httpproxy.Outcome) { g.recordOutcome(id, o) }
+	done := func(o httpproxy.Outcome) { g.recordOutcome(id, o, nil) }
 	if dec.Effect == rules.Allow {
 		return httpproxy.Verdict{Allow: true, Done: done, Ctx: g.cutOff([]rules.Action{a})}
 	}
@@ -205,25 +210,27 @@ func strongest(ds []rules.Decision) int {
 	return best
 }
 
-func (g *Gateway) recordDecisions(ctx context.Context, id string, actions []rules.Action, decisions []rules.Decision) error {
-	return g.log.AppendAll(ctx, g.decisionRecords(nil, id, actions, decisions))
-}
-
-// decisionRecords appends the decision records of one request to recs.
-func (g *Gateway) decisionRecords(recs []*audit.Record, id string, actions []rules.Action, decisions []rules.Decision) []*audit.Record {
+// decisionRecords appends the decision records of one request to recs;
+// refs, when not nil, holds each action's MCP message reference.
+func (g *Gateway) decisionRecords(recs []*audit.Record, id string, actions []rules.Action, decisions []rules.Decision, refs []*audit.MCP) []*audit.Record {
 	for i := range actions {
 		a := actions[i]
 		a.Params = boundParams(g.redactParams(a.Params))
 		dec := decisions[i]
-		recs = append(recs, &audit.Record{Time: a.Time, Kind: audit.KindDecision, RequestID: id, Gateway: g.name, Action: &a, Decision: &dec})
+		rec := &audit.Record{Time: a.Time, Kind: audit.KindDecision, RequestID: id, Gateway: g.name, Action: &a, Decision: &dec}
+		if i < len(refs) {
+			rec.MCP = refs[i]
+		}
+		recs = append(recs, rec)
 	}
 	return recs
 }
 
-func (g *Gateway) recordOutcome(id string, o httpproxy.Outcome) {
+func (g *Gateway) recordOutcome(id string, o httpproxy.Outcome, ref *audit.MCP) {
 	r := &audit.Record{
 		Time: g.now(), Kind: audit.KindOutcome, RequestID: id, Gateway: g.name,
 		Status: o.Status, BytesIn: o.RequestBytes, BytesOut: o.ResponseBytes, DurationMS: o.Duration.Milliseconds(),
+		MCP: ref,
 	}
 	if o.Err != nil {
 		r.Error = g.redact(o.Err.Error())

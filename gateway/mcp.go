@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"sync"
 
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/connectors"
@@ -18,27 +19,40 @@ func (g *Gateway) mcpConnector() *mcp.Connector {
 		DecodeParams(g.paramsRead)
 }
 
-// mcpVerdict adds list filtering to the verdict of an allowed MCP
-// request: the answers to the list requests it holds (tools, resources,
-// resource templates, prompts) lose the items the policy p (the revision
-// that decided) refuses whatever their arguments, and so do lists in the
-// server's GET stream (replays with Last-Event-ID included). The request
+// mcpVerdict adds to the verdict of an allowed MCP request what reads
+// its answers: the answers to the list requests it holds (tools,
+// resources, resource templates, prompts) lose the items the policy p
+// (the revision that decided) refuses whatever their arguments, and so do
+// lists in the server's GET stream (replays with Last-Event-ID included);
+// the isError of tool results goes to the outcome record out. The request
 // goes without Accept-Encoding, so that the answer can be read.
-func (g *Gateway) mcpVerdict(v *httpproxy.Verdict, req *connectors.Request, actions []rules.Action, p *rules.Policy) {
-	if !p.MCPFilterTools || len(actions) == 0 || actions[0].Connector != "mcp" {
+func (g *Gateway) mcpVerdict(v *httpproxy.Verdict, req *connectors.Request, actions []rules.Action, p *rules.Policy, out *outcome) {
+	if len(actions) == 0 || actions[0].Connector != "mcp" {
 		return
 	}
 	server := actions[0].Resource["server"]
-	hide := mcp.PolicyHider(p, g.Mode(), server)
+	var hide mcp.Hider
+	if p.MCPFilterTools {
+		hide = mcp.PolicyHider(p, g.Mode(), server)
+	}
 	switch {
 	case req.HTTP.Method == http.MethodGet:
+		if hide == nil {
+			return
+		}
 		v.ModifyResponse = mcp.StreamFilter(hide)
-	case listing(actions):
+	case req.HTTP.Method == http.MethodPost && (hide != nil && listing(actions) || calling(actions)):
 		msgs, err := mcp.ParseRequest(req)
 		if err != nil {
 			return // classified already; cannot happen
 		}
-		v.ModifyResponse = mcp.ResponseFilter(mcp.ListIDs(msgs), hide)
+		a := mcp.Answers{Calls: mcp.CallIDs(msgs), OnResult: out.isError}
+		if hide != nil {
+			a.Lists, a.Hide = mcp.ListIDs(msgs), hide
+		}
+		if v.ModifyResponse = a.Hook(); v.ModifyResponse == nil {
+			return
+		}
 	default:
 		return
 	}
@@ -49,6 +63,100 @@ func (g *Gateway) mcpVerdict(v *httpproxy.Verdict, req *connectors.Request, acti
 			prepare(out)
 		}
 	}
+}
+
+// calling reports whether actions hold a tool call or a resource read.
+func calling(actions []rules.Action) bool {
+	for i := range actions {
+		switch actions[i].Resource["method"] {
+		case "tools/call", "resources/read":
+			return true
+		}
+	}
+	return false
+}
+
+// mcpRefs returns the MCP references of the n actions of req: its
+// session and each message's JSON-RPC id.
+func mcpRefs(req *connectors.Request, n int, classErr error) []*audit.MCP {
+	session := req.HTTP.Header.Get("Mcp-Session-Id")
+	if classErr != nil {
+		if session == "" {
+			return nil
+		}
+		return []*audit.MCP{{Session: session}}
+	}
+	var ids []string
+	if req.HTTP.Method == http.MethodPost {
+		ids = mcp.MessageIDs(req)
+	}
+	if session == "" && len(ids) == 0 {
+		return nil
+	}
+	refs := make([]*audit.MCP, n)
+	for i := range refs {
+		refs[i] = &audit.MCP{Session: session}
+		if i < len(ids) {
+			refs[i].ID = ids[i]
+		}
+		if *refs[i] == (audit.MCP{}) {
+			refs[i] = nil
+		}
+	}
+	return refs
+}
+
+// idRefs returns references of stdio messages by their ids.
+func idRefs(ids []string) []*audit.MCP {
+	if len(ids) == 0 {
+		return nil
+	}
+	refs := make([]*audit.MCP, len(ids))
+	for i, id := range ids {
+		if id != "" {
+			refs[i] = &audit.MCP{ID: id}
+		}
+	}
+	return refs
+}
+
+// outcome is the MCP part of an exchange's outcome record, filled in as
+// the answer is read.
+type outcome struct {
+	mu  sync.Mutex
+	ref audit.MCP
+}
+
+// outcomeRef starts the outcome reference of a request whose actions have
+// refs: the session, and the id when it is one message.
+func outcomeRef(refs []*audit.MCP) *outcome {
+	o := &outcome{}
+	if len(refs) > 0 && refs[0] != nil {
+		o.ref.Session = refs[0].Session
+		if len(refs) == 1 {
+			o.ref.ID = refs[0].ID
+		}
+	}
+	return o
+}
+
+// isError notes a tool result's isError: true when any result was one.
+func (o *outcome) isError(e bool) {
+	o.mu.Lock()
+	if o.ref.IsError == nil || e {
+		o.ref.IsError = &e
+	}
+	o.mu.Unlock()
+}
+
+func (o *outcome) get() *audit.MCP {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ref == (audit.MCP{}) {
+		return nil
+	}
+	r := o.ref
+	return &r
 }
 
 // listing reports whether actions hold a list request.
@@ -84,7 +192,7 @@ type mcpGovernor struct {
 var stdioRequest = rules.Request{Scheme: "stdio"}
 
 func (m *mcpGovernor) Decide(ctx context.Context, actions []rules.Action, classErr error) mcp.Ruling {
-	r := m.g.decideAll(ctx, m.stdio(actions), classErr, m.unclassified)
+	r := m.g.decideAll(ctx, m.stdio(actions), classErr, nil, m.unclassified)
 	return m.ruling(r, classErr)
 }
 
@@ -96,7 +204,7 @@ func (m *mcpGovernor) DecideLines(ctx context.Context, lines []mcp.Line) []mcp.R
 	var recs []*audit.Record
 	for i, l := range lines {
 		rs[i] = g.decideOnly(m.stdio(l.Actions), l.Err, m.unclassified)
-		recs = g.decisionRecords(recs, rs[i].id, rs[i].actions, rs[i].decisions)
+		recs = g.decisionRecords(recs, rs[i].id, rs[i].actions, rs[i].decisions, idRefs(l.IDs))
 	}
 	err := g.log.AppendAll(ctx, recs)
 	out := make([]mcp.Ruling, len(lines))
@@ -135,7 +243,11 @@ func (m *mcpGovernor) ruling(r ruling, classErr error) mcp.Ruling {
 		case o.Err != nil:
 			ho.Status = http.StatusBadGateway
 		}
-		g.recordOutcome(r.id, ho)
+		var ref *audit.MCP
+		if o.IsError != nil {
+			ref = &audit.MCP{IsError: o.IsError}
+		}
+		g.recordOutcome(r.id, ho, ref)
 	}
 	if r.recordErr != nil {
 		reason := "tf could not write the audit log, so nothing is forwarded: " + r.recordErr.Error()

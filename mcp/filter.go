@@ -206,18 +206,27 @@ func FilterList(msg []byte, kind ListKind, hide Hider) ([]byte, int, error) {
 	return out, removed, err
 }
 
-// A listFilter filters the answers to list requests: those whose ids it
-// holds, or, by shape, every answer whose result holds a list (a GET
-// stream, which replays answers to requests tf saw on another
-// connection, or the legacy SSE transport's stream).
+// A listFilter reads the answers of one exchange: it filters the answers
+// to list requests, those whose ids it holds or, by shape, every answer
+// whose result holds a list (a GET stream, which replays answers to
+// requests tf saw on another connection, or the legacy SSE transport's
+// stream), and it reports the isError of tool results.
 type listFilter struct {
 	ids   map[string]ListKind
 	shape bool
 	hide  Hider
+	// calls holds the ids of tools/call (true) and resources/read
+	// requests whose answers are awaited; onResult hears each tool
+	// result's isError.
+	calls    map[string]bool
+	onResult func(isError bool)
+	// inspect, when set, sees every answer to a request of calls (tool
+	// results, resource contents) and may replace it.
+	inspect func(msg []byte) []byte
 }
 
 // done reports whether nothing is left to filter.
-func (f *listFilter) done() bool { return !f.shape && len(f.ids) == 0 }
+func (f *listFilter) done() bool { return !f.shape && len(f.ids) == 0 && len(f.calls) == 0 }
 
 // filterMessages filters, in a JSON body of one message or a batch, the
 // answers to list requests, and deletes their ids.
@@ -258,30 +267,35 @@ func filterMessages(body []byte, ids map[string]ListKind, hide Hider) ([]byte, e
 	return (&listFilter{ids: ids, hide: hide}).filterMessages(body)
 }
 
-// filterOne filters msg when it answers a list request.
+// filterOne filters msg when it answers a list request, and reads it
+// when it answers a call.
 func (f *listFilter) filterOne(msg []byte) ([]byte, bool, error) {
-	var head struct {
-		ID     json.RawMessage            `json:"id"`
-		Method *string                    `json:"method"`
-		Result map[string]json.RawMessage `json:"result"`
+	id, result, ok := responseHead(msg)
+	if !ok {
+		return nil, false, fmt.Errorf("reading a JSON-RPC answer: not a JSON object")
 	}
-	if err := json.Unmarshal(msg, &head); err != nil {
-		return nil, false, fmt.Errorf("reading a JSON-RPC answer: %w", err)
+	if id == nil {
+		return nil, false, nil // a request or notification from the server
 	}
-	if head.Method != nil || head.ID == nil {
+	key := idKey(id)
+	if tool, ok := f.calls[key]; ok {
+		delete(f.calls, key)
+		if f.onResult != nil && tool && result != nil {
+			e, _ := resultIsError(result) // absent is false
+			f.onResult(e)
+		}
+		if f.inspect != nil {
+			out := f.inspect(msg)
+			return out, !bytes.Equal(out, msg), nil
+		}
 		return nil, false, nil
 	}
 	var kind ListKind
-	if k, ok := f.ids[idKey(head.ID)]; ok {
+	if k, ok := f.ids[key]; ok {
 		kind = k
-		delete(f.ids, idKey(head.ID))
-	} else if f.shape {
-		for k := ToolList; k <= PromptList; k++ {
-			if _, ok := head.Result[listFields[k].member]; ok {
-				kind = k
-				break
-			}
-		}
+		delete(f.ids, key)
+	} else if f.shape && result != nil {
+		kind = listShape(result)
 	}
 	if kind == 0 {
 		return nil, false, nil
@@ -290,9 +304,92 @@ func (f *listFilter) filterOne(msg []byte) ([]byte, bool, error) {
 	if err != nil {
 		// Fail closed: the list is replaced by an error rather than passed
 		// on unfiltered.
-		return ErrorMessage(head.ID, CodeRefused, "tf could not filter this list: "+err.Error(), nil), true, nil
+		return ErrorMessage(id, CodeRefused, "tf could not filter this list: "+err.Error(), nil), true, nil
 	}
 	return out, true, nil
+}
+
+// responseHead returns the id and result of msg when it is a response (id
+// nil otherwise); ok is false when msg is not a JSON object.
+func responseHead(msg []byte) (id, result []byte, ok bool) {
+	d := &decoder{b: msg}
+	if c, err := d.peek(); err != nil || c != '{' {
+		return nil, nil, false
+	}
+	d.i++
+	if c, err := d.peek(); err != nil {
+		return nil, nil, false
+	} else if c == '}' {
+		return nil, nil, true
+	}
+	method := false
+	for {
+		k, err := d.key()
+		if err != nil {
+			return nil, nil, false
+		}
+		v, err := d.skip()
+		if err != nil {
+			return nil, nil, false
+		}
+		switch k {
+		case "id":
+			if string(v) != "null" {
+				id = v
+			}
+		case "result":
+			result = v
+		case "method":
+			method = true
+		}
+		c, err := d.peek()
+		if err != nil {
+			return nil, nil, false
+		}
+		d.i++
+		if c == '}' {
+			break
+		}
+		if c != ',' {
+			return nil, nil, false
+		}
+	}
+	if method {
+		return nil, nil, true
+	}
+	return id, result, true
+}
+
+// listShape returns the kind of list a result holds at its top level, 0
+// for none.
+func listShape(result []byte) ListKind {
+	if len(result) == 0 || result[0] != '{' {
+		return 0
+	}
+	d := &decoder{b: result}
+	d.i++
+	if c, err := d.peek(); err != nil || c == '}' {
+		return 0
+	}
+	for {
+		k, err := d.key()
+		if err != nil {
+			return 0
+		}
+		for kind := ToolList; kind <= PromptList; kind++ {
+			if k == listFields[kind].member {
+				return kind
+			}
+		}
+		if _, err := d.skip(); err != nil {
+			return 0
+		}
+		c, err := d.peek()
+		if err != nil || c != ',' {
+			return 0
+		}
+		d.i++
+	}
 }
 
 // ResponseFilter returns a hook for the upstream response to a request
@@ -303,6 +400,41 @@ func (f *listFilter) filterOne(msg []byte) ([]byte, bool, error) {
 // unparsed. A response tf cannot read is replaced (fail closed).
 func ResponseFilter(ids map[string]ListKind, hide Hider) func(*http.Response) error {
 	return (&listFilter{ids: ids, hide: hide}).response
+}
+
+// Answers says what to do with the answers to one POST: filter the lists
+// (Lists: the ids of its list requests, by ListIDs), and read the results
+// of its tool calls and resource reads (Calls, by CallIDs): OnResult
+// hears each tool result's isError, Inspect may replace each answer.
+type Answers struct {
+	Lists    map[string]ListKind
+	Hide     Hider
+	Calls    map[string]bool
+	OnResult func(isError bool)
+	Inspect  func(msg []byte) []byte
+}
+
+// Hook returns the response hook for a: nil when there is nothing to do.
+func (a Answers) Hook() func(*http.Response) error {
+	if len(a.Lists) == 0 && len(a.Calls) == 0 {
+		return nil
+	}
+	return (&listFilter{ids: a.Lists, hide: a.Hide, calls: a.Calls, onResult: a.OnResult, inspect: a.Inspect}).response
+}
+
+// CallIDs returns the keys of the ids of the tools/call (true) and
+// resources/read (false) requests among msgs.
+func CallIDs(msgs []Message) map[string]bool {
+	var ids map[string]bool
+	for i := range msgs {
+		if m := &msgs[i]; m.Kind == Request && (m.Method == "tools/call" || m.Method == "resources/read") {
+			if ids == nil {
+				ids = map[string]bool{}
+			}
+			ids[idKey(m.ID)] = m.Method == "tools/call"
+		}
+	}
+	return ids
 }
 
 // StreamFilter returns a hook for the response to a GET of a server's

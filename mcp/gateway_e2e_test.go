@@ -89,10 +89,13 @@ func startGoServer(t *testing.T, policySrc string) *goFixture {
 				f.mu.Lock()
 				f.calls = append(f.calls, name)
 				f.mu.Unlock()
+				if name == "fail" {
+					return mcpgo.NewToolResultError("it failed"), nil
+				}
 				return mcpgo.NewToolResultText(name + " ran: " + req.GetString("text", "")), nil
 			})
 	}
-	for _, n := range []string{"echo", "write_file", "delete", "exec", "ECHO", "x.@ping"} {
+	for _, n := range []string{"echo", "write_file", "delete", "exec", "ECHO", "x.@ping", "fail"} {
 		tool(n)
 	}
 	cert, caPEM, err := testdata.ServerCert(fixtureHosts...)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/tameflare/tf/connectors"
 )
 
 // Limits on what one HTTP body or stdio line may hold.
@@ -423,5 +425,120 @@ func leadingID(b []byte) []byte {
 			return nil
 		}
 		d.i++
+	}
+}
+
+// resultIsError returns the isError member of a tool call's result (raw
+// JSON); ok is false when the result has none.
+func resultIsError(result []byte) (isError, ok bool) {
+	if len(result) == 0 || result[0] != '{' {
+		return false, false
+	}
+	d := &decoder{b: result}
+	d.i++
+	if c, err := d.peek(); err != nil || c == '}' {
+		return false, false
+	}
+	for {
+		k, err := d.key()
+		if err != nil {
+			return false, false
+		}
+		v, err := d.skip()
+		if err != nil {
+			return false, false
+		}
+		if k == "isError" {
+			return string(v) == "true", string(v) == "true" || string(v) == "false"
+		}
+		c, err := d.peek()
+		if err != nil || c != ',' {
+			return false, false
+		}
+		d.i++
+	}
+}
+
+// MessageIDs returns the JSON-RPC id (as JSON; "" for none) of each
+// message of a POST body that Classify accepted, in order, for the
+// records; nil when the body is not such a message or batch.
+func MessageIDs(r *connectors.Request) []string {
+	body, err := decodedBody(r, false)
+	if err != nil {
+		return nil
+	}
+	d := &decoder{b: body}
+	c, err := d.peek()
+	if err != nil {
+		return nil
+	}
+	if c == '{' {
+		id, ok := d.memberID()
+		if !ok {
+			return nil
+		}
+		return []string{id}
+	}
+	if c != '[' {
+		return nil
+	}
+	d.i++
+	var ids []string
+	for {
+		id, ok := d.memberID()
+		if !ok {
+			return nil
+		}
+		ids = append(ids, id)
+		c, err := d.peek()
+		if err != nil {
+			return nil
+		}
+		d.i++
+		if c == ']' {
+			return ids
+		}
+		if c != ',' {
+			return nil
+		}
+	}
+}
+
+// memberID reads the object at d.i and returns its "id" member as JSON.
+func (d *decoder) memberID() (string, bool) {
+	if c, err := d.peek(); err != nil || c != '{' {
+		return "", false
+	}
+	d.i++
+	id := ""
+	if c, err := d.peek(); err != nil {
+		return "", false
+	} else if c == '}' {
+		d.i++
+		return "", true
+	}
+	for {
+		k, err := d.key()
+		if err != nil {
+			return "", false
+		}
+		v, err := d.skip()
+		if err != nil {
+			return "", false
+		}
+		if k == "id" && string(v) != "null" {
+			id = string(v)
+		}
+		c, err := d.peek()
+		if err != nil {
+			return "", false
+		}
+		d.i++
+		if c == '}' {
+			return id, true
+		}
+		if c != ',' {
+			return "", false
+		}
 	}
 }

@@ -70,37 +70,9 @@ func TestLargeMessagesOverHTTP(t *testing.T) {
 // server, governed by a real gateway: a 3.3 MB line is decided, recorded
 // and forwarded; a 4.4 MB one is refused with its own id.
 func TestLargeMessagesOverStdio(t *testing.T) {
-	home := t.TempDir()
-	t.Setenv("TF_HOME", home)
-	p, err := rules.LoadFS(fstest.MapFS{"tameflare.yaml": {Data: []byte(e2ePolicy)}}, "p")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := gateway.Start(gateway.Config{Name: "large", Home: home, Policy: p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-
-	s := mcpserver.NewMCPServer("docs", "1.0.0", mcpserver.WithToolCapabilities(false))
-	s.AddTool(mcpgo.NewTool("echo", mcpgo.WithString("text")), func(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
-		return mcpgo.NewToolResultText("echo ran: " + req.GetString("text", "")), nil
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cin, cw := io.Pipe()  // client -> relay
-	cr, cout := io.Pipe() // relay -> client
-	sin, sw := io.Pipe()  // relay -> server
-	sr, sout := io.Pipe() // server -> relay
-	go mcpserver.NewStdioServer(s).Listen(ctx, sin, sout)
-	rl := &mcp.Relay{Server: "docs", Governor: g.MCPGovernor("docs"), ClientIn: cin, ClientOut: cout, ServerIn: sw, ServerOut: sr}
-	go rl.Run(ctx)
-	t.Cleanup(func() { cw.Close(); sout.Close(); cout.Close() })
-
-	c := mcpclient.NewClient(transport.NewIO(cr, cw, io.NopCloser(strings.NewReader(""))))
-	if err := initialize(ctx, c); err != nil {
-		t.Fatal(err)
-	}
+	c, g, home := stdioHarness(t, ctx, e2ePolicy)
 	req := mcpgo.CallToolRequest{}
 	req.Params.Name, req.Params.Arguments = "echo", map[string]any{"text": strings.Repeat("<", 3300<<10/6)}
 	if res, err := c.CallTool(ctx, req); err != nil || res.IsError {
@@ -108,7 +80,7 @@ func TestLargeMessagesOverStdio(t *testing.T) {
 	}
 	start := time.Now()
 	req.Params.Arguments = map[string]any{"text": strings.Repeat("x", 4400<<10)}
-	_, err = c.CallTool(ctx, req)
+	_, err := c.CallTool(ctx, req)
 	if err == nil || !strings.Contains(err.Error(), "larger than") || time.Since(start) > 10*time.Second {
 		t.Fatalf("4.4 MB line: %v after %v", err, time.Since(start))
 	}
@@ -124,4 +96,42 @@ func TestLargeMessagesOverStdio(t *testing.T) {
 	if !omitted || !refused {
 		t.Fatalf("records: large call %v, refused line %v", omitted, refused)
 	}
+}
+
+// stdioHarness runs mcp-go's stdio server (tools echo and fail) behind a
+// relay governed by a real gateway, and returns mcp-go's stdio client of
+// it, initialized.
+func stdioHarness(t *testing.T, ctx context.Context, policy string) (*mcpclient.Client, *gateway.Gateway, string) {
+	t.Helper()
+	home := t.TempDir()
+	t.Setenv("TF_HOME", home)
+	p, err := rules.LoadFS(fstest.MapFS{"tameflare.yaml": {Data: []byte(policy)}}, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.Start(gateway.Config{Name: "stdio", Home: home, Policy: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	s := mcpserver.NewMCPServer("docs", "1.0.0", mcpserver.WithToolCapabilities(false))
+	s.AddTool(mcpgo.NewTool("echo", mcpgo.WithString("text")), func(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
+		return mcpgo.NewToolResultText("echo ran: " + req.GetString("text", "")), nil
+	})
+	s.AddTool(mcpgo.NewTool("fail"), func(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
+		return mcpgo.NewToolResultError("it failed"), nil
+	})
+	cin, cw := io.Pipe()  // client -> relay
+	cr, cout := io.Pipe() // relay -> client
+	sin, sw := io.Pipe()  // relay -> server
+	sr, sout := io.Pipe() // server -> relay
+	go mcpserver.NewStdioServer(s).Listen(ctx, sin, sout)
+	rl := &mcp.Relay{Server: "docs", Governor: g.MCPGovernor("docs"), ClientIn: cin, ClientOut: cout, ServerIn: sw, ServerOut: sr}
+	go rl.Run(ctx)
+	t.Cleanup(func() { cw.Close(); sout.Close(); cout.Close() })
+	c := mcpclient.NewClient(transport.NewIO(cr, cw, io.NopCloser(strings.NewReader(""))))
+	if err := initialize(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	return c, g, home
 }

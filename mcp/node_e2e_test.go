@@ -201,7 +201,8 @@ func checkRecords(t *testing.T, home string) {
 	if err := audit.Scan(filepath.Join(home, "audit"), audit.Filter{Kind: audit.KindDecision}, func(r *audit.Record) error {
 		types[r.Action.Type] = true
 		if r.Action.Type == "mcp.everything.get-sum" && r.Decision.Effect == rules.Deny && r.Decision.Rule == "no-sums" &&
-			r.Action.Params["a"] == 1.0 && r.Action.Resource["tool"] == "get-sum" {
+			r.Action.Params["a"] == 1.0 && r.Action.Resource["tool"] == "get-sum" &&
+			r.MCP != nil && r.MCP.ID != "" && (r.MCP.Session != "") == (r.Action.Request.Scheme != "stdio") {
 			found = true
 		}
 		return nil

@@ -49,6 +49,9 @@ type ParamsReader interface {
 type Line struct {
 	Actions []rules.Action
 	Err     error
+	// IDs holds the JSON-RPC id of each action's message, as JSON ("" for
+	// a notification), for the records.
+	IDs []string
 }
 
 // Ruling is a Governor's answer for one line.
@@ -81,6 +84,9 @@ type Outcome struct {
 	Duration time.Duration
 	// Bytes is the length of the line sent to the server.
 	Bytes int
+	// IsError is the isError of the line's tool results: true when one
+	// of them reported an error, nil when none said.
+	IsError *bool
 }
 
 // Relay relays newline-delimited JSON-RPC between an MCP client and a
@@ -124,6 +130,9 @@ type pendingLine struct {
 	done    func(Outcome)
 	bytes   int
 	errText string
+	isError *bool
+	// calls holds the keys of the line's tools/call requests.
+	calls map[string]bool
 	// slot and cut are the line and the context that the kill switch
 	// ends, for cutting the line off while it awaits answers.
 	slot *slot
@@ -308,10 +317,18 @@ func (r *relay) decideGroup(group []*slot) {
 	for i, s := range group {
 		errs[i] = r.classify(s)
 	}
-	if bg, ok := r.Governor.(BatchGovernor); ok && len(group) > 1 {
+	if bg, ok := r.Governor.(BatchGovernor); ok {
 		lines := make([]Line, len(group))
 		for i, s := range group {
 			lines[i] = Line{Actions: s.actions, Err: errs[i]}
+			if errs[i] == nil {
+				lines[i].IDs = make([]string, len(s.msgs))
+				for j := range s.msgs {
+					lines[i].IDs[j] = string(s.msgs[j].ID)
+				}
+			} else if s.errID != nil {
+				lines[i].IDs = []string{string(s.errID)}
+			}
 		}
 		for i, ruling := range bg.DecideLines(r.ctx, lines) {
 			group[i].ruling = ruling
@@ -455,6 +472,12 @@ func (r *relay) forward(s *slot) {
 			if kind, ok := listMethods[m.Method]; ok {
 				r.lists[k] = kind
 			}
+			if m.Method == "tools/call" {
+				if p.calls == nil {
+					p.calls = map[string]bool{}
+				}
+				p.calls[k] = true
+			}
 		}
 	}
 	awaited := p.left // p.left belongs to fromServer once the line is sent
@@ -595,13 +618,19 @@ func (r *relay) fromServerLine(line []byte) ([]byte, bool) {
 		if m.Error != nil && p.errText == "" {
 			p.errText = string(m.Error)
 		}
+		if m.Result != nil && p.calls[k] {
+			e, _ := resultIsError(m.Result) // absent is false
+			if p.isError == nil || e {
+				p.isError = &e
+			}
+		}
 		if p.left--; p.left == 0 {
 			finished = append(finished, p)
 		}
 	}
 	r.mu.Unlock()
 	for _, p := range finished {
-		o := Outcome{Duration: time.Since(p.start), Bytes: p.bytes}
+		o := Outcome{Duration: time.Since(p.start), Bytes: p.bytes, IsError: p.isError}
 		if p.errText != "" {
 			o.Err = fmt.Errorf("the server answered with an error: %s", truncate(p.errText, 512))
 		}
