@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"sync"
 
@@ -35,25 +38,25 @@ func (g *Gateway) mcpVerdict(v *httpproxy.Verdict, req *connectors.Request, acti
 	if p.MCPFilterTools {
 		hide = mcp.PolicyHider(p, g.Mode(), server)
 	}
-	switch {
-	case req.HTTP.Method == http.MethodGet:
-		if hide == nil {
-			return
-		}
-		v.ModifyResponse = mcp.StreamFilter(hide)
-	case req.HTTP.Method == http.MethodPost && (hide != nil && listing(actions) || calling(actions)):
-		msgs, err := mcp.ParseRequest(req)
-		if err != nil {
-			return // classified already; cannot happen
-		}
-		a := mcp.Answers{Calls: mcp.CallIDs(msgs), OnResult: out.isError}
-		if hide != nil {
-			a.Lists, a.Hide = mcp.ListIDs(msgs), hide
-		}
-		if v.ModifyResponse = a.Hook(); v.ModifyResponse == nil {
-			return
+	a := mcp.Answers{Hide: hide, OnResult: out.isError, ServerRequest: g.serverRequests(req, actions)}
+	switch req.HTTP.Method {
+	case http.MethodGet:
+		a.Shape = true
+	case http.MethodPost:
+		if hide != nil && listing(actions) || calling(actions) {
+			msgs, err := mcp.ParseRequest(req)
+			if err != nil {
+				return // classified already; cannot happen
+			}
+			a.Calls = mcp.CallIDs(msgs)
+			if hide != nil {
+				a.Lists = mcp.ListIDs(msgs)
+			}
 		}
 	default:
+		return
+	}
+	if v.ModifyResponse = a.Hook(); v.ModifyResponse == nil {
 		return
 	}
 	prepare := v.Prepare
@@ -63,6 +66,84 @@ func (g *Gateway) mcpVerdict(v *httpproxy.Verdict, req *connectors.Request, acti
 			prepare(out)
 		}
 	}
+}
+
+// serverRequests returns the decider of the requests the server sends the
+// client in the answer to req (sampling, elicitation, roots): each is
+// decided and recorded as mcp.<server>.@<method> from the server; a
+// refused one is answered to the server with a JSON-RPC error by a POST
+// of tf's own (the session's headers and credentials), and the client
+// never sees it. A hold waits in the stream, as the server does.
+func (g *Gateway) serverRequests(req *connectors.Request, actions []rules.Action) func(*mcp.Message) bool {
+	server := actions[0].Resource["server"]
+	session := req.HTTP.Header.Get("Mcp-Session-Id")
+	scheme, host := req.Scheme, req.HTTP.URL.Host
+	if host == "" {
+		host = req.HTTP.Host
+	}
+	if scheme == "" {
+		scheme = "http"
+	}
+	reqInfo := rules.Request{Method: "SSE", Scheme: scheme, Host: req.Host(), Path: req.HTTP.URL.Path}
+	return func(m *mcp.Message) bool {
+		ctx := context.Background()
+		a, err := mcp.ServerRequestAction(server, m)
+		a.Request = reqInfo
+		ref := &audit.MCP{Session: session, ID: string(m.ID)}
+		r := g.decideAll(ctx, []rules.Action{a}, err, []*audit.MCP{ref}, func(err error) rules.Action {
+			return rules.Action{Type: "tf.unclassified", Connector: "mcp", Resource: map[string]string{"server": server, "from": "server"},
+				Params: map[string]any{"error": g.redact(err.Error())}, Request: reqInfo}
+		})
+		dec := r.decisions[0]
+		if r.recordErr != nil {
+			dec = rules.Decision{Effect: rules.Deny, Reason: "tf could not write the audit log: " + r.recordErr.Error()}
+		} else if dec.Effect == rules.RequireApproval && err == nil {
+			dec = g.hold(ctx, r.id, r.actions, r.decisions, 0)
+		}
+		if dec.Effect == rules.Allow && err == nil {
+			g.recordOutcome(r.id, httpproxy.Outcome{Status: http.StatusOK}, ref)
+			return true
+		}
+		refusal := mcp.Refusal{Type: r.actions[0].Type, Rule: dec.Rule, Reason: dec.Reason, Effect: dec.Effect, KillSwitch: dec.KillSwitch, RequestID: r.id}
+		body := mcp.RefuseRequest(m.ID, refusal)
+		go g.answerServer(req, actions, scheme, host, body, r.id, ref)
+		return false
+	}
+}
+
+// answerServer posts body, tf's answer to a request of the server, to the
+// endpoint of req, in req's session and with the credentials the policy
+// gives the server, and records how that went.
+func (g *Gateway) answerServer(req *connectors.Request, actions []rules.Action, scheme, host string, body []byte, id string, ref *audit.MCP) {
+	u := *req.HTTP.URL
+	u.Scheme, u.Host = scheme, host
+	out, err := http.NewRequest(http.MethodPost, u.String(), bytes.NewReader(body))
+	if err != nil {
+		g.recordOutcome(id, httpproxy.Outcome{Status: http.StatusForbidden, Err: err}, ref)
+		return
+	}
+	for _, k := range []string{"Mcp-Session-Id", "Mcp-Protocol-Version", "Authorization"} {
+		if v := req.HTTP.Header.Get(k); v != "" {
+			out.Header.Set(k, v)
+		}
+	}
+	out.Header.Set("Content-Type", "application/json")
+	out.Header.Set("Accept", "application/json, text/event-stream")
+	if prepare := g.prepare(req, actions); prepare != nil {
+		prepare(out)
+	}
+	o := httpproxy.Outcome{Status: http.StatusForbidden}
+	res, err := g.direct.Do(out)
+	if err != nil {
+		o.Err = fmt.Errorf("answering the server's request: %w", err)
+	} else {
+		io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
+		res.Body.Close()
+		if res.StatusCode/100 != 2 {
+			o.Err = fmt.Errorf("answering the server's request: %s", res.Status)
+		}
+	}
+	g.recordOutcome(id, o, ref)
 }
 
 // calling reports whether actions hold a tool call or a resource read.

@@ -298,6 +298,10 @@ func plumbing(a *rules.Action) bool {
 		return false
 	}
 	method, ok := a.Resource["method"]
+	if ok && a.Resource["from"] == "server" {
+		kinds, ok := serverPlumbing[method]
+		return ok && a.Type == MethodType(a.Resource["server"], method) && wellFormed(a.Params, kinds)
+	}
 	if !ok {
 		// Not a JSON-RPC request or notification: the GET stream, the
 		// DELETE, a response.
@@ -716,4 +720,40 @@ func ParseRequest(r *connectors.Request) ([]Message, error) {
 	}
 	msgs, _, err := Parse(body)
 	return msgs, err
+}
+
+// ServerRequestAction returns the action of a request the server sends
+// the client (sampling/createMessage, elicitation/create, roots/list,
+// ping): mcp.<server>.@<method>, with resource.from "server" and the
+// request's params, so that rules decide what a server may ask of the
+// client and its model.
+func ServerRequestAction(server string, m *Message) (rules.Action, error) {
+	a := rules.Action{Connector: "mcp", Type: MethodType(server, m.Method),
+		Resource: map[string]string{"server": server, "method": m.Method, "from": "server"}}
+	if err := checkName("method", m.Method); err != nil {
+		return a, err
+	}
+	if m.Params != nil && m.Params[0] == '{' {
+		d := &decoder{b: m.Params}
+		v, err := d.value()
+		if err == nil {
+			err = d.end()
+		}
+		if err != nil {
+			return a, fmt.Errorf("%s params: %w", m.Method, err)
+		}
+		a.Params, _ = v.(map[string]any)
+	} else if m.Params != nil {
+		return a, fmt.Errorf("%s params are not an object", m.Method)
+	}
+	return a, nil
+}
+
+// serverPlumbing are the server's requests that the baseline allows: a
+// ping, and asking for the client's roots (the workspace it was started
+// in), which sessions do as a matter of course. Sampling and elicitation
+// are decided by the rules.
+var serverPlumbing = map[string]map[string]paramKind{
+	"ping":       {},
+	"roots/list": {},
 }

@@ -223,10 +223,20 @@ type listFilter struct {
 	// inspect, when set, sees every answer to a request of calls (tool
 	// results, resource contents) and may replace it.
 	inspect func(msg []byte) []byte
+	// serverRequest, when set, decides each request the server sends the
+	// client in the stream; false drops it (the server was answered).
+	// The stream is then read to its end.
+	serverRequest func(m *Message) bool
 }
 
 // done reports whether nothing is left to filter.
-func (f *listFilter) done() bool { return !f.shape && len(f.ids) == 0 && len(f.calls) == 0 }
+func (f *listFilter) done() bool {
+	return !f.shape && len(f.ids) == 0 && len(f.calls) == 0 && f.serverRequest == nil
+}
+
+// dropped marks a message that filterOne removed from what the client
+// sees.
+var dropped = []byte{}
 
 // filterMessages filters, in a JSON body of one message or a batch, the
 // answers to list requests, and deletes their ids.
@@ -241,19 +251,26 @@ func (f *listFilter) filterMessages(body []byte) ([]byte, error) {
 			return nil, fmt.Errorf("reading a JSON-RPC batch answer: %w", err)
 		}
 		changed := false
-		for i, el := range batch {
+		kept := batch[:0]
+		for _, el := range batch {
 			out, ok, err := f.filterOne(el)
 			if err != nil {
 				return nil, err
 			}
 			if ok {
-				batch[i], changed = out, true
+				el, changed = out, true
+			}
+			if len(el) > 0 {
+				kept = append(kept, el)
 			}
 		}
 		if !changed {
 			return body, nil
 		}
-		return json.Marshal(batch)
+		if len(kept) == 0 {
+			return dropped, nil
+		}
+		return json.Marshal(kept)
 	}
 	out, ok, err := f.filterOne(trimmed)
 	if err != nil || !ok {
@@ -270,12 +287,26 @@ func filterMessages(body []byte, ids map[string]ListKind, hide Hider) ([]byte, e
 // filterOne filters msg when it answers a list request, and reads it
 // when it answers a call.
 func (f *listFilter) filterOne(msg []byte) ([]byte, bool, error) {
-	id, result, ok := responseHead(msg)
+	id, result, isRequest, ok := responseHead(msg)
 	if !ok {
 		return nil, false, fmt.Errorf("reading a JSON-RPC answer: not a JSON object")
 	}
+	if isRequest {
+		if f.serverRequest == nil {
+			return nil, false, nil
+		}
+		msgs, _, err := Parse(msg)
+		if err != nil || len(msgs) != 1 {
+			// A server request tf cannot read goes nowhere.
+			return dropped, true, nil
+		}
+		if !f.serverRequest(&msgs[0]) {
+			return dropped, true, nil
+		}
+		return nil, false, nil
+	}
 	if id == nil {
-		return nil, false, nil // a request or notification from the server
+		return nil, false, nil // a notification from the server
 	}
 	key := idKey(id)
 	if tool, ok := f.calls[key]; ok {
@@ -310,27 +341,28 @@ func (f *listFilter) filterOne(msg []byte) ([]byte, bool, error) {
 }
 
 // responseHead returns the id and result of msg when it is a response (id
-// nil otherwise); ok is false when msg is not a JSON object.
-func responseHead(msg []byte) (id, result []byte, ok bool) {
+// nil otherwise), and whether it is a request (a method and an id); ok is
+// false when msg is not a JSON object.
+func responseHead(msg []byte) (id, result []byte, isRequest, ok bool) {
 	d := &decoder{b: msg}
 	if c, err := d.peek(); err != nil || c != '{' {
-		return nil, nil, false
+		return nil, nil, false, false
 	}
 	d.i++
 	if c, err := d.peek(); err != nil {
-		return nil, nil, false
+		return nil, nil, false, false
 	} else if c == '}' {
-		return nil, nil, true
+		return nil, nil, false, true
 	}
 	method := false
 	for {
 		k, err := d.key()
 		if err != nil {
-			return nil, nil, false
+			return nil, nil, false, false
 		}
 		v, err := d.skip()
 		if err != nil {
-			return nil, nil, false
+			return nil, nil, false, false
 		}
 		switch k {
 		case "id":
@@ -344,20 +376,20 @@ func responseHead(msg []byte) (id, result []byte, ok bool) {
 		}
 		c, err := d.peek()
 		if err != nil {
-			return nil, nil, false
+			return nil, nil, false, false
 		}
 		d.i++
 		if c == '}' {
 			break
 		}
 		if c != ',' {
-			return nil, nil, false
+			return nil, nil, false, false
 		}
 	}
 	if method {
-		return nil, nil, true
+		return nil, nil, id != nil, true
 	}
-	return id, result, true
+	return id, result, false, true
 }
 
 // listShape returns the kind of list a result holds at its top level, 0
@@ -412,14 +444,21 @@ type Answers struct {
 	Calls    map[string]bool
 	OnResult func(isError bool)
 	Inspect  func(msg []byte) []byte
+	// Shape filters every list found in the stream (a GET stream).
+	Shape bool
+	// ServerRequest decides each request the server sends the client in
+	// the stream; false drops it (tf answered the server).
+	ServerRequest func(m *Message) bool
 }
 
 // Hook returns the response hook for a: nil when there is nothing to do.
 func (a Answers) Hook() func(*http.Response) error {
-	if len(a.Lists) == 0 && len(a.Calls) == 0 {
+	f := &listFilter{ids: a.Lists, hide: a.Hide, calls: a.Calls, onResult: a.OnResult, inspect: a.Inspect,
+		shape: a.Shape && a.Hide != nil, serverRequest: a.ServerRequest}
+	if f.done() {
 		return nil
 	}
-	return (&listFilter{ids: a.Lists, hide: a.Hide, calls: a.Calls, onResult: a.OnResult, inspect: a.Inspect}).response
+	return f.response
 }
 
 // CallIDs returns the keys of the ids of the tools/call (true) and
@@ -459,11 +498,24 @@ func (lf *listFilter) response(res *http.Response) error {
 		res.Header.Del("Content-Length")
 		return nil
 	case "application/json":
-		body, err := io.ReadAll(io.LimitReader(res.Body, MaxListBytes+1))
-		res.Body.Close()
-		if err != nil {
-			return fmt.Errorf("reading a tools/list answer: %w", err)
+		if len(lf.ids) == 0 && len(lf.calls) == 0 {
+			return nil // a JSON answer holds no server request, and no list here
 		}
+		body, err := io.ReadAll(io.LimitReader(res.Body, MaxListBytes+1))
+		if err != nil {
+			res.Body.Close()
+			return fmt.Errorf("reading an MCP answer: %w", err)
+		}
+		if len(body) > MaxListBytes && len(lf.ids) == 0 {
+			// Only results to read for their isError: a large one goes on
+			// unread.
+			res.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(body), res.Body), res.Body}
+			return nil
+		}
+		res.Body.Close()
 		if len(body) > MaxListBytes {
 			return replaceBody(res, ErrorMessage(nil, CodeRefused, fmt.Sprintf("tf could not filter a list larger than %d bytes", MaxListBytes), nil))
 		}
@@ -540,7 +592,16 @@ func (f *sseFilter) event(raw []byte) []byte {
 	if bytes.Equal(out, data) {
 		return raw
 	}
-	ev.Data = out
+	if len(out) == 0 {
+		// Dropped (a refused server request): an event without data
+		// keeps its id for resumption and dispatches nothing.
+		ev.HasData, ev.Data, ev.Event = false, nil, ""
+		if ev.ID == "" {
+			return []byte(":\n\n")
+		}
+	} else {
+		ev.Data = out
+	}
 	return ev.Encode()
 }
 

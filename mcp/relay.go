@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -586,10 +587,15 @@ func (r *relay) fromServer() error {
 // answer to a request the kill switch cut off).
 func (r *relay) fromServerLine(line []byte) ([]byte, bool) {
 	line = bytes.TrimRight(line, "\r\n")
-	msgs, _, err := Parse(line)
+	msgs, batch, err := Parse(line)
 	if err != nil {
 		// The server's own output is not governed; the client judges it.
 		return line, true
+	}
+	for i := range msgs {
+		if msgs[i].Kind == Request {
+			return r.serverRequests(line, msgs, batch)
+		}
 	}
 	var lists map[string]ListKind
 	answered, dropped := 0, 0
@@ -727,4 +733,89 @@ func readLine(br *bufio.Reader, limit int) ([]byte, error) {
 		}
 		return line, err
 	}
+}
+
+// serverRequests governs a line from the server that holds requests to
+// the client (sampling, elicitation, roots): each is decided as
+// ServerRequestAction. Allowed, the line goes to the client; refused, the
+// server is answered with JSON-RPC errors in the client's place and the
+// client sees only the rest of the line (a batch's other messages). A
+// request held for approval waits on its own.
+func (r *relay) serverRequests(line []byte, msgs []Message, batch bool) ([]byte, bool) {
+	var actions []rules.Action
+	var err error
+	for i := range msgs {
+		if msgs[i].Kind != Request {
+			continue
+		}
+		a, aerr := ServerRequestAction(r.Server, &msgs[i])
+		if aerr != nil {
+			err = aerr
+			actions = nil
+			break
+		}
+		actions = append(actions, a)
+	}
+	ruling := r.Governor.Decide(r.ctx, actions, err)
+	settle := func(ds []rules.Decision) ([]byte, bool) {
+		if err == nil && effectOf(ds) == rules.Allow {
+			r.done(ruling.Done, Outcome{Bytes: len(line)})
+			return line, true
+		}
+		reason := "tf refused this request of the server"
+		ref := Refusal{Type: "mcp." + r.Server + ".@?", Reason: reason, Effect: rules.Deny, RequestID: ruling.RequestID}
+		if len(ds) > 0 && len(actions) > 0 {
+			k := strongest(ds)
+			ref = Refusal{Type: actions[min(k, len(actions)-1)].Type, Rule: ds[k].Rule, Reason: ds[k].Reason, Effect: ds[k].Effect, KillSwitch: ds[k].KillSwitch, RequestID: ruling.RequestID}
+		} else if len(ds) > 0 {
+			ref.Reason = ds[0].Reason
+		}
+		var toServer, toClient [][]byte
+		for i := range msgs {
+			if msgs[i].Kind == Request {
+				toServer = append(toServer, RefuseRequest(msgs[i].ID, ref))
+				continue
+			}
+			toClient = append(toClient, encodeMessage(&msgs[i]))
+		}
+		r.serverMu.Lock()
+		for _, b := range toServer {
+			_, _ = r.ServerIn.Write(append(b, '\n'))
+		}
+		r.serverMu.Unlock()
+		r.done(ruling.Done, Outcome{Refused: true})
+		if len(toClient) == 0 {
+			return nil, false
+		}
+		return join(toClient, batch), true
+	}
+	if ruling.Hold != nil && err == nil && effectOf(ruling.Decisions) == rules.RequireApproval {
+		r.spawn(func() {
+			final, _ := ruling.Hold(r.ctx)
+			if out, ok := settle(final); ok {
+				r.toClient(out)
+			}
+		})
+		return nil, false
+	}
+	return settle(ruling.Decisions)
+}
+
+// encodeMessage writes m back as JSON.
+func encodeMessage(m *Message) []byte {
+	raw := func(b []byte) json.RawMessage {
+		if b == nil {
+			return nil
+		}
+		return json.RawMessage(b)
+	}
+	b, _ := json.Marshal(struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id,omitempty"`
+		Method  string          `json:"method,omitempty"`
+		Params  json.RawMessage `json:"params,omitempty"`
+		Result  json.RawMessage `json:"result,omitempty"`
+		Error   json.RawMessage `json:"error,omitempty"`
+	}{"2.0", raw(m.ID), m.Method, raw(m.Params), raw(m.Result), raw(m.Error)})
+	return b
 }
