@@ -25,6 +25,7 @@ import (
 	"github.com/tameflare/tf/connectors"
 	"github.com/tameflare/tf/httpproxy"
 	"github.com/tameflare/tf/keyring"
+	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
 )
 
@@ -81,6 +82,11 @@ type Gateway struct {
 	closeErr   error
 	// op is the operator controls: kill switch, approvals, admin API.
 	op operator
+	// mcpConn is the MCP connector of the default registry (nil with
+	// Config.Connectors); legacy holds the open streams of the legacy
+	// HTTP+SSE transport by the endpoint their client posts to.
+	mcpConn *mcp.Connector
+	legacy  sync.Map
 }
 
 // Start starts a gateway: it loads or creates the CA, opens the audit log,
@@ -113,7 +119,8 @@ func Start(cfg Config) (*Gateway, error) {
 		if err != nil {
 			return nil, err
 		}
-		reg.AddSniffer(g.mcpConnector()) // MCP is recognised by content, on hosts no other connector serves
+		g.mcpConn = g.mcpConnector()
+		reg.AddSniffer(g.mcpConn) // MCP is recognised by content, on hosts no other connector serves
 		g.conns = reg
 	}
 	var err error

@@ -65,6 +65,11 @@ func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy
 	}
 	if er, ok := conn.(connectors.EachRefuser); ok {
 		if status, h, body, ok := er.RefuseEach(req, actions, decisions, id); ok {
+			if conn.Name() == "mcp" && g.legacyRefusal(req, body) {
+				// Delivered on the legacy SSE stream, where the client
+				// reads its answers.
+				status, h, body = http.StatusAccepted, http.Header{"Content-Type": {"text/plain"}}, []byte("Accepted")
+			}
 			return connectorRefusal(status, h, body, id, dec, done)
 		}
 	}

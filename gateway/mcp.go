@@ -3,10 +3,15 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/connectors"
@@ -38,10 +43,12 @@ func (g *Gateway) mcpVerdict(v *httpproxy.Verdict, req *connectors.Request, acti
 	if p.MCPFilterTools {
 		hide = mcp.PolicyHider(p, g.Mode(), server)
 	}
-	a := mcp.Answers{Hide: hide, OnResult: out.isError, ServerRequest: g.serverRequests(req, actions)}
+	var endpoint atomic.Pointer[url.URL]
+	a := mcp.Answers{Hide: hide, OnResult: out.isError, ServerRequest: g.serverRequests(req, actions, endpoint.Load)}
 	switch req.HTTP.Method {
 	case http.MethodGet:
 		a.Shape = true
+		g.legacyStream(&a, req, server, &endpoint)
 	case http.MethodPost:
 		if hide != nil && listing(actions) || calling(actions) {
 			msgs, err := mcp.ParseRequest(req)
@@ -74,7 +81,7 @@ func (g *Gateway) mcpVerdict(v *httpproxy.Verdict, req *connectors.Request, acti
 // refused one is answered to the server with a JSON-RPC error by a POST
 // of tf's own (the session's headers and credentials), and the client
 // never sees it. A hold waits in the stream, as the server does.
-func (g *Gateway) serverRequests(req *connectors.Request, actions []rules.Action) func(*mcp.Message) bool {
+func (g *Gateway) serverRequests(req *connectors.Request, actions []rules.Action, endpoint func() *url.URL) func(*mcp.Message) bool {
 	server := actions[0].Resource["server"]
 	session := req.HTTP.Header.Get("Mcp-Session-Id")
 	scheme, host := req.Scheme, req.HTTP.URL.Host
@@ -106,7 +113,13 @@ func (g *Gateway) serverRequests(req *connectors.Request, actions []rules.Action
 		}
 		refusal := mcp.Refusal{Type: r.actions[0].Type, Rule: dec.Rule, Reason: dec.Reason, Effect: dec.Effect, KillSwitch: dec.KillSwitch, RequestID: r.id}
 		body := mcp.RefuseRequest(m.ID, refusal)
-		go g.answerServer(req, actions, scheme, host, body, r.id, ref)
+		to := endpoint()
+		if to == nil {
+			u := *req.HTTP.URL
+			u.Scheme, u.Host = scheme, host
+			to = &u
+		}
+		go g.answerServer(req, actions, to, body, r.id, ref)
 		return false
 	}
 }
@@ -114,10 +127,8 @@ func (g *Gateway) serverRequests(req *connectors.Request, actions []rules.Action
 // answerServer posts body, tf's answer to a request of the server, to the
 // endpoint of req, in req's session and with the credentials the policy
 // gives the server, and records how that went.
-func (g *Gateway) answerServer(req *connectors.Request, actions []rules.Action, scheme, host string, body []byte, id string, ref *audit.MCP) {
-	u := *req.HTTP.URL
-	u.Scheme, u.Host = scheme, host
-	out, err := http.NewRequest(http.MethodPost, u.String(), bytes.NewReader(body))
+func (g *Gateway) answerServer(req *connectors.Request, actions []rules.Action, to *url.URL, body []byte, id string, ref *audit.MCP) {
+	out, err := http.NewRequest(http.MethodPost, to.String(), bytes.NewReader(body))
 	if err != nil {
 		g.recordOutcome(id, httpproxy.Outcome{Status: http.StatusForbidden, Err: err}, ref)
 		return
@@ -146,6 +157,87 @@ func (g *Gateway) answerServer(req *connectors.Request, actions []rules.Action, 
 	g.recordOutcome(id, o, ref)
 }
 
+// legacyStream sets up the GET stream of req as one of the legacy
+// HTTP+SSE transport, should the server announce an endpoint on it: the
+// endpoint becomes the server's (posts to it are its messages), tf's
+// answers to the server go there, and refusals of what the client posts
+// there are delivered on this stream, where the client waits for them.
+func (g *Gateway) legacyStream(a *mcp.Answers, req *connectors.Request, server string, endpoint *atomic.Pointer[url.URL]) {
+	if g.mcpConn == nil {
+		return
+	}
+	stream := *req.HTTP.URL
+	stream.Scheme, stream.Host = req.Scheme, req.HTTP.URL.Host
+	if stream.Host == "" {
+		stream.Host = req.HTTP.Host
+	}
+	if stream.Scheme == "" {
+		stream.Scheme = "http"
+	}
+	inject := make(chan []byte, 16)
+	var key atomic.Value
+	a.Inject = inject
+	a.OnEndpoint = func(data string) {
+		u, ok := g.mcpConn.LearnEndpoint(&stream, data, server)
+		if !ok {
+			return
+		}
+		endpoint.Store(u)
+		k := legacyKey(u.Scheme, u.Host, u.EscapedPath(), u.RawQuery)
+		key.Store(k)
+		g.legacy.Store(k, inject)
+	}
+	a.OnClose = func() {
+		if k, ok := key.Load().(string); ok {
+			g.legacy.CompareAndDelete(k, inject)
+		}
+	}
+}
+
+func legacyKey(scheme, host, path, query string) string {
+	return scheme + "://" + strings.ToLower(host) + path + "?" + query
+}
+
+// legacyRefusal delivers body, the JSON-RPC answers that refuse what req
+// posted, on the legacy SSE stream that req's endpoint belongs to, and
+// reports whether it did: the client reads answers there, not in the
+// response to its post, which is then 202 Accepted.
+func (g *Gateway) legacyRefusal(req *connectors.Request, body []byte) bool {
+	if req.HTTP.Method != http.MethodPost {
+		return false
+	}
+	host := req.HTTP.URL.Host
+	if host == "" {
+		host = req.HTTP.Host
+	}
+	scheme := req.Scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	v, ok := g.legacy.Load(legacyKey(scheme, host, req.HTTP.URL.EscapedPath(), req.HTTP.URL.RawQuery))
+	if !ok {
+		return false
+	}
+	inject := v.(chan []byte)
+	var msgs []json.RawMessage
+	if b := bytes.TrimSpace(body); len(b) > 0 && b[0] == '[' {
+		if json.Unmarshal(b, &msgs) != nil {
+			return false
+		}
+	} else {
+		msgs = []json.RawMessage{body}
+	}
+	for _, m := range msgs {
+		ev := mcp.Event{Event: "message", Data: bytes.TrimSpace(m), HasData: true}
+		select {
+		case inject <- ev.Encode():
+		case <-time.After(5 * time.Second):
+			return false
+		}
+	}
+	return true
+}
+
 // calling reports whether actions hold a tool call or a resource read.
 func calling(actions []rules.Action) bool {
 	for i := range actions {
@@ -161,6 +253,10 @@ func calling(actions []rules.Action) bool {
 // session and each message's JSON-RPC id.
 func mcpRefs(req *connectors.Request, n int, classErr error) []*audit.MCP {
 	session := req.HTTP.Header.Get("Mcp-Session-Id")
+	if session == "" && req.HTTP.Method == http.MethodPost {
+		// The legacy SSE transport names its session in the endpoint.
+		session = req.HTTP.URL.Query().Get("sessionId")
+	}
 	if classErr != nil {
 		if session == "" {
 			return nil

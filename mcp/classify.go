@@ -13,8 +13,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/tameflare/tf/connectors"
@@ -353,6 +356,39 @@ func enforcedMatch(d rules.Decision) bool {
 type Connector struct {
 	servers func() []rules.MCPServer
 	reads   func() rules.ParamsRead
+	// endpoints maps the endpoints that listed servers of the legacy
+	// HTTP+SSE transport announced (scheme://host/path, normalised) to
+	// their server's name.
+	endpoints  sync.Map
+	nEndpoints atomic.Int32
+}
+
+// maxEndpoints bounds the endpoints a connector learns.
+const maxEndpoints = 4096
+
+// LearnEndpoint notes the endpoint that the GET stream of the legacy
+// HTTP+SSE transport at stream (a URL of listed server) announced: data,
+// resolved against stream. It returns the endpoint's absolute URL, and
+// false when it is on another origin (which clients refuse too) or
+// unreadable. Posts to the endpoint's path are then the server's.
+func (c *Connector) LearnEndpoint(stream *url.URL, data, server string) (*url.URL, bool) {
+	ref, err := url.Parse(data)
+	if err != nil {
+		return nil, false
+	}
+	u := stream.ResolveReference(ref)
+	if u.Scheme != stream.Scheme || !strings.EqualFold(u.Host, stream.Host) {
+		return nil, false
+	}
+	key := u.Scheme + "://" + stripDefaultPort(u.Scheme, strings.ToLower(u.Host)) + normalPath(u.Path)
+	if _, loaded := c.endpoints.LoadOrStore(key, server); !loaded {
+		if c.nEndpoints.Add(1) > maxEndpoints {
+			c.endpoints.Delete(key)
+			c.nEndpoints.Add(-1)
+			return nil, false
+		}
+	}
+	return u, true
 }
 
 var (
@@ -403,6 +439,13 @@ func (c *Connector) Server(r *connectors.Request) (name string, listed bool) {
 	for _, s := range c.servers() {
 		if urlMatch(s.URL, scheme, host, p) {
 			return s.Name, true
+		}
+	}
+	if name, ok := c.endpoints.Load(scheme + "://" + host + p); ok {
+		for _, s := range c.servers() {
+			if s.Name == name {
+				return s.Name, true
+			}
 		}
 	}
 	if host == "" {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/tameflare/tf/rules"
 )
@@ -227,6 +228,12 @@ type listFilter struct {
 	// client in the stream; false drops it (the server was answered).
 	// The stream is then read to its end.
 	serverRequest func(m *Message) bool
+	// The legacy SSE transport: onEndpoint hears the endpoint event,
+	// inject carries tf's own events into the stream, onClose hears its
+	// end.
+	onEndpoint func(string)
+	inject     <-chan []byte
+	onClose    func()
 }
 
 // done reports whether nothing is left to filter.
@@ -449,12 +456,19 @@ type Answers struct {
 	// ServerRequest decides each request the server sends the client in
 	// the stream; false drops it (tf answered the server).
 	ServerRequest func(m *Message) bool
+	// For the GET stream of the legacy HTTP+SSE transport: OnEndpoint
+	// hears the endpoint the client is to post to, Inject carries events
+	// of tf's own into the stream, OnClose hears the stream end.
+	OnEndpoint func(endpoint string)
+	Inject     <-chan []byte
+	OnClose    func()
 }
 
 // Hook returns the response hook for a: nil when there is nothing to do.
 func (a Answers) Hook() func(*http.Response) error {
 	f := &listFilter{ids: a.Lists, hide: a.Hide, calls: a.Calls, onResult: a.OnResult, inspect: a.Inspect,
-		shape: a.Shape && a.Hide != nil, serverRequest: a.ServerRequest}
+		shape: a.Shape && a.Hide != nil, serverRequest: a.ServerRequest,
+		onEndpoint: a.OnEndpoint, inject: a.Inject, onClose: a.OnClose}
 	if f.done() {
 		return nil
 	}
@@ -493,7 +507,7 @@ func (lf *listFilter) response(res *http.Response) error {
 	}
 	switch mt {
 	case "text/event-stream":
-		res.Body = &sseFilter{body: res.Body, sc: NewSSEScanner(res.Body, 0), f: lf}
+		res.Body = &sseFilter{body: res.Body, sc: NewSSEScanner(res.Body, 0), f: lf, inject: lf.inject}
 		res.ContentLength = -1
 		res.Header.Del("Content-Length")
 		return nil
@@ -548,9 +562,24 @@ type sseFilter struct {
 	f    *listFilter
 	out  []byte
 	err  error
+	// With inject (the legacy SSE transport's stream), events are read
+	// by a goroutine and tf's own events (refusals of messages the client
+	// posted) are merged in between them.
+	inject <-chan []byte
+	events chan sseRead
+	closed chan struct{}
+	once   sync.Once
+}
+
+type sseRead struct {
+	raw []byte
+	err error
 }
 
 func (f *sseFilter) Read(p []byte) (int, error) {
+	if f.inject != nil {
+		return f.readMerged(p)
+	}
 	for len(f.out) == 0 {
 		if f.err != nil {
 			return 0, f.err
@@ -578,8 +607,50 @@ func (f *sseFilter) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// readMerged is Read for a stream with injected events.
+func (f *sseFilter) readMerged(p []byte) (int, error) {
+	f.once.Do(func() {
+		f.events, f.closed = make(chan sseRead), make(chan struct{})
+		go func() {
+			for {
+				raw, err := f.sc.Next()
+				select {
+				case f.events <- sseRead{raw, err}:
+				case <-f.closed:
+					return
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	})
+	for len(f.out) == 0 {
+		if f.err != nil {
+			return 0, f.err
+		}
+		select {
+		case ev := <-f.events:
+			if ev.err != nil {
+				f.err = ev.err
+				continue
+			}
+			f.out = f.event(ev.raw)
+		case b := <-f.inject:
+			f.out = b
+		}
+	}
+	n := copy(p, f.out)
+	f.out = f.out[n:]
+	return n, nil
+}
+
 func (f *sseFilter) event(raw []byte) []byte {
 	ev := ParseEvent(raw)
+	if ev.Event == "endpoint" && f.f.onEndpoint != nil {
+		// The legacy transport names where the client posts.
+		f.f.onEndpoint(string(bytes.TrimSpace(ev.Data)))
+	}
 	data := bytes.TrimSpace(ev.Data)
 	if !ev.HasData || len(data) == 0 || (data[0] != '{' && data[0] != '[') {
 		return raw
@@ -605,4 +676,17 @@ func (f *sseFilter) event(raw []byte) []byte {
 	return ev.Encode()
 }
 
-func (f *sseFilter) Close() error { return f.body.Close() }
+func (f *sseFilter) Close() error {
+	if f.closed != nil {
+		f.once.Do(func() {})
+		select {
+		case <-f.closed:
+		default:
+			close(f.closed)
+		}
+	}
+	if f.f.onClose != nil {
+		f.f.onClose()
+	}
+	return f.body.Close()
+}

@@ -136,9 +136,16 @@ func freePort(t *testing.T) int {
 // startEverything runs the reference server in Streamable HTTP mode.
 func startEverything(t *testing.T) string {
 	t.Helper()
+	return startEverythingMode(t, "streamableHttp")
+}
+
+// startEverythingMode runs the reference server with a transport:
+// streamableHttp or sse.
+func startEverythingMode(t *testing.T, mode string) string {
+	t.Helper()
 	node, dir := nodeDir(t)
 	port := freePort(t)
-	cmd := exec.Command(node, filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), "streamableHttp")
+	cmd := exec.Command(node, filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), mode)
 	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var logs bytes.Buffer
@@ -236,5 +243,32 @@ func TestTypeScriptSDKOverStdioWrap(t *testing.T) {
 	server := filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js")
 	r := runClient(t, ctx, env, "stdio", tf, "mcp", "wrap", "--server", "everything", "--policy", policyDir, "--", node, server, "stdio")
 	checkReport(t, r)
+	checkRecords(t, home)
+}
+
+// Issue 17, item 5: the legacy HTTP+SSE transport (2024-11-05), with the
+// TypeScript SDK's SSEClientTransport against server-everything's SSE
+// mode: the endpoint the stream announces is the listed server's, the
+// tool list on the stream is filtered, and a refused call is answered on
+// the stream, where the client waits for it.
+func TestTypeScriptSDKOverLegacySSE(t *testing.T) {
+	addr := startEverythingMode(t, "sse")
+	home := t.TempDir()
+	t.Setenv("TF_HOME", home)
+	policy := strings.Replace(nodePolicy, "http://everything.test/mcp", "http://everything.test/sse", 1)
+	p, err := rules.LoadFS(fstest.MapFS{"tameflare.yaml": {Data: []byte(policy)}}, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.Start(gateway.Config{Name: "ts-sse", Home: home, Policy: p, Upstreams: map[string]string{"everything.test": addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	r := runClient(t, ctx, os.Environ(), "sse", "http://everything.test/sse", g.ProxyURL())
+	checkReport(t, r)
+	g.Close()
 	checkRecords(t, home)
 }

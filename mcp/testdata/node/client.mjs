@@ -6,6 +6,7 @@
 //   node client.mjs http URL PROXY_URL   (Streamable HTTP through tf's proxy)
 //   node client.mjs stdio CMD [ARGS...]  (a stdio server, e.g. under tf mcp wrap)
 //   node client.mjs lists URL PROXY_URL  (only the four lists, as names)
+//   node client.mjs sse URL PROXY_URL    (as http, over the legacy HTTP+SSE transport)
 //   node client.mjs sampling http URL PROXY_URL | sampling stdio CMD [ARGS...]
 //        (a client that can sample: calls trigger-sampling-request and
 //        reports whether its sampling handler ran)
@@ -13,6 +14,7 @@ import http from "node:http";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import { CreateMessageRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 
 // proxyFetch sends requests through an HTTP proxy in absolute form, as a
@@ -92,6 +94,9 @@ async function main() {
   let transport;
   if (mode === "http" || mode === "lists") {
     transport = new StreamableHTTPClientTransport(new URL(rest[0]), { fetch: proxyFetch(rest[1]) });
+  } else if (mode === "sse") {
+    // The legacy HTTP+SSE transport (protocol 2024-11-05).
+    transport = new SSEClientTransport(new URL(rest[0]), { fetch: proxyFetch(rest[1]) });
   } else if (mode === "stdio") {
     transport = new StdioClientTransport({ command: rest[0], args: rest.slice(1), env: process.env, stderr: "inherit" });
   } else {
