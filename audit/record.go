@@ -47,6 +47,9 @@ const (
 	EventApprovalExpired       = "approval.expired"
 	EventApprovalCancelled     = "approval.cancelled"
 	EventPolicyApplied         = "policy.applied"
+	// EventMCPToolChanged: a pinned MCP tool was listed changed (details:
+	// server, tool, pinned, seen, pin_tools).
+	EventMCPToolChanged = "mcp.tool_changed"
 	// EventTailRepaired is written by the log itself when it found bytes
 	// after the last acknowledged record (a writer died mid-batch) and
 	// adopted or removed them.

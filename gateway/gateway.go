@@ -87,6 +87,8 @@ type Gateway struct {
 	// HTTP+SSE transport by the endpoint their client posts to.
 	mcpConn *mcp.Connector
 	legacy  sync.Map
+	// pins keeps the digests of the tools of listed MCP servers.
+	pins *mcp.PinStore
 }
 
 // Start starts a gateway: it loads or creates the CA, opens the audit log,
@@ -111,6 +113,7 @@ func Start(cfg Config) (*Gateway, error) {
 		g.now = time.Now
 	}
 	g.policy.Store(cfg.Policy)
+	g.pins = mcp.OpenPins(mcp.PinDir(cfg.Home), g.now)
 	if g.conns == nil {
 		reg, err := connectors.NewRegistry(connectors.Options{GitHub: connectors.GitHubOptions{
 			BaseLookup: g.lookupBase,

@@ -163,6 +163,9 @@ func (g *Gateway) decideOnly(actions []rules.Action, classErr error, unclassifie
 			r.decisions[i] = d.Decide(&actions[i])
 			if actions[i].Connector == "mcp" {
 				r.decisions[i] = mcp.Baseline(&actions[i], r.decisions[i])
+				if p.MCPPinTools != "" && !r.decisions[i].KillSwitch {
+					r.decisions[i] = g.pinDecision(p, &actions[i], r.decisions[i])
+				}
 			}
 		}
 	}

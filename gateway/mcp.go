@@ -44,19 +44,19 @@ func (g *Gateway) mcpVerdict(v *httpproxy.Verdict, req *connectors.Request, acti
 		hide = mcp.PolicyHider(p, g.Mode(), server)
 	}
 	var endpoint atomic.Pointer[url.URL]
-	a := mcp.Answers{Hide: hide, OnResult: out.isError, ServerRequest: g.serverRequests(req, actions, endpoint.Load)}
+	a := mcp.Answers{Hide: hide, OnResult: out.isError, ServerRequest: g.serverRequests(req, actions, endpoint.Load), Pin: g.pinner(p, server)}
 	switch req.HTTP.Method {
 	case http.MethodGet:
 		a.Shape = true
 		g.legacyStream(&a, req, server, &endpoint)
 	case http.MethodPost:
-		if hide != nil && listing(actions) || calling(actions) {
+		if (hide != nil || a.Pin != nil) && listing(actions) || calling(actions) {
 			msgs, err := mcp.ParseRequest(req)
 			if err != nil {
 				return // classified already; cannot happen
 			}
 			a.Calls = mcp.CallIDs(msgs)
-			if hide != nil {
+			if hide != nil || a.Pin != nil {
 				a.Lists = mcp.ListIDs(msgs)
 			}
 		}
@@ -236,6 +236,67 @@ func (g *Gateway) legacyRefusal(req *connectors.Request, body []byte) bool {
 		}
 	}
 	return true
+}
+
+// pinner returns what pins the tools of server's lists under p: nil when
+// p pins nothing (mcp: {pin_tools}) or the server is not listed. A tool
+// seen changed is recorded (an mcp.tool_changed event) and, under deny,
+// hidden; a store tf cannot write hides every tool under deny.
+func (g *Gateway) pinner(p *rules.Policy, server string) mcp.Pinner {
+	mode := p.MCPPinTools
+	if mode == "" || g.pins == nil || !mcp.Listed(server) {
+		return nil
+	}
+	return func(tools []mcp.ToolDigest) map[string]bool {
+		changed, newly, err := g.pins.Observe(server, tools)
+		if err != nil {
+			_ = g.log.Event(context.Background(), g.name, audit.EventMCPToolChanged, map[string]any{
+				"server": server, "error": "tf could not keep the pins: " + err.Error(), "pin_tools": mode})
+			if mode == "deny" {
+				all := map[string]bool{}
+				for _, t := range tools {
+					all[t.Name] = true
+				}
+				return all
+			}
+			return nil
+		}
+		for _, t := range newly {
+			_ = g.log.Event(context.Background(), g.name, audit.EventMCPToolChanged, map[string]any{
+				"server": server, "tool": t.Name, "seen": t.Digest, "pin_tools": mode})
+		}
+		if mode != "deny" {
+			return nil
+		}
+		return changed
+	}
+}
+
+// PinTools is the stdio relay's pinner.
+func (m *mcpGovernor) PinTools() mcp.Pinner { return m.g.pinner(m.g.policy.Load(), m.server) }
+
+// pinDecision applies pin_tools to the decision on a, a tool call: a tool
+// changed since it was pinned, and not accepted, is refused (deny) or held
+// (require_approval) by tf:mcp-pin unless something refuses it already.
+func (g *Gateway) pinDecision(p *rules.Policy, a *rules.Action, d rules.Decision) rules.Decision {
+	mode := p.MCPPinTools
+	tool := a.Resource["tool"]
+	if (mode != "deny" && mode != "require_approval") || tool == "" || a.Resource["method"] != "tools/call" ||
+		d.Effect == rules.Deny || g.Mode() == rules.Monitor || g.pins == nil {
+		return d
+	}
+	server := a.Resource["server"]
+	if !mcp.Listed(server) || !g.pins.Changed(server, tool) {
+		return d
+	}
+	d.Rule, d.Default, d.Monitor = mcp.PinRule, false, false
+	d.Reason = fmt.Sprintf("tool %s of MCP server %s changed since it was pinned (a rug pull?); a person accepts the change with tf mcp tools accept --server %s %s", tool, server, server, tool)
+	if mode == "deny" {
+		d.Effect = rules.Deny
+	} else {
+		d.Effect = rules.RequireApproval
+	}
+	return d
 }
 
 // calling reports whether actions hold a tool call or a resource read.

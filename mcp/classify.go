@@ -315,6 +315,9 @@ func plumbing(a *rules.Action) bool {
 	return ok && a.Type == MethodType(a.Resource["server"], method) && wellFormed(a.Params, kinds)
 }
 
+// PinRule names tool pinning in decisions (mcp: {pin_tools}).
+const PinRule = "tf:mcp-pin"
+
 // BaselineRule names the built-in baseline in decisions.
 const BaselineRule = "tf:mcp-baseline"
 

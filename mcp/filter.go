@@ -162,6 +162,15 @@ func FilterToolList(msg []byte, hide func(tool string) bool) ([]byte, int, error
 // list request of kind, and reports how many it removed. Every other
 // member is kept. A result that is not such a list is an error.
 func FilterList(msg []byte, kind ListKind, hide Hider) ([]byte, int, error) {
+	return filterList(msg, kind, hide, nil)
+}
+
+// A Pinner sees the tools of a tools/list answer and returns those to
+// hide (tools changed since they were pinned, under pin_tools: deny).
+type Pinner func(tools []ToolDigest) map[string]bool
+
+// filterList is FilterList with tools also shown to pin.
+func filterList(msg []byte, kind ListKind, hide Hider, pin Pinner) ([]byte, int, error) {
 	f := listFields[kind]
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(msg, &m); err != nil {
@@ -179,15 +188,25 @@ func FilterList(msg []byte, kind ListKind, hide Hider) ([]byte, int, error) {
 	if err := json.Unmarshal(result[f.member], &items); err != nil {
 		return nil, 0, fmt.Errorf("reading the %s of a list result: %w", f.member, err)
 	}
-	kept := items[:0]
-	removed := 0
-	for _, t := range items {
+	names := make([]string, len(items))
+	var digests []ToolDigest
+	for i, t := range items {
 		var item map[string]json.RawMessage
-		var name string
-		if err := json.Unmarshal(t, &item); err != nil || json.Unmarshal(item[f.key], &name) != nil || item[f.key] == nil {
+		if err := json.Unmarshal(t, &item); err != nil || item[f.key] == nil || json.Unmarshal(item[f.key], &names[i]) != nil {
 			return nil, 0, fmt.Errorf("an item of the %s of a list result has no %s", f.member, f.key)
 		}
-		if hide(kind, name) {
+		if pin != nil && kind == ToolList {
+			digests = append(digests, ToolDigest{Name: names[i], Digest: toolDigest(names[i], item["description"], item["inputSchema"])})
+		}
+	}
+	var pinned map[string]bool
+	if pin != nil && kind == ToolList {
+		pinned = pin(digests)
+	}
+	kept := items[:0]
+	removed := 0
+	for i, t := range items {
+		if pinned[names[i]] || (hide != nil && hide(kind, names[i])) {
 			removed++
 			continue
 		}
@@ -234,6 +253,8 @@ type listFilter struct {
 	onEndpoint func(string)
 	inject     <-chan []byte
 	onClose    func()
+	// pin sees the tools of every tools/list answer.
+	pin Pinner
 }
 
 // done reports whether nothing is left to filter.
@@ -338,7 +359,7 @@ func (f *listFilter) filterOne(msg []byte) ([]byte, bool, error) {
 	if kind == 0 {
 		return nil, false, nil
 	}
-	out, _, err := FilterList(msg, kind, f.hide)
+	out, _, err := filterList(msg, kind, f.hide, f.pin)
 	if err != nil {
 		// Fail closed: the list is replaced by an error rather than passed
 		// on unfiltered.
@@ -462,13 +483,15 @@ type Answers struct {
 	OnEndpoint func(endpoint string)
 	Inject     <-chan []byte
 	OnClose    func()
+	// Pin sees the tools of every tools/list answer (see Pinner).
+	Pin Pinner
 }
 
 // Hook returns the response hook for a: nil when there is nothing to do.
 func (a Answers) Hook() func(*http.Response) error {
 	f := &listFilter{ids: a.Lists, hide: a.Hide, calls: a.Calls, onResult: a.OnResult, inspect: a.Inspect,
-		shape: a.Shape && a.Hide != nil, serverRequest: a.ServerRequest,
-		onEndpoint: a.OnEndpoint, inject: a.Inject, onClose: a.OnClose}
+		shape: a.Shape && (a.Hide != nil || a.Pin != nil), serverRequest: a.ServerRequest,
+		onEndpoint: a.OnEndpoint, inject: a.Inject, onClose: a.OnClose, pin: a.Pin}
 	if f.done() {
 		return nil
 	}

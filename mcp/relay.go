@@ -38,6 +38,12 @@ type BatchGovernor interface {
 	DecideLines(ctx context.Context, lines []Line) []Ruling
 }
 
+// A ToolPinner is a Governor that pins the tools lists show (see
+// Pinner); PinTools returns nil when the policy pins nothing.
+type ToolPinner interface {
+	PinTools() Pinner
+}
+
 // A ParamsReader is a Governor that says what its rules read of params, so
 // that the relay decodes only those tool-call arguments (see
 // Connector.DecodeParams).
@@ -648,8 +654,12 @@ func (r *relay) fromServerLine(line []byte) ([]byte, bool) {
 		return nil, false
 	}
 	if lists != nil {
-		if hide := r.Governor.HideItems(); hide != nil {
-			out, err := filterMessages(line, lists, hide)
+		var pin Pinner
+		if p, ok := r.Governor.(ToolPinner); ok {
+			pin = p.PinTools()
+		}
+		if hide := r.Governor.HideItems(); hide != nil || pin != nil {
+			out, err := (&listFilter{ids: lists, hide: hide, pin: pin}).filterMessages(line)
 			if err != nil {
 				return ErrorMessage(nil, CodeRefused, "tf could not filter this list: "+err.Error(), nil), true
 			}

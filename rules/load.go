@@ -114,6 +114,14 @@ func (l *loader) load() (*Policy, error) {
 	}
 	p.MCPServers = l.mcpServers(body, main.MCPServers)
 	p.MCPFilterTools = main.MCP == nil || main.MCP.FilterTools == nil || *main.MCP.FilterTools
+	if main.MCP != nil && main.MCP.PinTools != "" {
+		switch main.MCP.PinTools {
+		case "deny", "require_approval", "monitor":
+			p.MCPPinTools = main.MCP.PinTools
+		default:
+			l.errorf(PolicyFile, valueOf(valueOf(body, "mcp"), "pin_tools"), "mcp.pin_tools %q: want deny, require_approval or monitor", main.MCP.PinTools)
+		}
+	}
 
 	frags, err := fs.Glob(l.fsys, "policies/*.yaml")
 	if err != nil {
