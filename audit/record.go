@@ -50,6 +50,9 @@ const (
 	// EventMCPToolChanged: a pinned MCP tool was listed changed (details:
 	// server, tool, pinned, seen, pin_tools).
 	EventMCPToolChanged = "mcp.tool_changed"
+	// EventMCPResponseRedacted: managed secrets were removed from the
+	// answer to an MCP call (details: server, method, name, id).
+	EventMCPResponseRedacted = "mcp.response_redacted"
 	// EventTailRepaired is written by the log itself when it found bytes
 	// after the last acknowledged record (a writer died mid-batch) and
 	// adopted or removed them.

@@ -16,6 +16,7 @@ import (
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/connectors"
 	"github.com/tameflare/tf/httpproxy"
+	"github.com/tameflare/tf/keyring"
 	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
 )
@@ -44,7 +45,8 @@ func (g *Gateway) mcpVerdict(v *httpproxy.Verdict, req *connectors.Request, acti
 		hide = mcp.PolicyHider(p, g.Mode(), server)
 	}
 	var endpoint atomic.Pointer[url.URL]
-	a := mcp.Answers{Hide: hide, OnResult: out.isError, ServerRequest: g.serverRequests(req, actions, endpoint.Load), Pin: g.pinner(p, server)}
+	a := mcp.Answers{Hide: hide, OnResult: out.isError, ServerRequest: g.serverRequests(req, actions, endpoint.Load), Pin: g.pinner(p, server),
+		Inspect: g.inspector(p, server, actions[0].Request, out.session())}
 	switch req.HTTP.Method {
 	case http.MethodGet:
 		a.Shape = true
@@ -272,6 +274,85 @@ func (g *Gateway) pinner(p *rules.Policy, server string) mcp.Pinner {
 	}
 }
 
+// resultMethod names the action of the answer to a tool call or a
+// resource read: mcp.<server>.@result.
+const resultMethod = "result"
+
+// inspector returns what reads the answers to the tool calls and resource
+// reads of server under p, before the client does: managed secrets in
+// them are redacted (an mcp.response_redacted event records it), and when
+// a rule of p can match mcp.<server>.@result, each answer is decided as
+// that action (resource tool or uri, params text and is_error) and, when
+// refused, replaced by the refusal. nil when there is nothing to look for.
+func (g *Gateway) inspector(p *rules.Policy, server string, reqInfo rules.Request, session string) mcp.Inspector {
+	var red *keyring.Redactor
+	if g.secrets != nil {
+		red = g.secrets.Redactor()
+	}
+	typ := mcp.MethodType(server, resultMethod)
+	resultRules := false
+	for _, r := range p.Rules {
+		for _, gl := range r.Actions {
+			if rules.GlobMatch(gl, typ) {
+				resultRules = true
+			}
+		}
+	}
+	if red == nil && !resultRules {
+		return nil
+	}
+	return func(call mcp.Call, id, result, msg []byte) []byte {
+		out := msg
+		if red != nil {
+			if o, changed := mcp.RedactMessage(out, red.Mentions, red.Redact); changed {
+				out = o
+				_ = g.log.Event(context.Background(), g.name, audit.EventMCPResponseRedacted, map[string]any{
+					"server": server, "method": call.Method, "name": red.Redact(call.Name), "id": string(id)})
+			}
+		}
+		if !resultRules {
+			return out
+		}
+		isErr, _ := mcp.ResultIsError(result)
+		a := rules.Action{Connector: "mcp", Type: typ, Request: reqInfo,
+			Resource: map[string]string{"server": server, "method": call.Method, "from": "server"},
+			Params:   map[string]any{"text": mcp.ResultText(result), "is_error": isErr}}
+		if call.Method == "tools/call" {
+			a.Resource["tool"] = call.Name
+		} else {
+			a.Resource["uri"] = call.Name
+		}
+		ref := &audit.MCP{Session: session, ID: string(id)}
+		ctx := context.Background()
+		r := g.decideAll(ctx, []rules.Action{a}, nil, []*audit.MCP{ref}, nil)
+		dec := r.decisions[0]
+		switch {
+		case r.recordErr != nil:
+			dec = rules.Decision{Effect: rules.Deny, Reason: "tf could not write the audit log: " + r.recordErr.Error()}
+		case dec.Default && !dec.KillSwitch:
+			// No rule is about this result: it is not tf's to refuse.
+			dec.Effect = rules.Allow
+		case dec.Effect == rules.RequireApproval:
+			dec = g.hold(ctx, r.id, r.actions, r.decisions, 0)
+		}
+		if dec.Effect == rules.Allow {
+			g.recordOutcome(r.id, httpproxy.Outcome{Status: http.StatusOK}, ref)
+			return out
+		}
+		g.recordOutcome(r.id, httpproxy.Outcome{Status: http.StatusForbidden}, ref)
+		refusal := mcp.Refusal{Type: typ, Rule: dec.Rule, Reason: dec.Reason, Effect: dec.Effect, KillSwitch: dec.KillSwitch, RequestID: r.id}
+		if call.Method == "tools/call" {
+			return mcp.RefuseCall(id, refusal)
+		}
+		return mcp.RefuseRequest(id, refusal)
+	}
+}
+
+// InspectResults is the stdio relay's inspector.
+func (m *mcpGovernor) InspectResults() mcp.Inspector {
+	return m.g.inspector(m.g.policy.Load(), m.server, stdioRequest, "")
+}
+
 // PinTools is the stdio relay's pinner.
 func (m *mcpGovernor) PinTools() mcp.Pinner { return m.g.pinner(m.g.policy.Load(), m.server) }
 
@@ -387,6 +468,12 @@ func (o *outcome) isError(e bool) {
 	o.mu.Unlock()
 }
 
+func (o *outcome) session() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.ref.Session
+}
+
 func (o *outcome) get() *audit.MCP {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -416,8 +503,10 @@ func (g *Gateway) MCPGovernor(server string) mcp.Governor {
 }
 
 var (
-	_ mcp.BatchGovernor = (*mcpGovernor)(nil)
-	_ mcp.ParamsReader  = (*mcpGovernor)(nil)
+	_ mcp.BatchGovernor   = (*mcpGovernor)(nil)
+	_ mcp.ParamsReader    = (*mcpGovernor)(nil)
+	_ mcp.ToolPinner      = (*mcpGovernor)(nil)
+	_ mcp.ResultInspector = (*mcpGovernor)(nil)
 )
 
 type mcpGovernor struct {

@@ -235,14 +235,14 @@ type listFilter struct {
 	ids   map[string]ListKind
 	shape bool
 	hide  Hider
-	// calls holds the ids of tools/call (true) and resources/read
-	// requests whose answers are awaited; onResult hears each tool
-	// result's isError.
-	calls    map[string]bool
+	// calls holds the ids of tools/call and resources/read requests
+	// whose answers are awaited; onResult hears each tool result's
+	// isError.
+	calls    map[string]Call
 	onResult func(isError bool)
 	// inspect, when set, sees every answer to a request of calls (tool
 	// results, resource contents) and may replace it.
-	inspect func(msg []byte) []byte
+	inspect Inspector
 	// serverRequest, when set, decides each request the server sends the
 	// client in the stream; false drops it (the server was answered).
 	// The stream is then read to its end.
@@ -337,14 +337,14 @@ func (f *listFilter) filterOne(msg []byte) ([]byte, bool, error) {
 		return nil, false, nil // a notification from the server
 	}
 	key := idKey(id)
-	if tool, ok := f.calls[key]; ok {
+	if call, ok := f.calls[key]; ok {
 		delete(f.calls, key)
-		if f.onResult != nil && tool && result != nil {
+		if f.onResult != nil && call.Method == "tools/call" && result != nil {
 			e, _ := resultIsError(result) // absent is false
 			f.onResult(e)
 		}
-		if f.inspect != nil {
-			out := f.inspect(msg)
+		if f.inspect != nil && result != nil {
+			out := f.inspect(call, id, result, msg)
 			return out, !bytes.Equal(out, msg), nil
 		}
 		return nil, false, nil
@@ -469,9 +469,9 @@ func ResponseFilter(ids map[string]ListKind, hide Hider) func(*http.Response) er
 type Answers struct {
 	Lists    map[string]ListKind
 	Hide     Hider
-	Calls    map[string]bool
+	Calls    map[string]Call
 	OnResult func(isError bool)
-	Inspect  func(msg []byte) []byte
+	Inspect  Inspector
 	// Shape filters every list found in the stream (a GET stream).
 	Shape bool
 	// ServerRequest decides each request the server sends the client in
@@ -498,16 +498,40 @@ func (a Answers) Hook() func(*http.Response) error {
 	return f.response
 }
 
-// CallIDs returns the keys of the ids of the tools/call (true) and
-// resources/read (false) requests among msgs.
-func CallIDs(msgs []Message) map[string]bool {
-	var ids map[string]bool
+// A Call is a request whose answer tf reads: a tools/call (Name is the
+// tool) or a resources/read (Name is the uri).
+type Call struct {
+	Method, Name string
+}
+
+// An Inspector sees the answer msg (its id and result, raw) to call and
+// returns what the client gets instead: msg itself, or a replacement.
+type Inspector func(call Call, id, result, msg []byte) []byte
+
+// callOf returns the Call of m, ok false when m is no call tf reads.
+func callOf(m *Message) (Call, bool) {
+	if m.Kind != Request || (m.Method != "tools/call" && m.Method != "resources/read") {
+		return Call{}, false
+	}
+	key := "name"
+	if m.Method == "resources/read" {
+		key = "uri"
+	}
+	p, _ := m.paramsObject(key)
+	name, _ := p[key].(string)
+	return Call{Method: m.Method, Name: name}, true
+}
+
+// CallIDs returns the tools/call and resources/read requests among msgs
+// by the keys of their ids.
+func CallIDs(msgs []Message) map[string]Call {
+	var ids map[string]Call
 	for i := range msgs {
-		if m := &msgs[i]; m.Kind == Request && (m.Method == "tools/call" || m.Method == "resources/read") {
+		if c, ok := callOf(&msgs[i]); ok {
 			if ids == nil {
-				ids = map[string]bool{}
+				ids = map[string]Call{}
 			}
-			ids[idKey(m.ID)] = m.Method == "tools/call"
+			ids[idKey(msgs[i].ID)] = c
 		}
 	}
 	return ids

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -89,13 +90,22 @@ func startGoServer(t *testing.T, policySrc string) *goFixture {
 				f.mu.Lock()
 				f.calls = append(f.calls, name)
 				f.mu.Unlock()
-				if name == "fail" {
+				switch name {
+				case "fail":
 					return mcpgo.NewToolResultError("it failed"), nil
+				case "leak":
+					// A server that hands back the credential tf gave it.
+					return mcpgo.NewToolResultText("the token is " + os.Getenv("TF_SECRET_DOCS_TOKEN")), nil
+				case "leak-escaped":
+					// Go escapes < as \u003c: the message has escapes.
+					return mcpgo.NewToolResultText("<token>" + os.Getenv("TF_SECRET_DOCS_TOKEN") + "</token>"), nil
+				case "key":
+					return mcpgo.NewToolResultText("here: -----BEGIN PRIVATE KEY-----\nMIIEvQ...\n-----END PRIVATE KEY-----"), nil
 				}
 				return mcpgo.NewToolResultText(name + " ran: " + req.GetString("text", "")), nil
 			})
 	}
-	for _, n := range []string{"echo", "write_file", "delete", "exec", "ECHO", "x.@ping", "fail"} {
+	for _, n := range []string{"echo", "write_file", "delete", "exec", "ECHO", "x.@ping", "fail", "leak", "leak-escaped", "key"} {
 		tool(n)
 	}
 	cert, caPEM, err := testdata.ServerCert(fixtureHosts...)

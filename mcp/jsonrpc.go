@@ -428,6 +428,10 @@ func leadingID(b []byte) []byte {
 	}
 }
 
+// ResultIsError returns the isError member of a tool call's result (raw
+// JSON); ok is false when the result has none.
+func ResultIsError(result []byte) (isError, ok bool) { return resultIsError(result) }
+
 // resultIsError returns the isError member of a tool call's result (raw
 // JSON); ok is false when the result has none.
 func resultIsError(result []byte) (isError, ok bool) {

@@ -3,6 +3,7 @@ package mcp_test
 import (
 	"context"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -98,7 +99,7 @@ func TestLargeMessagesOverStdio(t *testing.T) {
 	}
 }
 
-// stdioHarness runs mcp-go's stdio server (tools echo and fail) behind a
+// stdioHarness runs mcp-go's stdio server (tools echo, fail, leak) behind a
 // relay governed by a real gateway, and returns mcp-go's stdio client of
 // it, initialized.
 func stdioHarness(t *testing.T, ctx context.Context, policy string) (*mcpclient.Client, *gateway.Gateway, string) {
@@ -120,6 +121,9 @@ func stdioHarness(t *testing.T, ctx context.Context, policy string) (*mcpclient.
 	})
 	s.AddTool(mcpgo.NewTool("fail"), func(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
 		return mcpgo.NewToolResultError("it failed"), nil
+	})
+	s.AddTool(mcpgo.NewTool("leak"), func(ctx context.Context, req mcpgo.CallToolRequest) (*mcpgo.CallToolResult, error) {
+		return mcpgo.NewToolResultText("<token>" + os.Getenv("TF_SECRET_DOCS_TOKEN") + "</token>"), nil
 	})
 	cin, cw := io.Pipe()  // client -> relay
 	cr, cout := io.Pipe() // relay -> client

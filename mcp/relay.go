@@ -38,6 +38,13 @@ type BatchGovernor interface {
 	DecideLines(ctx context.Context, lines []Line) []Ruling
 }
 
+// A ResultInspector is a Governor that reads tool results and resource
+// contents before the client does (see Inspector); InspectResults
+// returns nil when there is nothing to look for.
+type ResultInspector interface {
+	InspectResults() Inspector
+}
+
 // A ToolPinner is a Governor that pins the tools lists show (see
 // Pinner); PinTools returns nil when the policy pins nothing.
 type ToolPinner interface {
@@ -138,8 +145,9 @@ type pendingLine struct {
 	bytes   int
 	errText string
 	isError *bool
-	// calls holds the keys of the line's tools/call requests.
-	calls map[string]bool
+	// calls holds the line's tools/call and resources/read requests by
+	// the keys of their ids.
+	calls map[string]Call
 	// slot and cut are the line and the context that the kill switch
 	// ends, for cutting the line off while it awaits answers.
 	slot *slot
@@ -479,11 +487,11 @@ func (r *relay) forward(s *slot) {
 			if kind, ok := listMethods[m.Method]; ok {
 				r.lists[k] = kind
 			}
-			if m.Method == "tools/call" {
+			if c, ok := callOf(m); ok {
 				if p.calls == nil {
-					p.calls = map[string]bool{}
+					p.calls = map[string]Call{}
 				}
-				p.calls[k] = true
+				p.calls[k] = c
 			}
 		}
 	}
@@ -604,6 +612,11 @@ func (r *relay) fromServerLine(line []byte) ([]byte, bool) {
 		}
 	}
 	var lists map[string]ListKind
+	var calls map[string]Call
+	var inspect Inspector
+	if ri, ok := r.Governor.(ResultInspector); ok {
+		inspect = ri.InspectResults()
+	}
 	answered, dropped := 0, 0
 	var finished []*pendingLine
 	r.mu.Lock()
@@ -630,7 +643,13 @@ func (r *relay) fromServerLine(line []byte) ([]byte, bool) {
 		if m.Error != nil && p.errText == "" {
 			p.errText = string(m.Error)
 		}
-		if m.Result != nil && p.calls[k] {
+		if c, ok := p.calls[k]; ok && inspect != nil {
+			if calls == nil {
+				calls = map[string]Call{}
+			}
+			calls[k] = c
+		}
+		if m.Result != nil && p.calls[k].Method == "tools/call" {
 			e, _ := resultIsError(m.Result) // absent is false
 			if p.isError == nil || e {
 				p.isError = &e
@@ -653,13 +672,13 @@ func (r *relay) fromServerLine(line []byte) ([]byte, bool) {
 		// answered itself (a request cut off by the kill switch).
 		return nil, false
 	}
-	if lists != nil {
+	if lists != nil || calls != nil {
 		var pin Pinner
-		if p, ok := r.Governor.(ToolPinner); ok {
+		if p, ok := r.Governor.(ToolPinner); ok && lists != nil {
 			pin = p.PinTools()
 		}
-		if hide := r.Governor.HideItems(); hide != nil || pin != nil {
-			out, err := (&listFilter{ids: lists, hide: hide, pin: pin}).filterMessages(line)
+		if hide := r.Governor.HideItems(); hide != nil || pin != nil || calls != nil {
+			out, err := (&listFilter{ids: lists, hide: hide, pin: pin, calls: calls, inspect: inspect}).filterMessages(line)
 			if err != nil {
 				return ErrorMessage(nil, CodeRefused, "tf could not filter this list: "+err.Error(), nil), true
 			}
