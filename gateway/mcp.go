@@ -53,13 +53,10 @@ func (g *Gateway) mcpVerdict(v *httpproxy.Verdict, req *connectors.Request, acti
 		g.legacyStream(&a, req, server, &endpoint)
 	case http.MethodPost:
 		if (hide != nil || a.Pin != nil) && listing(actions) || calling(actions) {
-			msgs, err := mcp.ParseRequest(req)
-			if err != nil {
-				return // classified already; cannot happen
-			}
-			a.Calls = mcp.CallIDs(msgs)
+			lists, calls := mcp.ActionCalls(actions, out.ids)
+			a.Calls = calls
 			if hide != nil || a.Pin != nil {
-				a.Lists = mcp.ListIDs(msgs)
+				a.Lists = lists
 			}
 		}
 	default:
@@ -444,12 +441,21 @@ func idRefs(ids []string) []*audit.MCP {
 type outcome struct {
 	mu  sync.Mutex
 	ref audit.MCP
+	// ids are the JSON-RPC ids of the request's messages.
+	ids []string
 }
 
 // outcomeRef starts the outcome reference of a request whose actions have
 // refs: the session, and the id when it is one message.
 func outcomeRef(refs []*audit.MCP) *outcome {
 	o := &outcome{}
+	for _, r := range refs {
+		id := ""
+		if r != nil {
+			id = r.ID
+		}
+		o.ids = append(o.ids, id)
+	}
 	if len(refs) > 0 && refs[0] != nil {
 		o.ref.Session = refs[0].Session
 		if len(refs) == 1 {

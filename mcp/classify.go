@@ -474,10 +474,12 @@ func target(r *connectors.Request) (scheme, host, p string) {
 		host = r.HTTP.Host
 	}
 	host = stripDefaultPort(scheme, strings.ToLower(host))
-	if h, port, err := net.SplitHostPort(host); err == nil && strings.HasSuffix(h, ".") {
-		host = net.JoinHostPort(strings.TrimRight(h, "."), port)
-	} else {
-		host = strings.TrimRight(host, ".")
+	if strings.HasSuffix(host, ".") || strings.Contains(host, ".:") {
+		if h, port, err := net.SplitHostPort(host); err == nil {
+			host = net.JoinHostPort(strings.TrimRight(h, "."), port)
+		} else {
+			host = strings.TrimRight(host, ".")
+		}
 	}
 	return scheme, host, normalPath(r.HTTP.URL.Path)
 }
@@ -486,11 +488,31 @@ func target(r *connectors.Request) (scheme, host, p string) {
 // (Express, the TypeScript SDK's default) and that resolve dot segments
 // see it; a trailing slash is kept off.
 func normalPath(p string) string {
-	p = strings.ToLower(strings.ReplaceAll(p, "\\", "/"))
 	if p == "" || p == "/" {
 		return "/"
 	}
-	return path.Clean("/" + p)
+	if normalAlready(p) {
+		return p
+	}
+	return path.Clean("/" + strings.ToLower(strings.ReplaceAll(p, "\\", "/")))
+}
+
+// normalAlready reports a path that normalPath leaves as it is: absolute,
+// lower case, without a trailing slash, a backslash, repeated slashes or
+// a segment that starts with a dot.
+func normalAlready(p string) bool {
+	if p[0] != '/' || p[len(p)-1] == '/' {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case 'A' <= c && c <= 'Z', c == '\\':
+			return false
+		case c == '/' && i+1 < len(p) && (p[i+1] == '/' || p[i+1] == '.'):
+			return false
+		}
+	}
+	return true
 }
 
 func stripDefaultPort(scheme, host string) string {
@@ -511,15 +533,18 @@ func urlMatch(u, scheme, host, p string) bool {
 	if !ok {
 		return false
 	}
-	uhost, upath, _ := strings.Cut(rest, "/")
+	uhost, upath := rest, ""
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		uhost, upath = rest[:i], rest[i:]
+	}
 	if stripDefaultPort(scheme, uhost) != host {
 		return false
 	}
-	if upath == "" {
+	if upath == "" || upath == "/" {
 		return true
 	}
 	upath = normalPath(upath)
-	return p == upath || strings.HasPrefix(p, upath+"/")
+	return p == upath || len(p) > len(upath) && p[len(upath)] == '/' && strings.HasPrefix(p, upath)
 }
 
 // Sniff reports whether r is MCP: it goes to a listed server, carries an
@@ -755,17 +780,6 @@ func describe(m *Message) string {
 		return "a response"
 	}
 	return m.Method
-}
-
-// ParseRequest parses the messages of a POST the way Classify reads them
-// (its Content-Encoding undone).
-func ParseRequest(r *connectors.Request) ([]Message, error) {
-	body, err := decodedBody(r, false)
-	if err != nil {
-		return nil, err
-	}
-	msgs, _, err := Parse(body)
-	return msgs, err
 }
 
 // ServerRequestAction returns the action of a request the server sends

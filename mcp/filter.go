@@ -315,11 +315,12 @@ func filterMessages(body []byte, ids map[string]ListKind, hide Hider) ([]byte, e
 // filterOne filters msg when it answers a list request, and reads it
 // when it answers a call.
 func (f *listFilter) filterOne(msg []byte) ([]byte, bool, error) {
-	id, result, isRequest, ok := responseHead(msg)
+	h, ok := responseHead(msg)
+	id, result := h.id, h.result
 	if !ok {
 		return nil, false, fmt.Errorf("reading a JSON-RPC answer: not a JSON object")
 	}
-	if isRequest {
+	if h.isRequest {
 		if f.serverRequest == nil {
 			return nil, false, nil
 		}
@@ -340,8 +341,7 @@ func (f *listFilter) filterOne(msg []byte) ([]byte, bool, error) {
 	if call, ok := f.calls[key]; ok {
 		delete(f.calls, key)
 		if f.onResult != nil && call.Method == "tools/call" && result != nil {
-			e, _ := resultIsError(result) // absent is false
-			f.onResult(e)
+			f.onResult(h.isError) // absent is false
 		}
 		if f.inspect != nil && result != nil {
 			out := f.inspect(call, id, result, msg)
@@ -368,56 +368,109 @@ func (f *listFilter) filterOne(msg []byte) ([]byte, bool, error) {
 	return out, true, nil
 }
 
-// responseHead returns the id and result of msg when it is a response (id
-// nil otherwise), and whether it is a request (a method and an id); ok is
-// false when msg is not a JSON object.
-func responseHead(msg []byte) (id, result []byte, isRequest, ok bool) {
+// msgHead is what responseHead reads of a message.
+type msgHead struct {
+	id, result []byte // of a response; id nil otherwise
+	isRequest  bool
+	// isError is the result's isError member, false when it has none.
+	isError bool
+}
+
+// responseHead reads msg's top level, and its result's, in one pass; ok
+// is false when msg is not a JSON object.
+func responseHead(msg []byte) (h msgHead, ok bool) {
 	d := &decoder{b: msg}
 	if c, err := d.peek(); err != nil || c != '{' {
-		return nil, nil, false, false
+		return h, false
 	}
 	d.i++
 	if c, err := d.peek(); err != nil {
-		return nil, nil, false, false
+		return h, false
 	} else if c == '}' {
-		return nil, nil, false, true
+		return h, true
 	}
 	method := false
 	for {
 		k, err := d.key()
 		if err != nil {
-			return nil, nil, false, false
+			return h, false
 		}
-		v, err := d.skip()
+		var v []byte
+		if c, _ := d.peek(); k == "result" && c == '{' {
+			v, h.isError, err = d.resultObject()
+		} else {
+			v, err = d.skip()
+		}
 		if err != nil {
-			return nil, nil, false, false
+			return h, false
 		}
 		switch k {
 		case "id":
 			if string(v) != "null" {
-				id = v
+				h.id = v
 			}
 		case "result":
-			result = v
+			h.result = v
 		case "method":
 			method = true
 		}
 		c, err := d.peek()
 		if err != nil {
-			return nil, nil, false, false
+			return h, false
 		}
 		d.i++
 		if c == '}' {
 			break
 		}
 		if c != ',' {
-			return nil, nil, false, false
+			return h, false
 		}
 	}
 	if method {
-		return nil, nil, id != nil, true
+		return msgHead{isRequest: h.id != nil}, true
 	}
-	return id, result, false, true
+	return h, true
+}
+
+// resultObject skips the object at d.i, noting its isError member, and
+// returns its bytes.
+func (d *decoder) resultObject() (raw []byte, isError bool, err error) {
+	start := d.i
+	d.i++
+	d.depth++
+	defer func() { d.depth-- }()
+	c, err := d.peek()
+	if err != nil {
+		return nil, false, err
+	}
+	if c == '}' {
+		d.i++
+		return d.b[start:d.i], false, nil
+	}
+	for {
+		k, err := d.key()
+		if err != nil {
+			return nil, false, err
+		}
+		v, err := d.skip()
+		if err != nil {
+			return nil, false, err
+		}
+		if k == "isError" {
+			isError = string(v) == "true"
+		}
+		c, err := d.peek()
+		if err != nil {
+			return nil, false, err
+		}
+		d.i++
+		if c == '}' {
+			return d.b[start:d.i], isError, nil
+		}
+		if c != ',' {
+			return nil, false, d.errorf("want , or }")
+		}
+	}
 }
 
 // listShape returns the kind of list a result holds at its top level, 0
@@ -520,6 +573,39 @@ func callOf(m *Message) (Call, bool) {
 	p, _ := m.paramsObject(key)
 	name, _ := p[key].(string)
 	return Call{Method: m.Method, Name: name}, true
+}
+
+// ActionCalls returns what Answers needs of the messages of a POST from
+// their actions and JSON-RPC ids (as JSON, one per action, by
+// MessageIDs), without parsing the body again: its list requests and its
+// tool calls and resource reads, by the keys of their ids.
+func ActionCalls(actions []rules.Action, ids []string) (lists map[string]ListKind, calls map[string]Call) {
+	for i := range actions {
+		if i >= len(ids) || ids[i] == "" {
+			continue
+		}
+		method := actions[i].Resource["method"]
+		if k, ok := listMethods[method]; ok {
+			if lists == nil {
+				lists = map[string]ListKind{}
+			}
+			lists[idKey([]byte(ids[i]))] = k
+		}
+		var name string
+		switch method {
+		case "tools/call":
+			name = actions[i].Resource["tool"]
+		case "resources/read":
+			name = actions[i].Resource["uri"]
+		default:
+			continue
+		}
+		if calls == nil {
+			calls = map[string]Call{}
+		}
+		calls[idKey([]byte(ids[i]))] = Call{Method: method, Name: name}
+	}
+	return lists, calls
 }
 
 // CallIDs returns the tools/call and resources/read requests among msgs

@@ -1,0 +1,77 @@
+package mcp
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/tameflare/tf/keyring"
+)
+
+// toolList10KB is a tools/list answer of about 10 KB: twenty tools with
+// descriptions and input schemas.
+func toolList10KB() []byte {
+	var tools []string
+	for i := 0; i < 20; i++ {
+		tools = append(tools, fmt.Sprintf(`{"name":"tool_%d","description":"%s","inputSchema":{"type":"object","properties":{"path":{"type":"string","description":"the file"},"mode":{"type":"integer"}},"required":["path"]}}`,
+			i, strings.Repeat("Reads a file and returns it. ", 12)))
+	}
+	return []byte(`{"jsonrpc":"2.0","id":7,"result":{"tools":[` + strings.Join(tools, ",") + `]}}`)
+}
+
+// toolResult10KB is the answer to a tools/call of about 10 KB of text.
+func toolResult10KB() []byte {
+	text := strings.Repeat(`package main\n\nfunc main() { println(\"hello, world\") }\n`, 170)
+	return []byte(`{"jsonrpc":"2.0","id":42,"result":{"content":[{"type":"text","text":"` + text + `"}],"isError":false}}`)
+}
+
+// Pinning a tools/list answer of 10 KB: the digests of its tools and the
+// look at the pins on disk (a stat), over what filtering the list costs
+// anyway. The difference of the two sub-benchmarks is pinning's cost.
+func BenchmarkPinToolList10KB(b *testing.B) {
+	msg := toolList10KB()
+	hide := func(ListKind, string) bool { return false }
+	store := OpenPins(b.TempDir(), nil)
+	pin := func(tools []ToolDigest) map[string]bool {
+		changed, _, err := store.Observe("docs", tools)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return changed
+	}
+	b.Run("filter", func(b *testing.B) {
+		b.SetBytes(int64(len(msg)))
+		for b.Loop() {
+			if _, _, err := filterList(msg, ToolList, hide, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("filter+pin", func(b *testing.B) {
+		b.SetBytes(int64(len(msg)))
+		for b.Loop() {
+			if _, _, err := filterList(msg, ToolList, hide, pin); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// Inspecting the answer to a tools/call of 10 KB as the gateway does with
+// a managed secret: finding the answer by its id, reading its isError,
+// and searching it for every form of the secret (none is there).
+func BenchmarkInspectResult10KB(b *testing.B) {
+	msg := toolResult10KB()
+	red := keyring.NewRedactor("s3cret-docs-token-0123456789")
+	inspect := func(call Call, id, result, msg []byte) []byte {
+		out, _ := RedactMessage(msg, red.Mentions, red.Redact)
+		return out
+	}
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		f := &listFilter{calls: map[string]Call{"n:42": {Method: "tools/call", Name: "read"}}, inspect: inspect, onResult: func(bool) {}}
+		if _, _, err := f.filterOne(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
