@@ -14,8 +14,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/gofrs/flock"
 
 	"github.com/tameflare/tf/approval"
 	"github.com/tameflare/tf/killswitch"
@@ -49,7 +50,7 @@ type Listener struct {
 	net.Listener
 	path     string
 	shortDir string // set when the socket lives elsewhere, behind a symlink
-	lock     *os.File
+	lock     *flock.Flock
 }
 
 // Listen claims the name in home and listens on its socket (mode 0600 in a
@@ -67,18 +68,14 @@ func Listen(home, name string) (*Listener, error) {
 		return nil, fmt.Errorf("securing %s: %w", dir, err)
 	}
 	path := SocketPath(home, name)
-	lock, err := os.OpenFile(strings.TrimSuffix(path, ".sock")+".lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening gateway lock: %w", err)
-	}
+	lock := flock.New(strings.TrimSuffix(path, ".sock")+".lock", flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(0o600))
 	// The lock lives as long as the process holds it: a gateway that died
 	// leaves its socket behind but not its lock.
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: another running gateway is named %q (tf run --name picks another)", ErrNameTaken, name)
-		}
+	switch ok, err := lock.TryLock(); {
+	case err != nil:
 		return nil, fmt.Errorf("locking gateway name: %w", err)
+	case !ok:
+		return nil, fmt.Errorf("%w: another running gateway is named %q (tf run --name picks another)", ErrNameTaken, name)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		lock.Close()
@@ -89,16 +86,14 @@ func Listen(home, name string) (*Listener, error) {
 	if len(path) > maxSocketPath {
 		// Too long for sun_path: bind in a private short directory and
 		// leave a symlink where clients look; they resolve it (Dial).
+		var err error
 		if l.shortDir, err = os.MkdirTemp("", "tf-admin-"); err != nil {
 			lock.Close()
 			return nil, fmt.Errorf("creating a short socket directory: %w", err)
 		}
 		bind = filepath.Join(l.shortDir, "s")
 	}
-	// The umask makes the socket 0600 from its creation, not after.
-	old := syscall.Umask(0o177)
-	ln, err := net.Listen("unix", bind)
-	syscall.Umask(old)
+	ln, err := listenPrivate(bind)
 	if err == nil && bind != path {
 		err = os.Symlink(bind, path)
 	}
@@ -160,6 +155,9 @@ type Status struct {
 	Mode     string           `json:"mode"`
 	Pending  int              `json:"pending"`
 	Kill     killswitch.State `json:"kill_switch"`
+	// Isolated says whether the agent runs in tf's sandbox; without it,
+	// governance is advisory: the agent could bypass tf.
+	Isolated bool `json:"isolated"`
 	// Slack is the address of the Slack interactivity endpoint this
 	// gateway serves, if any.
 	Slack string `json:"slack,omitempty"`

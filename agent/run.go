@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"syscall"
 )
 
@@ -32,7 +33,7 @@ func Run(ctx context.Context, argv []string, env []string) (int, error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGWINCH)
+	signal.Notify(sigs, append(terminalSignals[:len(terminalSignals):len(terminalSignals)], forwardSignals...)...)
 	defer signal.Stop(sigs)
 
 	if err := cmd.Start(); err != nil {
@@ -45,15 +46,13 @@ func Run(ctx context.Context, argv []string, env []string) (int, error) {
 		case err := <-done:
 			return ExitCode(err)
 		case s := <-sigs:
-			switch s {
-			case syscall.SIGINT, syscall.SIGQUIT, syscall.SIGWINCH:
-				// Sent by the terminal to the whole process group: the
-				// child has it already.
-			default:
+			// Signals from the terminal go to the whole process group:
+			// the child has them already.
+			if !slices.Contains(terminalSignals, s) {
 				_ = cmd.Process.Signal(s)
 			}
 		case <-ctx.Done():
-			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_ = cmd.Process.Signal(stopSignal)
 			ctx = context.Background() // signal once, then wait
 		}
 	}

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -132,10 +131,10 @@ func Open(dir string, opts Options) (*Log, error) {
 
 // init creates the head file of a new log and adopts the current tail.
 func (l *Log) init() error {
-	if err := flock(l.lockF, syscall.LOCK_EX); err != nil {
+	if err := lockFile(l.lockF); err != nil {
 		return err
 	}
-	defer flock(l.lockF, syscall.LOCK_UN)
+	defer unlockFile(l.lockF)
 	path := filepath.Join(l.dir, headName)
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		segs, err := listSegments(l.dir)
@@ -373,11 +372,11 @@ func (l *Log) run() {
 }
 
 func (l *Log) commit(batch []*request) error {
-	if err := flock(l.lockF, syscall.LOCK_EX); err != nil {
+	if err := lockFile(l.lockF); err != nil {
 		return err
 	}
 	err := l.commitLocked(batch)
-	return errors.Join(err, flock(l.lockF, syscall.LOCK_UN))
+	return errors.Join(err, unlockFile(l.lockF))
 }
 
 // commitLocked writes a batch while holding the lock: adopt what other
@@ -711,26 +710,4 @@ func compressSegment(dir string, n uint64) error {
 		return fmt.Errorf("removing compressed audit segment: %w", err)
 	}
 	return nil
-}
-
-func flock(f *os.File, how int) error {
-	for {
-		err := syscall.Flock(int(f.Fd()), how)
-		if !errors.Is(err, syscall.EINTR) {
-			if err != nil {
-				return fmt.Errorf("locking audit log: %w", err)
-			}
-			return nil
-		}
-	}
-}
-
-// datasync is fdatasync: the data and the size, without other metadata.
-func datasync(f *os.File) error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if !errors.Is(err, syscall.EINTR) {
-			return err
-		}
-	}
 }

@@ -51,6 +51,9 @@ type Config struct {
 	Connectors *connectors.Registry
 	// Listen is the proxy's address; empty means 127.0.0.1 on a random port.
 	Listen string
+	// Isolated says the agent runs in tf's sandbox (tf run's default);
+	// status, the dashboard and the audit log say so when it does not.
+	Isolated bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Approvals configures the approval channels; nil means the
@@ -78,8 +81,14 @@ type Gateway struct {
 	// killSwitch is consulted before every rule; nil never refuses.
 	killSwitch rules.KillSwitch
 	served     chan error
-	closing    sync.Once
-	closeErr   error
+	isolated   bool
+	home       string
+	// agentSrv serves the agent API to a sandboxed agent, and handoff
+	// takes its proxy listener, if any.
+	agentSrv *http.Server
+	handoff  net.Listener
+	closing  sync.Once
+	closeErr error
 	// op is the operator controls: kill switch, approvals, admin API.
 	op operator
 	// mcpConn is the MCP connector of the default registry (nil with
@@ -105,7 +114,7 @@ func Start(cfg Config) (*Gateway, error) {
 	default:
 		return nil, fmt.Errorf("mode %q: want enforce or monitor", cfg.Mode)
 	}
-	g := &Gateway{name: cfg.Name, conns: cfg.Connectors, mode: cfg.Mode, now: cfg.Now, served: make(chan error, 1)}
+	g := &Gateway{name: cfg.Name, conns: cfg.Connectors, mode: cfg.Mode, now: cfg.Now, served: make(chan error, 1), isolated: cfg.Isolated, home: cfg.Home}
 	if g.name == "" {
 		g.name = "default"
 	}
@@ -184,7 +193,7 @@ func Start(cfg Config) (*Gateway, error) {
 	p := g.policy.Load()
 	_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStarted, map[string]any{
 		"proxy": g.listener.Addr().String(), "pid": os.Getpid(), "revision": p.Revision,
-		"policy": p.Source, "mode": string(g.Mode()),
+		"policy": p.Source, "mode": string(g.Mode()), "isolated": g.isolated,
 	})
 	return g, nil
 }
@@ -200,6 +209,13 @@ func matchHost(patterns []string, host string) bool {
 	}
 	return false
 }
+
+// NotIsolated is what tf says of a gateway whose agent runs outside the
+// sandbox.
+const NotIsolated = "not isolated: the agent runs outside tf's sandbox and could bypass tf (connect directly, disarm the kill switch, rewrite the audit log); governance is advisory"
+
+// Isolated says whether the agent runs in tf's sandbox.
+func (g *Gateway) Isolated() bool { return g.isolated }
 
 // Name is the gateway's name.
 func (g *Gateway) Name() string { return g.name }
@@ -247,12 +263,42 @@ func (g *Gateway) Close() error {
 			}
 		}
 		err = errors.Join(err, g.proxy.Close())
+		if g.agentSrv != nil {
+			_ = g.agentSrv.Close()
+		}
+		if g.handoff != nil {
+			_ = g.handoff.Close()
+		}
 		g.stopOperator()
 		if serr := <-g.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
 		}
 		_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStopped, nil)
 		g.closeErr = errors.Join(err, g.log.Close())
+		if g.closeErr == nil {
+			g.closeErr = g.checkpoint()
+		}
 	})
 	return g.closeErr
+}
+
+// checkpoint signs the end of the log as the gateway stops, when the user
+// has checkpoints (a checkpoint file, or the key in the environment). It
+// never prompts: a keyring that needs a passphrase tf does not have is
+// left alone, and the next tf audit checkpoint covers these records.
+func (g *Gateway) checkpoint() error {
+	file := audit.CheckpointPath(g.home)
+	_, statErr := os.Stat(file)
+	if _, env := os.LookupEnv(keyring.EnvName(keyring.CheckpointKeyName)); statErr != nil && !env {
+		return nil
+	}
+	key, err := keyring.CheckpointKey(keyring.Options{Passphrase: keyring.EnvPassphraseOnly}, false)
+	if err != nil {
+		return nil
+	}
+	cp, err := audit.NewCheckpoint(audit.Dir(g.home), key, g.now())
+	if err != nil {
+		return err
+	}
+	return audit.AppendCheckpoint(file, cp)
 }

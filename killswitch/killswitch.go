@@ -14,8 +14,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/gofrs/flock"
 
 	"github.com/tameflare/tf/audit"
 )
@@ -251,26 +252,33 @@ func update(home string, edit func(*State) bool) (State, error) {
 	return st, write(home, st)
 }
 
-// lock serializes writers of the file across processes.
+// LockWait bounds how long a writer waits for another writer of the
+// file. A kill must not hang: a process that holds the lock (by accident
+// or to stall the operator) gets an error after this, not a stuck tf kill.
+var LockWait = 2 * time.Second
+
+// ErrLockHeld is returned when the lock stays held for LockWait.
+var ErrLockHeld = errors.New("the kill switch lock is held by another process")
+
+// lock serializes writers of the file across processes, waiting at most
+// LockWait.
 func lock(home string) (func(), error) {
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, fmt.Errorf("creating state directory: %w", err)
 	}
-	f, err := os.OpenFile(Path(home)+".lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening kill switch lock: %w", err)
-	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
+	path := Path(home) + ".lock"
+	fl := flock.New(path, flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(0o600))
+	ctx, cancel := context.WithTimeout(context.Background(), LockWait)
+	defer cancel()
+	ok, err := fl.TryLockContext(ctx, 10*time.Millisecond)
+	switch {
+	case ok:
+		return func() { _ = fl.Close() }, nil
+	case err == nil || errors.Is(err, context.DeadlineExceeded):
+		return nil, fmt.Errorf("%w (%s) for %v; find it with: fuser %s", ErrLockHeld, path, LockWait, path)
+	default:
 		return nil, fmt.Errorf("locking kill switch: %w", err)
 	}
-	return func() { f.Close() }, nil
 }
 
 // write replaces the file atomically: a temporary file, fsync, rename,

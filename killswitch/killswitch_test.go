@@ -2,11 +2,13 @@ package killswitch
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gofrs/flock"
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/rules"
 )
@@ -217,4 +219,35 @@ func BenchmarkPickup(b *testing.B) {
 	}
 	b.ReportMetric(float64(total.Microseconds())/float64(n)/1000, "ms-mean")
 	b.ReportMetric(float64(worst.Microseconds())/1000, "ms-max")
+}
+
+// A process that holds the lock (an agent trying to stall the operator)
+// makes tf kill fail with a clear error after LockWait, never hang.
+func TestLockHeldFailsInBoundedTime(t *testing.T) {
+	home := t.TempDir()
+	holder := flock.New(Path(home) + ".lock")
+	if err := holder.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	old := LockWait
+	LockWait = 100 * time.Millisecond
+	defer func() { LockWait = old }()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Activate(context.Background(), home, Switch{Scope: Scope{All: true}, By: "op"})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrLockHeld) {
+			t.Fatalf("got %v, want ErrLockHeld", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Activate hung behind a held lock")
+	}
+	holder.Unlock()
+	if _, err := Activate(context.Background(), home, Switch{Scope: Scope{All: true}, By: "op"}); err != nil {
+		t.Fatalf("after release: %v", err)
+	}
 }

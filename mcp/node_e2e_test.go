@@ -10,11 +10,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"testing/fstest"
 	"time"
 
+	"github.com/tameflare/tf/agent"
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/gateway"
 	"github.com/tameflare/tf/rules"
@@ -147,7 +147,7 @@ func startEverythingMode(t *testing.T, mode string) string {
 	port := freePort(t)
 	cmd := exec.Command(node, filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), mode)
 	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	agent.SetOwnGroup(cmd)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -156,7 +156,7 @@ func startEverythingMode(t *testing.T, mode string) string {
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		agent.StopGroup(cmd.Process, true)
 		<-exited
 	})
 	addr := "127.0.0.1:" + strconv.Itoa(port)

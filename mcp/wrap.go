@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"syscall"
 	"time"
 )
 
@@ -66,7 +65,7 @@ func Wrap(ctx context.Context, o WrapOptions) (int, error) {
 	cmd.Stderr = o.Stderr
 	// Its own process group: a Ctrl-C meant for the client's terminal is
 	// not the server's, and tf ends it in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	agent.SetOwnGroup(cmd)
 	// Plain pipes rather than StdinPipe/StdoutPipe: Wait closes those as
 	// soon as the child exits, which can lose its last lines unread.
 	inR, in, err := os.Pipe()
@@ -110,7 +109,7 @@ func Wrap(ctx context.Context, o WrapOptions) (int, error) {
 		// ctx ending stops the server, which ends the relay.
 		<-rctx.Done()
 		if ctx.Err() != nil {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+			_ = agent.StopGroup(cmd.Process, false)
 		}
 	}()
 	relay := &Relay{Server: o.Server, Governor: o.Governor, ClientIn: o.Stdin, ClientOut: o.Stdout, ServerIn: in, ServerOut: out}
@@ -133,12 +132,12 @@ func reap(cmd *exec.Cmd, exited chan error, grace time.Duration) error {
 		return err
 	case <-time.After(grace):
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	_ = agent.StopGroup(cmd.Process, false)
 	select {
 	case err := <-exited:
 		return err
 	case <-time.After(grace):
 	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	_ = agent.StopGroup(cmd.Process, true)
 	return <-exited
 }

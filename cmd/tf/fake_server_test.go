@@ -11,10 +11,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tameflare/tf/agent"
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/testdata"
 )
@@ -124,8 +124,8 @@ func startTF(t *testing.T, dir, home string, env []string, args ...string) *tfPr
 		}
 	}
 	cmd.Env = append(append(base, "TF_HOME="+home), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	agent.SetOwnGroup(cmd)
+	cmd.Cancel = func() error { return agent.StopGroup(cmd.Process, true) }
 	cmd.WaitDelay = 5 * time.Second
 	cmd.Stdout, cmd.Stderr = &p.out, &p.errb
 	p.cmd = cmd

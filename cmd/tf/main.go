@@ -7,6 +7,8 @@ import (
 	"sort"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/tameflare/tf/keyring"
 )
 
 // commands collects the top-level commands; each command's file adds its
@@ -46,6 +48,12 @@ func exitErr(_ *cli.Context, err error) {
 }
 
 func main() {
+	// First: tf's process must not hold readable secrets by the time any
+	// other process starts.
+	if err := keyring.SealProcess(); err != nil {
+		fmt.Fprintln(os.Stderr, "tf:", err)
+		os.Exit(1)
+	}
 	if err := newApp().Run(os.Args); err != nil {
 		exitErr(nil, err)
 	}
