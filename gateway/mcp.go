@@ -298,10 +298,10 @@ func (g *Gateway) inspector(p *rules.Policy, server string, reqInfo rules.Reques
 	if red == nil && !resultRules {
 		return nil
 	}
-	return func(call mcp.Call, id, result, msg []byte) []byte {
-		out := msg
+	return func(ans mcp.Reply) []byte {
+		call, id, result, out := ans.Call, ans.ID, ans.Result, ans.Msg
 		if red != nil {
-			if o, changed := mcp.RedactMessage(out, red.Mentions, red.Redact); changed {
+			if o, changed := mcp.RedactReply(ans, red.Mentions, red.Redact); changed {
 				out = o
 				_ = g.log.Event(context.Background(), g.name, audit.EventMCPResponseRedacted, map[string]any{
 					"server": server, "method": call.Method, "name": red.Redact(call.Name), "id": string(id)})

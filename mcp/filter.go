@@ -344,7 +344,7 @@ func (f *listFilter) filterOne(msg []byte) ([]byte, bool, error) {
 			f.onResult(h.isError) // absent is false
 		}
 		if f.inspect != nil && result != nil {
-			out := f.inspect(call, id, result, msg)
+			out := f.inspect(Reply{Call: call, ID: id, Result: result, Msg: msg, Spelt: h.spelt})
 			return out, !bytes.Equal(out, msg), nil
 		}
 		return nil, false, nil
@@ -372,6 +372,7 @@ func (f *listFilter) filterOne(msg []byte) ([]byte, bool, error) {
 type msgHead struct {
 	id, result []byte // of a response; id nil otherwise
 	isRequest  bool
+	spelt      bool // a string holds a \u or \/ escape
 	// isError is the result's isError member, false when it has none.
 	isError bool
 }
@@ -429,6 +430,7 @@ func responseHead(msg []byte) (h msgHead, ok bool) {
 	if method {
 		return msgHead{isRequest: h.id != nil}, true
 	}
+	h.spelt = d.spelt
 	return h, true
 }
 
@@ -557,9 +559,17 @@ type Call struct {
 	Method, Name string
 }
 
-// An Inspector sees the answer msg (its id and result, raw) to call and
-// returns what the client gets instead: msg itself, or a replacement.
-type Inspector func(call Call, id, result, msg []byte) []byte
+// A Reply is the answer to a Call: its id, result and the whole message
+// (raw JSON); Spelt says that a string in it holds a \u or \/ escape.
+type Reply struct {
+	Call            Call
+	ID, Result, Msg []byte
+	Spelt           bool
+}
+
+// An Inspector sees an answer and returns what the client gets instead:
+// its message itself, or a replacement.
+type Inspector func(a Reply) []byte
 
 // callOf returns the Call of m, ok false when m is no call tf reads.
 func callOf(m *Message) (Call, bool) {

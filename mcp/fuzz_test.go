@@ -182,6 +182,9 @@ func FuzzAnswerReaders(f *testing.F) {
 				t.Fatalf("id %s, encoding/json %s", h.id, m.ID)
 			}
 		}
+		if h.spelt && !bytes.Contains(b, []byte(`\u`)) && !bytes.Contains(b, []byte(`\/`)) {
+			t.Fatalf("%s: a \\u or \\/ escape where there is none", b)
+		}
 		if id := leadingID(b); id != nil && !json.Valid(id) {
 			t.Fatalf("leadingID %q", id)
 		}

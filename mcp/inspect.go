@@ -13,10 +13,21 @@ import (
 // the server spelt with \u escapes (which a byte search would miss) is
 // found by decoding the message's strings.
 func RedactMessage(msg []byte, mentions func(string) bool, redact func(string) string) ([]byte, bool) {
+	return redactMessage(msg, bytes.Contains(msg, []byte(`\u`)) || bytes.Contains(msg, []byte(`\/`)), mentions, redact)
+}
+
+// RedactReply is RedactMessage of a reply, whose reading found its
+// escapes already.
+func RedactReply(a Reply, mentions func(string) bool, redact func(string) string) ([]byte, bool) {
+	return redactMessage(a.Msg, a.Spelt, mentions, redact)
+}
+
+// redactMessage is RedactMessage; escaped says that msg holds a \u or \/
+// escape.
+func redactMessage(msg []byte, escaped bool, mentions func(string) bool, redact func(string) string) ([]byte, bool) {
 	if len(msg) == 0 {
 		return msg, false
 	}
-	escaped := bytes.Contains(msg, []byte(`\u`)) || bytes.Contains(msg, []byte(`\/`))
 	// The string shares msg's bytes for the length of the search only.
 	if !escaped {
 		if !mentions(unsafe.String(&msg[0], len(msg))) {

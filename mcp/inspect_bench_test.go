@@ -2,8 +2,10 @@ package mcp
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tameflare/tf/keyring"
 )
@@ -41,20 +43,48 @@ func BenchmarkPinToolList10KB(b *testing.B) {
 	}
 	b.Run("filter", func(b *testing.B) {
 		b.SetBytes(int64(len(msg)))
-		for b.Loop() {
+		medianOf(b, func() {
 			if _, _, err := filterList(msg, ToolList, hide, nil); err != nil {
 				b.Fatal(err)
 			}
-		}
+		})
 	})
 	b.Run("filter+pin", func(b *testing.B) {
 		b.SetBytes(int64(len(msg)))
-		for b.Loop() {
+		medianOf(b, func() {
 			if _, _, err := filterList(msg, ToolList, hide, pin); err != nil {
 				b.Fatal(err)
 			}
-		}
+		})
 	})
+	// What pinning adds: the digests and the look at the pins.
+	b.Run("pin-only", func(b *testing.B) {
+		digests := make([]ToolDigest, 20)
+		b.SetBytes(int64(len(msg)))
+		medianOf(b, func() {
+			for i := range digests {
+				digests[i] = ToolDigest{Name: fmt.Sprintf("tool_%d", i), Digest: toolDigest("tool", msg[:400], msg[400:500])}
+			}
+			pin(digests)
+		})
+	})
+}
+
+// medianOf runs f b.N times and reports the median time of one run
+// besides the mean: the median is what a run costs when the machine is
+// not busy elsewhere (a shared machine preempts some runs for long).
+func medianOf(b *testing.B, f func()) {
+	b.ReportAllocs()
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		f()
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "median-ns")
 }
 
 // Inspecting the answer to a tools/call of 10 KB as the gateway does with
@@ -63,15 +93,17 @@ func BenchmarkPinToolList10KB(b *testing.B) {
 func BenchmarkInspectResult10KB(b *testing.B) {
 	msg := toolResult10KB()
 	red := keyring.NewRedactor("s3cret-docs-token-0123456789")
-	inspect := func(call Call, id, result, msg []byte) []byte {
-		out, _ := RedactMessage(msg, red.Mentions, red.Redact)
+	inspect := func(a Reply) []byte {
+		out, _ := RedactReply(a, red.Mentions, red.Redact)
 		return out
 	}
+	calls := map[string]Call{}
 	b.SetBytes(int64(len(msg)))
-	for b.Loop() {
-		f := &listFilter{calls: map[string]Call{"n:42": {Method: "tools/call", Name: "read"}}, inspect: inspect, onResult: func(bool) {}}
+	medianOf(b, func() {
+		calls["n:42"] = Call{Method: "tools/call", Name: "read"}
+		f := &listFilter{calls: calls, inspect: inspect, onResult: func(bool) {}}
 		if _, _, err := f.filterOne(msg); err != nil {
 			b.Fatal(err)
 		}
-	}
+	})
 }
