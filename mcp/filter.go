@@ -196,7 +196,7 @@ func filterList(msg []byte, kind ListKind, hide Hider, pin Pinner) ([]byte, int,
 			return nil, 0, fmt.Errorf("an item of the %s of a list result has no %s", f.member, f.key)
 		}
 		if pin != nil && kind == ToolList {
-			digests = append(digests, ToolDigest{Name: names[i], Digest: toolDigest(names[i], item["description"], item["inputSchema"])})
+			digests = append(digests, ToolDigest{Name: names[i], Digest: itemDigest(t, names[i], item["description"], item["inputSchema"])})
 		}
 	}
 	var pinned map[string]bool

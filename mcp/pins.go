@@ -29,6 +29,35 @@ type ToolDigest struct {
 	Digest string
 }
 
+// digestCache remembers the digests of tools by the bytes of their list
+// item: servers list the same tools again and again (every session, every
+// list_changed), and the same bytes have the same digest.
+var digestCache struct {
+	sync.Mutex
+	m map[string]string
+}
+
+// maxDigestCache bounds digestCache; it starts over when full.
+const maxDigestCache = 4096
+
+// itemDigest is toolDigest of the tool whose list item is item.
+func itemDigest(item []byte, name string, description, inputSchema []byte) string {
+	digestCache.Lock()
+	d, ok := digestCache.m[string(item)]
+	digestCache.Unlock()
+	if ok {
+		return d
+	}
+	d = toolDigest(name, description, inputSchema)
+	digestCache.Lock()
+	if digestCache.m == nil || len(digestCache.m) >= maxDigestCache {
+		digestCache.m = map[string]string{}
+	}
+	digestCache.m[string(item)] = d
+	digestCache.Unlock()
+	return d
+}
+
 // toolDigest digests a tool: SHA-256 over its name, its description and
 // its input schema as the server sent them (raw JSON), NUL-separated.
 func toolDigest(name string, description, inputSchema []byte) string {
