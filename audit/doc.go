@@ -47,6 +47,10 @@
 //	approval        decision, optional: {id, approver, reason, outcome, at}
 //	status, bytes_in, bytes_out, duration_ms, error
 //	                outcome: what forwarding the request gave
+//	mcp             decision and outcome of an MCP message, optional:
+//	                {session (Mcp-Session-Id), id (the JSON-RPC id as
+//	                JSON: 7 or "a"), is_error (outcome of a tool call:
+//	                the result's isError)}
 //	event, details  event: a name such as gateway.started,
 //	                kill_switch.activated, approval.approved,
 //	                policy.applied or audit.tail_repaired, and an object

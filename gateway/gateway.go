@@ -25,6 +25,7 @@ import (
 	"github.com/tameflare/tf/connectors"
 	"github.com/tameflare/tf/httpproxy"
 	"github.com/tameflare/tf/keyring"
+	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
 )
 
@@ -103,6 +104,13 @@ type Gateway struct {
 	authFails authFailures
 	// plainOnce warns once that a credential was kept off plain HTTP.
 	plainOnce sync.Once
+	// mcpConn is the MCP connector of the default registry (nil with
+	// Config.Connectors); legacy holds the open streams of the legacy
+	// HTTP+SSE transport by the endpoint their client posts to.
+	mcpConn *mcp.Connector
+	legacy  sync.Map
+	// pins keeps the digests of the tools of listed MCP servers.
+	pins *mcp.PinStore
 }
 
 // Start starts a gateway: it loads or creates the CA, opens the audit log,
@@ -141,6 +149,7 @@ func Start(cfg Config) (*Gateway, error) {
 	if limits.MaxInspectedBody == 0 {
 		limits.MaxInspectedBody = file.Limits.MaxInspectedBody
 	}
+	g.pins = mcp.OpenPins(mcp.PinDir(cfg.Home), g.now)
 	if g.conns == nil {
 		reg, err := connectors.NewRegistry(connectors.Options{GitHub: connectors.GitHubOptions{
 			EnterpriseHosts: append(append([]string(nil), cfg.GitHubEnterpriseHosts...), file.GitHub.EnterpriseHosts...),
@@ -151,7 +160,8 @@ func Start(cfg Config) (*Gateway, error) {
 		if err != nil {
 			return nil, err
 		}
-		reg.AddSniffer(g.mcpConnector()) // MCP is recognised by content, on hosts no other connector serves
+		g.mcpConn = g.mcpConnector()
+		reg.AddSniffer(g.mcpConn) // MCP is recognised by content, on hosts no other connector serves
 		g.conns = reg
 	}
 	if g.secrets, err = openSecrets(cfg.Policy, cfg.Secrets); err != nil {
