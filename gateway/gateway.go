@@ -26,6 +26,7 @@ import (
 	"github.com/tameflare/tf/httpproxy"
 	"github.com/tameflare/tf/keyring"
 	"github.com/tameflare/tf/rules"
+	"github.com/tameflare/tf/version"
 )
 
 // Config describes a gateway to start.
@@ -174,7 +175,7 @@ func Start(cfg Config) (*Gateway, error) {
 	p := g.policy.Load()
 	_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStarted, map[string]any{
 		"proxy": g.listener.Addr().String(), "pid": os.Getpid(), "revision": p.Revision,
-		"policy": p.Source, "mode": string(g.Mode()),
+		"policy": p.Source, "mode": string(g.Mode()), "tf_version": version.Get().Short(),
 	})
 	return g, nil
 }

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+)
+
+// colorOn says whether tf's output is coloured: --color=always, or
+// --color=auto (the default) on a terminal without NO_COLOR (no-color.org)
+// and with a TERM other than dumb.
+var colorOn bool
+
+func setColor(mode string, w io.Writer) error {
+	switch mode {
+	case "always":
+		colorOn = true
+	case "never":
+		colorOn = false
+	case "auto", "":
+		f, ok := w.(*os.File)
+		colorOn = ok && term.IsTerminal(int(f.Fd())) && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
+	default:
+		return cli.Exit(fmt.Sprintf("tf: --color %q: want auto, always or never (see tf --help)", mode), exitUsage)
+	}
+	return nil
+}
+
+// ANSI styles used across commands.
+const (
+	styleRed    = "31"
+	styleGreen  = "32"
+	styleYellow = "33"
+	styleCyan   = "36"
+	styleBold   = "1"
+	styleDim    = "2"
+)
+
+// paint wraps s in the style when colour is on.
+func paint(style, s string) string {
+	if !colorOn || s == "" {
+		return s
+	}
+	return "\x1b[" + style + "m" + s + "\x1b[0m"
+}
+
+// paintEffect colours a decision by what it does: deny red, allow green,
+// require_approval yellow.
+func paintEffect(effect string) string {
+	switch effect {
+	case "deny", "would deny":
+		return paint(styleRed, effect)
+	case "allow":
+		return paint(styleGreen, effect)
+	case "require_approval", "would require_approval", "hold":
+		return paint(styleYellow, effect)
+	}
+	return effect
+}
