@@ -29,14 +29,16 @@ func setColor(mode string, w io.Writer) error {
 	return nil
 }
 
-// ANSI styles used across commands.
+// ANSI styles used across commands. Every code has two digits, so every
+// painted cell grows by the same 9 bytes and tabwriter columns stay
+// aligned when all cells of a column are painted.
 const (
 	styleRed    = "31"
 	styleGreen  = "32"
 	styleYellow = "33"
 	styleCyan   = "36"
-	styleBold   = "1"
-	styleDim    = "2"
+	styleBold   = "01"
+	styleDim    = "02"
 )
 
 // paint wraps s in the style when colour is on.

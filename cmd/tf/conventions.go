@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+	"github.com/xrash/smetrics"
 )
 
 // Exit codes, the same for every command: 0 ok, 1 the command failed (a
@@ -103,7 +104,7 @@ func closest(s string, names []string, n int) []string {
 			continue
 		}
 		seen[name] = true
-		d := editDistance(strings.ToLower(s), strings.ToLower(name))
+		d := smetrics.WagnerFischer(strings.ToLower(s), strings.ToLower(name), 1, 1, 1)
 		if d <= limit || (len(s) >= 3 && strings.HasPrefix(name, s)) {
 			cs = append(cs, cand{name, d})
 		}
@@ -119,27 +120,6 @@ func closest(s string, names []string, n int) []string {
 		out = append(out, cs[i].name)
 	}
 	return out
-}
-
-// editDistance is the Levenshtein distance between a and b, over bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // reorder moves each flag of a command line in front of the positional

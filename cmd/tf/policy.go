@@ -32,7 +32,10 @@ func policyCommand() *cli.Command {
 				Name:      "validate",
 				Usage:     "load and type-check a policy; errors carry file:line:col",
 				ArgsUsage: "[DIR]",
-				Action:    policyValidate,
+				Description: "Besides syntax and types, every actions glob must match an action type some\n" +
+					"connector produces (tf actions); --declared adds a declared connector's types.",
+				Flags:  []cli.Flag{declaredFlag},
+				Action: policyValidate,
 			},
 			{
 				Name:      "test",
@@ -114,6 +117,13 @@ func policyValidate(c *cli.Context) error {
 	p, _, label, err := loadPolicy(c)
 	if err != nil {
 		return err
+	}
+	cat, err := catalog(c)
+	if err != nil {
+		return err
+	}
+	if errs := cat.UnknownActions(p); len(errs) > 0 {
+		return policyErr(errs)
 	}
 	fmt.Fprintf(c.App.Writer, "%s: ok: %d rules, mode %s, default %s, revision %s\n",
 		label, len(p.Rules), p.Mode, p.Default, shortRev(p.Revision))
