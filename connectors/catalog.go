@@ -401,7 +401,9 @@ func cell(xs []string) string {
 	return mdEscape(strings.Join(xs, ", "))
 }
 
-func mdEscape(s string) string { return strings.NewReplacer("|", `\|`, "<", "&lt;", ">", "&gt;").Replace(s) }
+func mdEscape(s string) string {
+	return strings.NewReplacer("|", `\|`, "<", "&lt;", ">", "&gt;").Replace(s)
+}
 
 // UnknownActions returns an error for each actions glob of p that matches
 // no type of the catalogue: such a rule never fires, and nothing else
