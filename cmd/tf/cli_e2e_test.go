@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Usage errors are one line with the closest command or flag and exit 2;
@@ -77,5 +79,71 @@ COMP_WORDS=(tf logs --deci); COMP_CWORD=2; _tf_complete; echo "3:${COMPREPLY[*]}
 		if !strings.Contains(string(out), want) {
 			t.Errorf("bash completion lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// Colour: off when piped (auto) or with --color=never, on with
+// --color=always; the flag may sit anywhere on the line. On a terminal
+// NO_COLOR turns auto off (TestSetColor).
+func TestColorOnAndOff(t *testing.T) {
+	home := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		env  []string
+		want bool
+	}{
+		{[]string{"actions", "npm"}, nil, false},
+		{[]string{"actions", "npm", "--color=never"}, nil, false},
+		{[]string{"actions", "npm", "--color=always"}, nil, true},
+		{[]string{"--color", "always", "actions", "npm"}, []string{"NO_COLOR=1"}, true},
+		{[]string{"policy", "test", "../../testdata/policy", "-v", "--color=always"}, nil, true},
+	} {
+		r := runTF(t, home, tc.env, tc.args...)
+		if r.code != 0 || strings.Contains(r.stdout, "\x1b[") != tc.want {
+			t.Errorf("tf %v (%v): exit %d, colour %v, want %v\n%s%s", tc.args, tc.env, r.code, !tc.want, tc.want, r.stdout, r.stderr)
+		}
+	}
+}
+
+// On a terminal (script(1) gives tf one) colour is on unless NO_COLOR is
+// set.
+func TestColorOnATerminal(t *testing.T) {
+	requireTool(t, "script", "bsdutils")
+	for _, tc := range []struct {
+		env  string
+		want bool
+	}{{"", true}, {"1", false}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cmd := exec.CommandContext(ctx, "script", "-qec", tfBin+" actions npm", os.DevNull)
+		cmd.Env = append(os.Environ(), "TF_HOME="+t.TempDir(), "NO_COLOR="+tc.env, "TERM=xterm")
+		out, err := cmd.Output()
+		cancel()
+		if err != nil {
+			t.Fatalf("script: %v\n%s", err, out)
+		}
+		if got := strings.Contains(string(out), "\x1b[36mnpm.audit"); got != tc.want {
+			t.Errorf("NO_COLOR=%q on a terminal: colour %v, want %v\n%q", tc.env, got, tc.want, out)
+		}
+	}
+}
+
+func TestSetColor(t *testing.T) {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	t.Setenv("NO_COLOR", "")
+	if err := setColor("auto", f); err != nil || colorOn {
+		t.Errorf("auto on a non-terminal: %v %v", colorOn, err)
+	}
+	if err := setColor("always", f); err != nil || !colorOn {
+		t.Errorf("always: %v %v", colorOn, err)
+	}
+	if err := setColor("never", f); err != nil || colorOn {
+		t.Errorf("never: %v %v", colorOn, err)
+	}
+	if err := setColor("rainbow", f); err == nil {
+		t.Error("rainbow accepted")
 	}
 }
