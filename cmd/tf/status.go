@@ -72,9 +72,9 @@ func runStatus(c *cli.Context) error {
 		fmt.Fprintln(w, "pending approvals: none")
 	} else {
 		fmt.Fprintln(w, "pending approvals:")
-		fmt.Fprintln(tw, "  ID\tGATEWAY\tACTION\tRULE\tEXPIRES IN")
+		fmt.Fprintln(tw, "  ID\tGATEWAY\tACTION\tTARGET\tRULE\tEXPIRES IN")
 		for _, p := range o.Pending {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", p.ID, p.Gateway, p.Action, p.Rule, p.Expires.Sub(now).Round(time.Second))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.Gateway, p.Action, target(p.Resource, p.Host), p.Rule, p.Expires.Sub(now).Round(time.Second))
 		}
 		tw.Flush()
 	}
@@ -91,7 +91,11 @@ func runStatus(c *cli.Context) error {
 			if r.Decision != nil {
 				reason = r.Decision.Reason
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format("2006-01-02 15:04:05"), r.Gateway, r.Label(), r.Target(), reason)
+			typ := ""
+			if r.Action != nil {
+				typ = r.Action.Type
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format("2006-01-02 15:04:05"), r.Gateway, r.Label(), typ, r.Target(), reason)
 		}
 		tw.Flush()
 	}
