@@ -104,11 +104,21 @@ func (t trafficFilter) Query() string {
 	return q.Encode()
 }
 
-// Older is the query of the page of rows before seq.
+// Older is the URL of the page of rows before seq. (Whole URLs, not
+// queries: html/template escapes the = of a query it is handed after
+// the ?.)
 func (t trafficFilter) Older(seq uint64) string {
 	q, _ := url.ParseQuery(t.Query())
 	q.Set("before", strconv.FormatUint(seq, 10))
-	return q.Encode()
+	return "/traffic?" + q.Encode()
+}
+
+// Newest is the URL of the first page with the same filter.
+func (t trafficFilter) Newest() string {
+	if q := t.Query(); q != "" {
+		return "/traffic?" + q
+	}
+	return "/traffic"
 }
 
 // Live reports whether new rows can belong on the page: not on an older
