@@ -62,3 +62,17 @@ func paintEffect(effect string) string {
 	}
 	return effect
 }
+
+// paintDecision colours a table cell by the effect of its decision; every
+// cell gets a style, so that a column of them stays aligned.
+func paintDecision(effect, label string) string {
+	switch effect {
+	case "deny":
+		return paint(styleRed, label)
+	case "allow":
+		return paint(styleGreen, label)
+	case "require_approval":
+		return paint(styleYellow, label)
+	}
+	return paint(styleDim, label)
+}
