@@ -155,6 +155,9 @@ type Status struct {
 	Mode     string           `json:"mode"`
 	Pending  int              `json:"pending"`
 	Kill     killswitch.State `json:"kill_switch"`
+	// Isolated says whether the agent runs in tf's sandbox; without it,
+	// governance is advisory: the agent could bypass tf.
+	Isolated bool `json:"isolated"`
 	// Slack is the address of the Slack interactivity endpoint this
 	// gateway serves, if any.
 	Slack string `json:"slack,omitempty"`

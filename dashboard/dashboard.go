@@ -5,10 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"html/template"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -146,10 +150,14 @@ func (s *Server) Close() error {
 	return s.closeErr
 }
 
-// Open asks the desktop to open url in a browser (xdg-open, or open on
-// macOS). It returns an error when there is no way to; callers print the
-// URL anyway, so a machine without a browser is not a failure.
-func Open(ctx context.Context, url string) error {
+// Open asks the desktop to open the first login link in a browser
+// (xdg-open, or open on macOS) without putting its token on a command
+// line, where any process can read it (/proc/PID/cmdline): the browser is
+// given a page in $TF_HOME (0600, in a 0700 directory) that forwards to
+// the link, removed once the browser has had time to read it. It returns
+// an error when there is no way to open a browser; callers print the link
+// anyway, so a machine without one is not a failure.
+func (s *Server) Open(ctx context.Context) error {
 	name := "xdg-open"
 	if runtime.GOOS == "darwin" {
 		name = "open"
@@ -158,12 +166,50 @@ func Open(ctx context.Context, url string) error {
 	if err != nil {
 		return fmt.Errorf("opening a browser: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, path, url)
-	if err := cmd.Start(); err != nil {
+	page, err := s.writeLaunchPage()
+	if err != nil {
 		return fmt.Errorf("opening a browser: %w", err)
 	}
-	// The opener returns once it has handed the URL over; reap it without
-	// waiting here.
-	go func() { _ = cmd.Wait() }()
+	cmd := exec.CommandContext(ctx, path, (&url.URL{Scheme: "file", Path: page}).String())
+	if err := cmd.Start(); err != nil {
+		os.Remove(page)
+		return fmt.Errorf("opening a browser: %w", err)
+	}
+	// The opener returns once it has handed the page over; reap it, and
+	// remove the page when the browser has had time to load it.
+	go func() {
+		_ = cmd.Wait()
+		select {
+		case <-time.After(launchPageTTL):
+		case <-s.ctx.Done():
+		}
+		os.Remove(page)
+	}()
 	return nil
+}
+
+// launchPageTTL is how long the page that carries the login link stays.
+var launchPageTTL = 30 * time.Second
+
+// writeLaunchPage writes the page that forwards a browser to the login
+// link, and returns its path.
+func (s *Server) writeLaunchPage() (string, error) {
+	dir := filepath.Join(s.cfg.Home, "dashboard")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(dir, "open-*.html") // 0600
+	if err != nil {
+		return "", err
+	}
+	link := html.EscapeString(s.loginURL)
+	_, err = fmt.Fprintf(f, "<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=\"0;url=%s\"><title>tf dashboard</title><a href=\"%s\">Open the tf dashboard</a>\n", link, link)
+	if err = errors.Join(err, f.Close()); err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }

@@ -232,6 +232,10 @@ func TestKillSwitchScopesFromForms(t *testing.T) {
 	ck := login(t, f.d, c, f.d.URL())
 	_, page := get(t, f.d, c, ck, "/killswitch")
 	csrf := csrfOf(t, page)
+	// The fixture's gateway runs no sandbox: every page says so.
+	if !strings.Contains(page, `id="unisolated"`) || !strings.Contains(page, "Not isolated: agent-1 runs its agent outside") || !strings.Contains(page, "no: advisory") {
+		t.Errorf("the kill switch page does not say the gateway is not isolated:\n%s", page)
+	}
 	activate := func(scope, name string) int {
 		return post(t, f.d, c, ck, "/killswitch/activate", url.Values{"csrf": {csrf}, "scope": {scope}, "name": {name}, "confirm": {"yes"}}, nil).StatusCode
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tameflare/tf/admin"
 	"github.com/tameflare/tf/killswitch"
 )
 
@@ -84,7 +85,10 @@ type view struct {
 	Error string
 	// Kill is the kill switch state, for the banner on every page.
 	Kill killswitch.State
-	Data any
+	// Unisolated names the running gateways whose agent runs outside
+	// tf's sandbox, for the banner on every page.
+	Unisolated []string
+	Data       any
 }
 
 // render writes page with data, or a plain 500 when the template fails
@@ -119,7 +123,27 @@ func (s *Server) page(sess *session, title, nav string, data any) view {
 		st = killswitch.State{Broken: err.Error()}
 	}
 	v.Kill = st
+	v.Unisolated = s.unisolated()
 	return v
+}
+
+// unisolated names the running gateways that say their agent runs outside
+// the sandbox: governance there is advisory, and every page says so.
+func (s *Server) unisolated() []string {
+	cs, err := admin.Clients(s.cfg.Home)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, time.Second)
+	defer cancel()
+	var out []string
+	for _, c := range cs {
+		if st, err := c.Status(ctx); err == nil && !st.Isolated {
+			out = append(out, st.Name)
+		}
+		c.Close()
+	}
+	return out
 }
 
 type authedFunc func(http.ResponseWriter, *http.Request, *session)

@@ -51,6 +51,9 @@ type Config struct {
 	Connectors *connectors.Registry
 	// Listen is the proxy's address; empty means 127.0.0.1 on a random port.
 	Listen string
+	// Isolated says the agent runs in tf's sandbox (tf run's default);
+	// status, the dashboard and the audit log say so when it does not.
+	Isolated bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Approvals configures the approval channels; nil means the
@@ -59,6 +62,12 @@ type Config struct {
 	// ApprovalTimeout is how long a held request waits when its rule sets
 	// no timeout; zero means approval.DefaultTimeout.
 	ApprovalTimeout time.Duration
+	// GitHubEnterpriseHosts are served by the github connector, besides
+	// the github: enterprise_hosts of $TF_HOME/config.yaml.
+	GitHubEnterpriseHosts []string
+	// Limits bound clients; zero values mean the limits: section of
+	// $TF_HOME/config.yaml, else the proxy's defaults.
+	Limits Limits
 }
 
 // A Gateway is a running proxy that governs one session.
@@ -78,10 +87,20 @@ type Gateway struct {
 	// killSwitch is consulted before every rule; nil never refuses.
 	killSwitch rules.KillSwitch
 	served     chan error
-	closing    sync.Once
-	closeErr   error
+	isolated   bool
+	home       string
+	// agentSrv serves the agent API to a sandboxed agent, and handoff
+	// takes its proxy listener, if any.
+	agentSrv *http.Server
+	handoff  net.Listener
+	closing  sync.Once
+	closeErr error
 	// op is the operator controls: kill switch, approvals, admin API.
 	op operator
+	// authFails counts failed proxy authentications not yet recorded.
+	authFails authFailures
+	// plainOnce warns once that a credential was kept off plain HTTP.
+	plainOnce sync.Once
 }
 
 // Start starts a gateway: it loads or creates the CA, opens the audit log,
@@ -98,7 +117,7 @@ func Start(cfg Config) (*Gateway, error) {
 	default:
 		return nil, fmt.Errorf("mode %q: want enforce or monitor", cfg.Mode)
 	}
-	g := &Gateway{name: cfg.Name, conns: cfg.Connectors, mode: cfg.Mode, now: cfg.Now, served: make(chan error, 1)}
+	g := &Gateway{name: cfg.Name, conns: cfg.Connectors, mode: cfg.Mode, now: cfg.Now, served: make(chan error, 1), isolated: cfg.Isolated, home: cfg.Home}
 	if g.name == "" {
 		g.name = "default"
 	}
@@ -106,10 +125,26 @@ func Start(cfg Config) (*Gateway, error) {
 		g.now = time.Now
 	}
 	g.policy.Store(cfg.Policy)
+	file, err := LoadConfigFile(ConfigPath(cfg.Home))
+	if err != nil {
+		return nil, err
+	}
+	limits := cfg.Limits
+	if limits.BodyReadTimeout == 0 {
+		limits.BodyReadTimeout = file.Limits.BodyReadTimeout
+	}
+	if limits.MaxConnsPerClient == 0 {
+		limits.MaxConnsPerClient = file.Limits.MaxConnsPerClient
+	}
+	if limits.MaxInspectedBody == 0 {
+		limits.MaxInspectedBody = file.Limits.MaxInspectedBody
+	}
 	if g.conns == nil {
 		reg, err := connectors.NewRegistry(connectors.Options{GitHub: connectors.GitHubOptions{
-			BaseLookup: g.lookupBase,
-			NeedBase:   func() bool { return needsParam(g.policy.Load(), "github.pr.merge", "base") },
+			EnterpriseHosts: append(append([]string(nil), cfg.GitHubEnterpriseHosts...), file.GitHub.EnterpriseHosts...),
+			BaseLookup:      g.lookupBase,
+			NeedBase:        func() bool { return needsParam(g.policy.Load(), "github.pr.merge", "base") },
+			RefLookup:       g.lookupRef,
 		}})
 		if err != nil {
 			return nil, err
@@ -117,7 +152,6 @@ func Start(cfg Config) (*Gateway, error) {
 		reg.AddSniffer(g.mcpConnector()) // MCP is recognised by content, on hosts no other connector serves
 		g.conns = reg
 	}
-	var err error
 	if g.secrets, err = openSecrets(cfg.Policy, cfg.Secrets); err != nil {
 		return nil, err
 	}
@@ -145,13 +179,17 @@ func Start(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("opening the audit log: %w", err)
 	}
 	g.proxy, err = httpproxy.New(httpproxy.Config{
-		CA:           g.ca,
-		Token:        g.token,
-		Governor:     g,
-		Upstreams:    cfg.Upstreams,
-		RootCAs:      roots,
-		Passthrough:  func(host string) bool { return matchHost(g.policy.Load().Passthrough, host) },
-		AllowPrivate: func(host string) bool { return matchHost(g.policy.Load().PrivateHosts, host) },
+		CA:                g.ca,
+		Token:             g.token,
+		Governor:          g,
+		Upstreams:         cfg.Upstreams,
+		RootCAs:           roots,
+		Passthrough:       func(host string) bool { return matchHost(g.policy.Load().Passthrough, host) },
+		AllowPrivate:      func(host string) bool { return matchHost(g.policy.Load().PrivateHosts, host) },
+		BodyReadTimeout:   limits.BodyReadTimeout,
+		MaxConnsPerClient: limits.MaxConnsPerClient,
+		PeekLimit:         limits.MaxInspectedBody,
+		AuthFailed:        g.authFailed,
 	})
 	if err != nil {
 		g.log.Close()
@@ -175,7 +213,7 @@ func Start(cfg Config) (*Gateway, error) {
 	p := g.policy.Load()
 	_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStarted, map[string]any{
 		"proxy": g.listener.Addr().String(), "pid": os.Getpid(), "revision": p.Revision,
-		"policy": p.Source, "mode": string(g.Mode()), "tf_version": version.Get().Short(),
+		"policy": p.Source, "mode": string(g.Mode()), "isolated": g.isolated, "tf_version": version.Get().Short(),
 	})
 	return g, nil
 }
@@ -191,6 +229,13 @@ func matchHost(patterns []string, host string) bool {
 	}
 	return false
 }
+
+// NotIsolated is what tf says of a gateway whose agent runs outside the
+// sandbox.
+const NotIsolated = "not isolated: the agent runs outside tf's sandbox and could bypass tf (connect directly, disarm the kill switch, rewrite the audit log); governance is advisory"
+
+// Isolated says whether the agent runs in tf's sandbox.
+func (g *Gateway) Isolated() bool { return g.isolated }
 
 // Name is the gateway's name.
 func (g *Gateway) Name() string { return g.name }
@@ -238,12 +283,43 @@ func (g *Gateway) Close() error {
 			}
 		}
 		err = errors.Join(err, g.proxy.Close())
+		if g.agentSrv != nil {
+			_ = g.agentSrv.Close()
+		}
+		if g.handoff != nil {
+			_ = g.handoff.Close()
+		}
 		g.stopOperator()
 		if serr := <-g.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
 		}
+		g.flushAuthFailures()
 		_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStopped, nil)
 		g.closeErr = errors.Join(err, g.log.Close())
+		if g.closeErr == nil {
+			g.closeErr = g.checkpoint()
+		}
 	})
 	return g.closeErr
+}
+
+// checkpoint signs the end of the log as the gateway stops, when the user
+// has checkpoints (a checkpoint file, or the key in the environment). It
+// never prompts: a keyring that needs a passphrase tf does not have is
+// left alone, and the next tf audit checkpoint covers these records.
+func (g *Gateway) checkpoint() error {
+	file := audit.CheckpointPath(g.home)
+	_, statErr := os.Stat(file)
+	if _, env := os.LookupEnv(keyring.EnvName(keyring.CheckpointKeyName)); statErr != nil && !env {
+		return nil
+	}
+	key, err := keyring.CheckpointKey(keyring.Options{Passphrase: keyring.EnvPassphraseOnly}, false)
+	if err != nil {
+		return nil
+	}
+	cp, err := audit.NewCheckpoint(audit.Dir(g.home), key, g.now())
+	if err != nil {
+		return err
+	}
+	return audit.AppendCheckpoint(file, cp)
 }

@@ -53,8 +53,11 @@ func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy
 		decisions = settle(decisions, dec)
 	}
 	if dec.Effect == rules.Allow {
-		v := httpproxy.Verdict{Allow: true, Done: done, Prepare: g.prepare(req, actions), Ctx: g.cutOff(actions)}
+		v := httpproxy.Verdict{Allow: true, Done: done, Prepare: g.prepare(req, actions), Ctx: g.cutOff(actions),
+			// Classify refuses an upgrade no connector governs.
+			Upgrade: req.HTTP.Header.Get("Upgrade") != ""}
 		g.mcpVerdict(&v, req, actions, r.policy)
+		g.guardResponse(&v, id, req, actions)
 		return v
 	}
 	if er, ok := conn.(connectors.EachRefuser); ok {

@@ -301,7 +301,10 @@ func (g *Gateway) Status() admin.Status {
 	s := admin.Status{
 		Name: g.name, PID: os.Getpid(), Proxy: g.Addr(), Started: g.op.started,
 		Revision: p.Revision, Mode: string(g.Mode()), Slack: g.op.slack,
-		Notes: append([]string(nil), g.op.notes...),
+		Notes: append([]string(nil), g.op.notes...), Isolated: g.isolated,
+	}
+	if !g.isolated {
+		s.Notes = append(s.Notes, NotIsolated)
 	}
 	if g.op.approval != nil {
 		s.Pending = len(g.op.approval.Pending())

@@ -153,6 +153,10 @@ func runTests(p *rules.Policy, fsys fs.FS) (*rules.TestReport, error) {
 // cannot be written, the old pin is put back: a policy change that the
 // audit log does not show must not stay in force.
 func movePin(ctx context.Context, home string, old, next *Pin, who string, extra map[string]any) error {
+	next.AppliedBy, next.AppliedAt = who, time.Now().UTC().Truncate(time.Second)
+	if who == "" {
+		next.AppliedBy = osUser()
+	}
 	if err := WritePin(home, next); err != nil {
 		return err
 	}

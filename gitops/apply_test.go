@@ -299,3 +299,37 @@ func TestWatcherKeepsThePolicyWhenTheNewOneFails(t *testing.T) {
 	default:
 	}
 }
+
+// A pin written by other means than tf policy apply (by hand, or by a
+// process that should not) is checked when a gateway loads it: a commit
+// whose tests fail, or an unsigned one under require_signed, is refused.
+func TestLoadPinnedChecksWhatApplyChecks(t *testing.T) {
+	home := testHome(t)
+	f := newFixture(t)
+	first := f.commit(t, "base", map[string]string{"tameflare.yaml": basePolicy, "tests/base.yaml": baseTests}, nil)
+	pinTo(t, home, f.dir, first)
+	if _, _, err := LoadPinned(home); err != nil {
+		t.Fatalf("a good pin: %v", err)
+	}
+
+	weak := f.commit(t, "weaken", map[string]string{"tameflare.yaml": strings.Replace(basePolicy+releaseRule, `startsWith "release/"`, `== "release"`, 1), "tests/base.yaml": baseTests + releaseTest}, nil)
+	pin, _ := ReadPin(home)
+	pin.Commit = weak
+	if err := WritePin(home, pin); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := LoadPinned(home); !errors.Is(err, ErrTestsFailed) {
+		t.Errorf("a pin to a commit whose tests fail: err = %v, want ErrTestsFailed", err)
+	}
+
+	_, alicePub := newKey(t, "alice")
+	trustKey(t, home, "alice", alicePub)
+	unsigned := f.commit(t, "unsigned", map[string]string{"tameflare.yaml": basePolicy + releaseRule, "tests/base.yaml": baseTests + releaseTest}, nil)
+	pin.Commit, pin.RequireSigned = unsigned, true
+	if err := WritePin(home, pin); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := LoadPinned(home); !errors.Is(err, ErrUnsigned) {
+		t.Errorf("an unsigned pin under require_signed: err = %v, want ErrUnsigned", err)
+	}
+}

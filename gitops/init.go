@@ -173,7 +173,8 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 		res.Pin = old
 		return res, nil
 	}
-	pin := &Pin{Version: PinVersion, Repository: dir, Ref: branch, Commit: res.Commit}
+	pin := &Pin{Version: PinVersion, Repository: dir, Ref: branch, Commit: res.Commit,
+		AppliedBy: osUser(), AppliedAt: time.Now().UTC().Truncate(time.Second)}
 	if old != nil {
 		pin.RequireSigned = old.RequireSigned
 	}

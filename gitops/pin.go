@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -37,6 +38,11 @@ type Pin struct {
 	Commit string `json:"commit"`
 	// RequireSigned refuses to apply commits not signed by a trusted key.
 	RequireSigned bool `json:"require_signed"`
+	// AppliedBy and AppliedAt say who moved the pin to Commit, and when
+	// (tf init, apply and rollback write them; the audit log's
+	// policy.applied record says the same).
+	AppliedBy string    `json:"applied_by,omitempty"`
+	AppliedAt time.Time `json:"applied_at,omitzero"`
 }
 
 // Short is the first 12 hex digits of the commit.

@@ -214,9 +214,20 @@ func LoadPinnedContext(ctx context.Context, home string) (*rules.Policy, *Pin, e
 	if err != nil {
 		return nil, pin, err
 	}
-	p, _, err := LoadCommit(c, repoLabel(pin.Repository))
+	p, fsys, err := LoadCommit(c, repoLabel(pin.Repository))
 	if err != nil {
 		return nil, pin, err
+	}
+	// The checks of tf policy apply hold here too: a pin written by other
+	// means (by hand, or by a process that should not) is refused when a
+	// gateway loads it, not only when it is applied.
+	if _, err := runTests(p, fsys); err != nil {
+		return nil, pin, fmt.Errorf("refusing the pinned commit %s: %w", pin.Short(), err)
+	}
+	if pin.RequireSigned {
+		if _, err := VerifySigned(home, c); err != nil {
+			return nil, pin, fmt.Errorf("refusing the pinned commit %s: %w", pin.Short(), err)
+		}
 	}
 	return p, pin, nil
 }

@@ -38,7 +38,8 @@ curl -sS -H "Authorization: token agent-sent" https://api.github.com/repos/acme/
 curl -sS https://other.example.test/elsewhere
 curl -sS -L https://api.github.com/redirect-me
 echo "GH_TOKEN=$GH_TOKEN"`
-	args := append([]string{"run", "--policy", policy}, up.args()...)
+	// The agent writes its environment where the test can read it.
+	args := append([]string{"run", "--policy", policy, "--rw", work}, up.args()...)
 	r := runTF(t, home, []string{"TF_SECRET_GH_TOKEN=" + knownSecret, "GITHUB_TOKEN=" + knownSecret},
 		append(args, "--", "sh", "-c", script)...)
 	if r.code != 0 {

@@ -59,7 +59,7 @@ func startDashboard(ctx context.Context, w io.Writer, cfg dashboard.Config, open
 	}
 	fmt.Fprintf(w, "tf: dashboard at %s (the link works once)\n", d.URL())
 	if open {
-		if err := dashboard.Open(ctx, d.URL()); err != nil {
+		if err := d.Open(ctx); err != nil {
 			fmt.Fprintf(w, "tf: open the link in a browser (%v)\n", err)
 		}
 	}

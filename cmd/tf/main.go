@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/tameflare/tf/keyring"
 	"github.com/tameflare/tf/version"
 )
 
@@ -67,6 +68,12 @@ func exitErr(_ *cli.Context, err error) {
 }
 
 func main() {
+	// First: tf's process must not hold readable secrets by the time any
+	// other process starts.
+	if err := keyring.SealProcess(); err != nil {
+		fmt.Fprintln(os.Stderr, "tf:", err)
+		os.Exit(1)
+	}
 	app := newApp()
 	if err := app.Run(reorder(app, os.Args)); err != nil {
 		exitErr(nil, err)

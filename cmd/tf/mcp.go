@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/tameflare/tf/agent"
 	"github.com/tameflare/tf/gateway"
 	"github.com/tameflare/tf/home"
 	"github.com/tameflare/tf/mcp"
@@ -73,6 +76,11 @@ func mcpWrapAction(c *cli.Context) error {
 	argv := c.Args().Slice()
 	if len(argv) == 0 {
 		return cli.Exit("tf mcp wrap: give the server's command after --, e.g. tf mcp wrap --server docs -- npx -y docs-mcp", 2)
+	}
+	if sock := os.Getenv(agent.EnvAgentAPI); sock != "" {
+		// Inside tf run's sandbox: $TF_HOME is not here; the gateway
+		// outside decides, records and holds.
+		return mcpWrapRemote(c, server, sock, argv)
 	}
 	dir, err := home.Ensure()
 	if err != nil {
@@ -138,4 +146,38 @@ func mcpWrapConfigAction(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.Writer, "%s: wrapped %s (the old file is %s)\n", path, strings.Join(wrapped, ", "), backup)
 	return nil
+}
+
+// mcpWrapRemote relays a stdio server inside tf run's sandbox, governed by
+// the gateway outside through its agent API, with the session's proxy
+// credential from the environment.
+func mcpWrapRemote(c *cli.Context, server, sock string, argv []string) error {
+	token, err := proxyToken(os.Getenv("HTTPS_PROXY"))
+	if err != nil {
+		return cli.Exit("tf mcp wrap: "+err.Error(), 1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	signal.Ignore(syscall.SIGINT)
+	code, err := mcp.Wrap(ctx, mcp.WrapOptions{
+		Server: server, Governor: gateway.RemoteMCPGovernor(sock, token, server), Argv: argv,
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+	})
+	if err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "tf: %v\n", err)
+	}
+	if code != 0 {
+		return cli.Exit("", code)
+	}
+	return nil
+}
+
+// proxyToken is the session credential in the proxy URL tf run gave.
+func proxyToken(proxy string) (string, error) {
+	u, err := url.Parse(proxy)
+	if err != nil || u.User == nil {
+		return "", errors.New("no tf proxy credential in HTTPS_PROXY: run it under tf run")
+	}
+	tok, _ := u.User.Password()
+	return tok, nil
 }

@@ -217,6 +217,9 @@ func runShow(c *cli.Context) error {
 	fmt.Fprintf(tw, "default\t%s\n", s.Default)
 	fmt.Fprintf(tw, "rules\t%d\n", s.Rules)
 	fmt.Fprintf(tw, "require signed\t%v\n", s.Pin.RequireSigned)
+	if s.Pin.AppliedBy != "" {
+		fmt.Fprintf(tw, "applied\tby %s at %s\n", s.Pin.AppliedBy, s.Pin.AppliedAt.Format(time.RFC3339))
+	}
 	return tw.Flush()
 }
 

@@ -35,6 +35,11 @@ terminal, signals and exit code passed through. CMD's environment routes
 HTTP(S) through the gateway, trusts tf's local CA (for CMD only) and holds
 no real token.
 
+On Linux CMD runs in a sandbox (bubblewrap): its own network with only the
+gateway reachable, its own processes, $TF_HOME not visible, the working
+directory and HOME writable, --ro and --rw paths as named. --isolate=off
+runs it beside tf instead, where it could bypass tf.
+
    tf run -- claude
    tf run --policy ./policy -- curl -X DELETE https://api.github.com/repos/acme/app
    tf run --print-env -- CMD      # also show CMD's environment, in shell syntax, on stderr
@@ -48,6 +53,9 @@ tf gateway start NAME; eval "$(tf env NAME)"; tf gateway stop NAME.`,
 			&cli.StringSliceFlag{Name: "upstream", Usage: "HOST=ADDR: dial ADDR for HOST (GitHub Enterprise, mirrors, tests); repeatable"},
 			&cli.StringSliceFlag{Name: "upstream-ca", Usage: "PEM file of a CA trusted for upstreams besides the system roots; repeatable"},
 			&cli.StringSliceFlag{Name: "keep-env", Usage: "keep this secret-looking variable in the agent's environment; repeatable"},
+			&cli.StringFlag{Name: "isolate", Value: "on", Usage: "on: run CMD in tf's sandbox; off: run it beside tf, where it could bypass tf (governance is then advisory)"},
+			&cli.StringSliceFlag{Name: "ro", Usage: "PATH: a directory the sandboxed agent may read but not write; repeatable"},
+			&cli.StringSliceFlag{Name: "rw", Usage: "PATH: a directory the sandboxed agent may write; repeatable"},
 			&cli.BoolFlag{Name: "dashboard", Usage: "also serve the dashboard on loopback and open its one-time link"},
 			&cli.BoolFlag{Name: "print-env", Usage: "print the environment a governed process needs (shell syntax): with CMD on stderr, then run CMD; without CMD on stdout, then serve until interrupted (to wire a shell, use tf gateway start and tf env)"},
 		},
@@ -64,15 +72,27 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	isolate, err := isolation(c, argv)
+	if err != nil {
+		return err
+	}
 	policy, source, pinned, err := resolvePolicy(dir, c.String("policy"))
 	if err != nil {
 		return err
+	}
+	var sb *agent.Sandbox
+	if isolate {
+		// Everything the sandbox needs is checked before anything starts.
+		if sb, err = newSandbox(c, dir, argv); err != nil {
+			return cli.Exit("tf run: "+err.Error(), 1)
+		}
 	}
 	cfg, err := gatewayConfig(c, dir)
 	if err != nil {
 		return err
 	}
 	cfg.Policy = policy
+	cfg.Isolated = isolate
 	g, err := startNamed(cfg, c.IsSet("name"))
 	if err != nil {
 		return err
@@ -107,8 +127,32 @@ func runAction(c *cli.Context) error {
 	fmt.Fprintf(c.App.ErrWriter, "tf: governing with %s (%d rules, %s, revision %s); proxy %s; audit in %s\n",
 		source, len(policy.Rules), g.Mode(), shortRev(policy.Revision), g.Addr(), filepath.Join(dir, "audit"))
 
+	if !isolate {
+		fmt.Fprintf(c.App.ErrWriter, "tf: warning: %s\n", gateway.NotIsolated)
+	}
+	agentBundle := bundle
+	if sb != nil {
+		sb.CABundle, sb.ProxyAddr = bundle, g.Addr()
+		agentBundle = sb.AgentBundle()
+		sockDir, err := os.MkdirTemp("", "tf-sandbox-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(sockDir)
+		sb.Handoff = filepath.Join(sockDir, "handoff.sock")
+		if err := g.ServeHandoff(sb.Handoff); err != nil {
+			return err
+		}
+		sb.AgentAPI = filepath.Join(sockDir, "agent.sock")
+		if err := g.ServeAgentAPI(sb.AgentAPI); err != nil {
+			return err
+		}
+	}
 	scrubbed, removed := g.ScrubEnv(os.Environ(), c.StringSlice("keep-env"))
-	env := agent.Env(scrubbed, agent.EnvSpec{ProxyURL: g.ProxyURL(), CABundle: bundle})
+	env := agent.Env(scrubbed, agent.EnvSpec{ProxyURL: g.ProxyURL(), CABundle: agentBundle})
+	if sb != nil {
+		env = sb.Env(env)
+	}
 	if len(removed) > 0 {
 		fmt.Fprintf(c.App.ErrWriter, "tf: kept out of the agent's environment: %s\n", strings.Join(removed, ", "))
 	}
@@ -128,7 +172,12 @@ func runAction(c *cli.Context) error {
 		}
 	}
 
-	code, err := agent.Run(context.Background(), argv, env)
+	var code int
+	if sb != nil {
+		code, err = agent.RunSandboxed(context.Background(), sb, argv, env)
+	} else {
+		code, err = agent.Run(context.Background(), argv, env)
+	}
 	if cerr := g.Close(); cerr != nil && err == nil {
 		fmt.Fprintf(c.App.ErrWriter, "tf: stopping the gateway: %v\n", cerr)
 	}
@@ -139,6 +188,54 @@ func runAction(c *cli.Context) error {
 		return cli.Exit("", code)
 	}
 	return nil
+}
+
+// isolation reads --isolate: on (the default) runs the agent in the
+// sandbox, off beside tf. Without CMD (--print-env alone) there is no
+// agent to isolate.
+func isolation(c *cli.Context, argv []string) (bool, error) {
+	switch c.String("isolate") {
+	case "on", "true", "":
+		if len(argv) == 0 {
+			if c.IsSet("isolate") {
+				return false, cli.Exit("tf run: --isolate=on needs a command to run in the sandbox; --print-env alone wires a shell by hand, which tf cannot isolate", 2)
+			}
+			return false, nil
+		}
+		return true, nil
+	case "off", "false":
+		return false, nil
+	default:
+		return false, cli.Exit(fmt.Sprintf("tf run: --isolate %q: want on or off", c.String("isolate")), 2)
+	}
+}
+
+// newSandbox describes the sandbox for argv and checks, before anything
+// starts, that it can run: bubblewrap present, the paths to bind real,
+// the working directory outside $TF_HOME, the command visible inside.
+func newSandbox(c *cli.Context, home string, argv []string) (*agent.Sandbox, error) {
+	if err := agent.SandboxAvailable(); err != nil {
+		return nil, fmt.Errorf("%v. Remedies: %s", err, agent.Remedies)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("finding tf's own binary: %w", err)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	sb := &agent.Sandbox{Home: home, Exe: exe, Dir: wd, UserHome: os.Getenv("HOME"),
+		RO: c.StringSlice("ro"), RW: c.StringSlice("rw")}
+	if p := c.String("policy"); p != "" {
+		sb.PolicyRepo = p
+	} else if pin, err := gitops.ReadPin(home); err == nil && filepath.IsAbs(pin.Repository) {
+		sb.PolicyRepo = pin.Repository
+	}
+	if _, err := sb.Prepare(argv); err != nil {
+		return nil, err
+	}
+	return sb, nil
 }
 
 // resolvePolicy loads the policy a gateway runs with: the directory given,
@@ -262,4 +359,36 @@ func defaultName() string {
 		return "default"
 	}
 	return name
+}
+
+func init() { register(sandboxInitCommand()) }
+
+// sandboxInitCommand is the first process inside the sandbox (see
+// agent.SandboxInit); tf run starts it, a user never does.
+func sandboxInitCommand() *cli.Command {
+	return &cli.Command{
+		Name:            agent.InitCommand,
+		Hidden:          true,
+		SkipFlagParsing: true,
+		Action: func(c *cli.Context) error {
+			args := c.Args().Slice()
+			var listen, handoff string
+			for len(args) >= 2 && (args[0] == "--listen" || args[0] == "--handoff") {
+				if args[0] == "--listen" {
+					listen = args[1]
+				} else {
+					handoff = args[1]
+				}
+				args = args[2:]
+			}
+			if len(args) > 0 && args[0] == "--" {
+				args = args[1:]
+			}
+			if listen == "" || handoff == "" {
+				return cli.Exit("tf sandbox-init: --listen and --handoff are required", 2)
+			}
+			os.Exit(agent.SandboxInit(listen, handoff, args))
+			return nil
+		},
+	}
 }

@@ -96,8 +96,9 @@ func TestRunGitCloneAndFetch(t *testing.T) {
 	gitc(work, "push", "-q", bare, "main")
 
 	up := newUpstream(t, root)
-	base := append([]string{"run", "--policy", examplePolicy}, up.args()...)
-	clone := filepath.Join(t.TempDir(), "clone")
+	cloneDir := t.TempDir()
+	clone := filepath.Join(cloneDir, "clone")
+	base := append([]string{"run", "--policy", examplePolicy, "--rw", cloneDir}, up.args()...)
 	env := []string{"HOME=" + root, "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0"}
 	r := runTF(t, home, env, append(base, "--", "git", "clone", "-q", "https://github.com/acme/app.git", clone)...)
 	if r.code != 0 {
@@ -140,7 +141,8 @@ func TestRunGoClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := append([]string{"run", "--policy", examplePolicy}, up.args()...)
+	// The test binary lives under /tmp, which the sandbox replaces.
+	base := append([]string{"run", "--policy", examplePolicy, "--ro", filepath.Dir(self)}, up.args()...)
 	r := runTF(t, home, []string{"TF_E2E_CHILD=goclient"}, append(base, "--", self)...)
 	if r.code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)

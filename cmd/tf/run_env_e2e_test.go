@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/tameflare/tf/agent"
 )
 
 // tf run passes the child's exit code through, and --print-env shows what
@@ -21,7 +23,7 @@ func TestRunExitCodeAndPrintEnv(t *testing.T) {
 	}
 	for _, want := range []string{
 		"export HTTPS_PROXY='http://tf:", "export https_proxy='http://tf:", "export ALL_PROXY='http://tf:",
-		"export NODE_USE_ENV_PROXY='1'", "export SSL_CERT_FILE='" + home + "/ca/bundle.pem'",
+		"export NODE_USE_ENV_PROXY='1'", "export SSL_CERT_FILE='" + agent.BundlePath + "'", // the sandbox binds the bundle in on its own
 		"export GIT_CONFIG_VALUE_", "git@github.com:", "export GH_TOKEN='tf-managed'",
 		"unset GITHUB_TOKEN", "unset NO_PROXY",
 	} {

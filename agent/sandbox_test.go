@@ -1,0 +1,135 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func testSandbox(t *testing.T) *Sandbox {
+	t.Helper()
+	root := t.TempDir()
+	for _, d := range []string{"home/.local/state/tf", "home/proj", "repo", "ro"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &Sandbox{
+		Home: filepath.Join(root, "home/.local/state/tf"), Handoff: "/tmp/s/handoff.sock", ProxyAddr: "127.0.0.1:4000",
+		CABundle: filepath.Join(root, "home/.local/state/tf/ca/bundle.pem"), Exe: "/usr/local/bin/tf",
+		Dir: filepath.Join(root, "home/proj"), UserHome: filepath.Join(root, "home"),
+		RO: []string{filepath.Join(root, "ro")}, PolicyRepo: filepath.Join(root, "repo"),
+	}
+}
+
+// $TF_HOME is hidden after every bind that could show it (the agent's
+// home holds it by default), and the command runs under tf's init.
+func TestBwrapArgsOrder(t *testing.T) {
+	s := testSandbox(t)
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	a := s.BwrapArgs([]string{"/usr/bin/claude", "-p", "hi"}, 3)
+	idx := func(flag, val string) int {
+		for i := 0; i+1 < len(a); i++ {
+			if a[i] == flag && a[i+1] == val {
+				return i
+			}
+		}
+		t.Fatalf("no %s %s in %v", flag, val, a)
+		return -1
+	}
+	hide := idx("--tmpfs", s.Home)
+	for _, bind := range [][2]string{{"--bind-try", s.UserHome}, {"--bind", s.Dir}, {"--ro-bind", s.RO[0]}, {"--ro-bind-try", s.PolicyRepo}, {"--ro-bind", "/"}} {
+		if i := idx(bind[0], bind[1]); i > hide {
+			t.Errorf("%s %s comes after $TF_HOME is hidden", bind[0], bind[1])
+		}
+	}
+	for _, f := range []string{"--unshare-all", "--die-with-parent", "--new-session", "--as-pid-1"} {
+		if !slices.Contains(a, f) {
+			t.Errorf("missing %s", f)
+		}
+	}
+	idx("--ro-bind", s.CABundle)
+	idx("--tmpfs", "/tmp")
+	tail := strings.Join(a[slices.Index(a, "--chdir"):], " ")
+	want := "--chdir " + s.Dir + " -- /run/tf/bin/tf sandbox-init --listen 127.0.0.1:4000 --handoff /run/tf/handoff.sock -- /usr/bin/claude -p hi"
+	if tail != want {
+		t.Errorf("tail\n%s\nwant\n%s", tail, want)
+	}
+}
+
+func TestSandboxCheck(t *testing.T) {
+	s := testSandbox(t)
+	s.RW = []string{"/no/such/dir"}
+	if err := s.Check(); err == nil || !strings.Contains(err.Error(), "/no/such/dir does not exist") {
+		t.Errorf("missing --rw: %v", err)
+	}
+	s = testSandbox(t)
+	s.Dir = s.Home
+	if err := s.Check(); err == nil || !strings.Contains(err.Error(), "inside $TF_HOME") {
+		t.Errorf("cwd in $TF_HOME: %v", err)
+	}
+	s = testSandbox(t)
+	s.RO = []string{filepath.Dir(s.Home)}
+	if err := s.Check(); err != nil {
+		t.Errorf("a parent of $TF_HOME may be bound (it is hidden after): %v", err)
+	}
+}
+
+func TestSandboxVisible(t *testing.T) {
+	s := testSandbox(t)
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]bool{
+		"/usr/bin/git":                          true,
+		filepath.Join(s.Dir, "bin/tool"):        true,
+		filepath.Join(s.Home, "bin/tool"):       false,
+		"/tmp/elsewhere/tool":                   false,
+		"/run/user/0/bus":                       false,
+		filepath.Join(s.UserHome, ".npm/x/bin"): true,
+	} {
+		if got := s.Visible(p); got != want {
+			t.Errorf("Visible(%s) = %v, want %v", p, got, want)
+		}
+	}
+}
+
+// The macOS profile cannot run here; its text is what is tested.
+func TestSeatbeltProfile(t *testing.T) {
+	s := testSandbox(t)
+	p := SeatbeltProfile(s, 4000)
+	for _, want := range []string{
+		"(version 1)", "(deny network*)",
+		`(allow network-outbound (remote ip "localhost:4000"))`,
+		`(deny file-read* file-write* (subpath "` + s.Home + `"))`,
+		`(deny file-write* (subpath "` + s.PolicyRepo + `"))`,
+		`(allow file-read* (literal "` + s.CABundle + `"))`,
+	} {
+		if !strings.Contains(p, want) {
+			t.Errorf("profile lacks %s:\n%s", want, p)
+		}
+	}
+	// Later rules win: the bundle's exception follows the denial of $TF_HOME.
+	if strings.Index(p, "(allow file-read* (literal") < strings.Index(p, "(deny file-read* file-write*") {
+		t.Error("the bundle's exception comes before the denial it relaxes")
+	}
+	if strings.Count(p, "(allow network") != 1 {
+		t.Errorf("more than the proxy's port is allowed:\n%s", p)
+	}
+}
+
+// Inside, tf is first on PATH and the agent API is named; a TF_AGENT_API
+// from outside never survives.
+func TestSandboxEnv(t *testing.T) {
+	s := testSandbox(t)
+	s.AgentAPI = "/tmp/x/agent.sock"
+	env := s.Env([]string{"PATH=/usr/bin:/bin", "TF_AGENT_API=/evil.sock", "HOME=/h", "TMPDIR=/tmp/user-0", "XDG_RUNTIME_DIR=/run/user/0"})
+	want := []string{"PATH=/run/tf/bin:/usr/bin:/bin", "HOME=/h", "TMPDIR=/tmp", "TF_AGENT_API=/run/tf/agent.sock"}
+	if strings.Join(env, "\n") != strings.Join(want, "\n") {
+		t.Errorf("env %q, want %q", env, want)
+	}
+}
