@@ -143,6 +143,7 @@ func reorder(app *cli.App, args []string) []string {
 		toks  []string
 	}
 	levels := []*level{{flags: app.Flags}}
+	var path []string
 	cmds := app.Commands
 	var pos []string
 	// owner is the innermost level on the line whose command knows the
@@ -175,10 +176,22 @@ func reorder(app *cli.App, args []string) []string {
 		if len(pos) == 0 {
 			if cmd := findCommand(cmds, a); cmd != nil {
 				levels = append(levels, &level{name: a, flags: cmd.Flags})
+				path = append(path, a)
 				cmds = cmd.Subcommands
 				i++
+				if cmd.SkipFlagParsing {
+					// It reads its arguments itself, as written.
+					pos = append(pos, args[i:]...)
+					break
+				}
 				continue
 			}
+		}
+		if argvCommands[strings.Join(path, " ")] {
+			// The rest is a command line of its own: tf run claude
+			// --resume is claude's --resume.
+			pos = append(pos, args[i:]...)
+			break
 		}
 		pos = append(pos, a)
 		i++
@@ -192,6 +205,10 @@ func reorder(app *cli.App, args []string) []string {
 	}
 	return append(res, pos...)
 }
+
+// argvCommands take a command line as their arguments: from the first
+// argument on, nothing is theirs, written after -- or not.
+var argvCommands = map[string]bool{"run": true, "mcp wrap": true}
 
 // flagTokens is how many tokens the flag at args[0] takes: one when it is
 // boolean, unknown or written --name=value, else two.

@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/tameflare/tf/agent"
 )
 
 // Flags may come after positional arguments for every command; what
@@ -22,6 +24,11 @@ func TestReorder(t *testing.T) {
 		{"tf logs --nope x", "tf logs --nope x"},
 		{"tf gateway start dev --policy p --upstream a=b", "tf gateway start --policy p --upstream a=b dev"},
 		{"tf policy --generate-bash-completion", "tf policy --generate-bash-completion"},
+		// A command line of its own is left as written, -- or not.
+		{"tf run --policy p claude --resume x --policy y", "tf run --policy p claude --resume x --policy y"},
+		{"tf mcp wrap --server s npx -y pkg", "tf mcp wrap --server s npx -y pkg"},
+		// So are the arguments of a command that parses its own.
+		{"tf " + agent.InitCommand + " --listen a --handoff b -- sh -c x", "tf " + agent.InitCommand + " --listen a --handoff b -- sh -c x"},
 	} {
 		got := strings.Join(reorder(app, strings.Fields(tc.in)), " ")
 		if got != tc.want {
