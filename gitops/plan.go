@@ -820,14 +820,17 @@ const (
 
 // WriteTextColor is WriteText, with ANSI colours when color is set.
 func (p *Plan) WriteTextColor(w io.Writer, color bool) error {
-	paint := func(code, s string) string {
+	// paint's result is an argument of ew.printf, which makes strings
+	// terminal-safe: a styled value makes its text safe and keeps its own
+	// escape sequences.
+	paint := func(code, s string) any {
 		if !color || s == "" {
 			return s
 		}
-		return code + s + ansiReset
+		return styled{code, s}
 	}
 	markColor := map[string]string{"+": ansiGreen, "-": ansiRed, "~": ansiYellow}
-	effColor := func(e rules.Effect) string {
+	effColor := func(e rules.Effect) any {
 		switch e {
 		case rules.Deny:
 			return paint(ansiRed, string(e))
@@ -866,27 +869,27 @@ func (p *Plan) WriteTextColor(w io.Writer, color bool) error {
 	}
 	for _, c := range p.Policy {
 		mark := map[string]string{"added": "+", "removed": "-", "changed": "~"}[c.Change]
-		line := fmt.Sprintf("  %s %s", paint(markColor[mark], mark), c.Rule)
+		line := c.Rule
 		if len(c.Fields) > 0 {
 			line += ": " + strings.Join(c.Fields, ", ")
 		}
 		if c.Where != "" {
 			line += "  (" + c.Where + ")"
 		}
-		ew.printf("%s\n", line)
+		ew.printf("  %s %s\n", paint(markColor[mark], mark), line)
 		width := 0
 		for _, d := range c.Diffs {
 			width = max(width, len(d.Field))
 		}
 		for _, d := range c.Diffs {
-			m, val := "~", paint(ansiRed, orNull(d.Before))+" -> "+paint(ansiGreen, orNull(d.After))
 			switch {
 			case d.Before == "":
-				m, val = "+", paint(ansiGreen, d.After)
+				ew.printf("      %s %-*s = %s\n", paint(markColor["+"], "+"), width, d.Field, paint(ansiGreen, d.After))
 			case d.After == "":
-				m, val = "-", paint(ansiRed, d.Before)
+				ew.printf("      %s %-*s = %s\n", paint(markColor["-"], "-"), width, d.Field, paint(ansiRed, d.Before))
+			default:
+				ew.printf("      %s %-*s = %s -> %s\n", paint(markColor["~"], "~"), width, d.Field, paint(ansiRed, d.Before), paint(ansiGreen, d.After))
 			}
-			ew.printf("      %s %-*s = %s\n", paint(markColor[m], m), width, d.Field, val)
 		}
 	}
 
@@ -932,13 +935,13 @@ func writeGroups(ew *errWriter, groups []*Group, name func(*Group) string) {
 	}
 }
 
-// orNull is a value of a FieldDiff, "null" where the side has none (a
-// field that one side leaves out).
-func orNull(s string) string {
-	if s == "" {
-		return "null"
-	}
-	return s
+// styled is text printed in an ANSI style: the text is made
+// terminal-safe, the style's own sequences are kept. It formats itself
+// (not a Stringer), so that termtext.Args passes it through.
+type styled struct{ code, s string }
+
+func (v styled) Format(f fmt.State, _ rune) {
+	io.WriteString(f, v.code+termtext.Safe(v.s)+ansiReset)
 }
 
 func orDash(s string) string {

@@ -351,3 +351,18 @@ func TestPlanReplaysMCPBaselineAndCountsOtherRevisions(t *testing.T) {
 		t.Errorf("counts %+v, want %+v", pl.Counts, want)
 	}
 }
+
+// Colour keeps values terminal-safe: an escape sequence inside a field's
+// value is shown escaped, only tf's own styles reach the terminal.
+func TestPlanColorKeepsValuesSafe(t *testing.T) {
+	pl := &Plan{Base: Side{Commit: strings.Repeat("a", 40)}, Candidate: Side{Commit: strings.Repeat("b", 40)},
+		Policy: []RuleChange{{Rule: "r", Change: "changed", Fields: []string{"reason"}, Diffs: []FieldDiff{{"reason", `"old"`, "\"\x1b[2Jwiped\""}}}}}
+	var text bytes.Buffer
+	if err := pl.WriteTextColor(&text, true); err != nil {
+		t.Fatal(err)
+	}
+	out := text.String()
+	if strings.Contains(out, "\x1b[2J") || !strings.Contains(out, ansiRed+`"old"`+ansiReset) {
+		t.Errorf("colour output:\n%q", out)
+	}
+}
