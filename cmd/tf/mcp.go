@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -64,8 +65,102 @@ claude mcp add writes by default (projects["/path"].mcpServers).
 				},
 				Action: mcpWrapConfigAction,
 			},
+			{
+				Name:  "tools",
+				Usage: "list the pinned tools of MCP servers (mcp: {pin_tools}), and accept changes",
+				Description: `Lists every tool pinned for each server: its digest (of name, description
+and input schema) and, for a tool listed since with another digest, the
+change, which pin_tools refuses, holds or records until it is accepted.`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "server", Usage: "only this server"},
+				},
+				Action: mcpToolsAction,
+				Subcommands: []*cli.Command{{
+					Name:      "accept",
+					Usage:     "accept the changed tools of a server as their new pins",
+					ArgsUsage: "--server NAME [TOOL...]",
+					Flags: []cli.Flag{
+						&cli.StringFlag{Name: "server", Usage: "the server", Required: true},
+					},
+					Action: mcpToolsAcceptAction,
+				}},
+			},
 		},
 	}
+}
+
+func pinStore() (*mcp.PinStore, error) {
+	dir, err := home.Dir()
+	if err != nil {
+		return nil, err
+	}
+	return mcp.OpenPins(mcp.PinDir(dir), nil), nil
+}
+
+func mcpToolsAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return cli.Exit("tf mcp tools: unexpected argument "+c.Args().First()+" (tf mcp tools accept --server NAME TOOL to accept)", 2)
+	}
+	store, err := pinStore()
+	if err != nil {
+		return err
+	}
+	files, err := store.List(c.String("server"))
+	if err != nil {
+		return err
+	}
+	w := c.App.Writer
+	n := 0
+	for _, f := range files {
+		names := make([]string, 0, len(f.Tools))
+		for name := range f.Tools {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			p := f.Tools[name]
+			state := "pinned"
+			if p.Changed != "" {
+				state = "CHANGED " + p.ChangedAt.Format("2006-01-02T15:04:05Z") + " to " + shortDigest(p.Changed)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\tpinned %s\t%s\n", f.Server, name, shortDigest(p.Digest), p.PinnedAt.Format("2006-01-02T15:04:05Z"), state)
+			n++
+		}
+	}
+	if n == 0 {
+		fmt.Fprintln(w, "no tools are pinned (the policy pins them with mcp: {pin_tools: deny|require_approval|monitor})")
+	}
+	return nil
+}
+
+func shortDigest(digest string) string {
+	if len(digest) > len("sha256:")+16 {
+		return digest[:len("sha256:")+16]
+	}
+	return digest
+}
+
+func mcpToolsAcceptAction(c *cli.Context) error {
+	server := c.String("server")
+	if err := mcp.ValidServerName(server); err != nil {
+		return cli.Exit("tf mcp tools accept: "+err.Error(), 2)
+	}
+	store, err := pinStore()
+	if err != nil {
+		return err
+	}
+	accepted, err := store.Accept(server, c.Args().Slice())
+	if err != nil {
+		return cli.Exit("tf mcp tools accept: "+err.Error(), 1)
+	}
+	if len(accepted) == 0 {
+		fmt.Fprintf(c.App.Writer, "%s: no changed tool to accept\n", server)
+		return nil
+	}
+	for _, t := range accepted {
+		fmt.Fprintf(c.App.Writer, "%s: accepted the change of %s\n", server, t)
+	}
+	return nil
 }
 
 func mcpWrapAction(c *cli.Context) error {

@@ -16,10 +16,12 @@ import (
 
 	"github.com/tameflare/tf/admin"
 	"github.com/tameflare/tf/agent"
+	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/gateway"
 	"github.com/tameflare/tf/gitops"
 	"github.com/tameflare/tf/home"
 	"github.com/tameflare/tf/rules"
+	"github.com/tameflare/tf/termtext"
 	"github.com/tameflare/tf/testdata"
 )
 
@@ -174,7 +176,12 @@ func runAction(c *cli.Context) error {
 
 	var code int
 	if sb != nil {
+		guard := agent.NewGitGuard(sb.Writable())
 		code, err = agent.RunSandboxed(context.Background(), sb, argv, env)
+		for _, ch := range guard.Revert() {
+			fmt.Fprintf(c.App.ErrWriter, "tf: the agent set %s in %s, which git would run outside the sandbox; tf removed it\n", termtext.Safe(ch.Entry), termtext.Safe(ch.File))
+			_ = g.RecordEvent(context.Background(), audit.EventSandboxGitReverted, map[string]any{"file": ch.File, "entry": ch.Entry})
+		}
 	} else {
 		code, err = agent.Run(context.Background(), argv, env)
 	}
