@@ -35,6 +35,9 @@ type Filter struct {
 	// characters, including dots.
 	Action  string
 	Gateway string
+	// Before, when set, keeps only records with a lower seq: the page of
+	// older records after one already shown.
+	Before uint64
 }
 
 // Validate refuses a filter that could never be meant.
@@ -54,6 +57,9 @@ func (f Filter) Validate() error {
 // Match reports whether r passes the filter.
 func (f Filter) Match(r *Record) bool {
 	if f.Kind != "" && r.Kind != f.Kind {
+		return false
+	}
+	if f.Before != 0 && r.Seq >= f.Before {
 		return false
 	}
 	if !f.Since.IsZero() && r.Time.Before(f.Since) {

@@ -27,6 +27,7 @@ import (
 	"github.com/tameflare/tf/keyring"
 	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
+	"github.com/tameflare/tf/version"
 )
 
 // Config describes a gateway to start.
@@ -229,7 +230,7 @@ func Start(cfg Config) (*Gateway, error) {
 	p := g.policy.Load()
 	_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStarted, map[string]any{
 		"proxy": g.listener.Addr().String(), "pid": os.Getpid(), "revision": p.Revision,
-		"policy": p.Source, "mode": string(g.Mode()), "isolated": g.isolated,
+		"policy": p.Source, "mode": string(g.Mode()), "isolated": g.isolated, "tf_version": version.Get().Short(),
 	})
 	return g, nil
 }

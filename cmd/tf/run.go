@@ -44,7 +44,10 @@ runs it beside tf instead, where it could bypass tf.
 
    tf run -- claude
    tf run --policy ./policy -- curl -X DELETE https://api.github.com/repos/acme/app
-   eval "$(tf run --print-env)"   # wire a shell up by hand; the gateway runs until Ctrl-C`,
+   tf run --print-env -- CMD      # also show CMD's environment, in shell syntax, on stderr
+
+To wire a shell by hand, start a gateway in the background instead:
+tf gateway start NAME; eval "$(tf env NAME)"; tf gateway stop NAME.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "name", Usage: "name of this governed session in the audit log (default: the current directory's name, made unique)"},
 			&cli.StringFlag{Name: "policy", Usage: "policy directory (default: the pinned policy, else the built-in example)"},
@@ -56,7 +59,7 @@ runs it beside tf instead, where it could bypass tf.
 			&cli.StringSliceFlag{Name: "ro", Usage: "PATH: a directory the sandboxed agent may read but not write; repeatable"},
 			&cli.StringSliceFlag{Name: "rw", Usage: "PATH: a directory the sandboxed agent may write; repeatable"},
 			&cli.BoolFlag{Name: "dashboard", Usage: "also serve the dashboard on loopback and open its one-time link"},
-			&cli.BoolFlag{Name: "print-env", Usage: "print the environment a governed process needs (shell syntax) and serve until interrupted, or, with CMD, print it to stderr and run CMD"},
+			&cli.BoolFlag{Name: "print-env", Usage: "print the environment a governed process needs (shell syntax): with CMD on stderr, then run CMD; without CMD on stdout, then serve until interrupted (to wire a shell, use tf gateway start and tf env)"},
 		},
 		Action: runAction,
 	}
