@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tameflare/tf/termtext"
 	"io"
 	"os"
 	"os/user"
@@ -136,10 +137,14 @@ func ReloadAll(ctx context.Context, home string) (int, []Unreachable) {
 // Describe writes a pending approval for a person: action, where, rule,
 // params, expiry.
 func Describe(w io.Writer, r approval.Request, now time.Time) {
-	fmt.Fprintf(w, "approval %s  gateway %s  rule %s\n", r.ID, r.Gateway, r.Rule)
-	fmt.Fprintf(w, "  action:  %s", r.Action)
+	// Everything but the expiry can come from the agent (a path, a
+	// resource, a reason that quotes it): printed through termtext.Safe,
+	// so that no escape sequence reaches the person deciding.
+	safe := termtext.Safe
+	fmt.Fprintf(w, "approval %s  gateway %s  rule %s\n", safe(r.ID), safe(r.Gateway), safe(r.Rule))
+	fmt.Fprintf(w, "  action:  %s", safe(r.Action))
 	if r.Method != "" {
-		fmt.Fprintf(w, "  (%s %s%s)", r.Method, r.Host, r.Path)
+		fmt.Fprintf(w, "  (%s %s%s)", safe(r.Method), safe(r.Host), safe(r.Path))
 	}
 	fmt.Fprintln(w)
 	if len(r.Resource) > 0 {
@@ -150,16 +155,16 @@ func Describe(w io.Writer, r approval.Request, now time.Time) {
 		sort.Strings(keys)
 		var parts []string
 		for _, k := range keys {
-			parts = append(parts, k+"="+r.Resource[k])
+			parts = append(parts, safe(k)+"="+safe(r.Resource[k]))
 		}
 		fmt.Fprintf(w, "  resource: %s\n", strings.Join(parts, " "))
 	}
 	if len(r.Params) > 0 {
 		p, _ := json.Marshal(r.Params)
-		fmt.Fprintf(w, "  params:  %s\n", p)
+		fmt.Fprintf(w, "  params:  %s\n", safe(string(p)))
 	}
 	if r.Reason != "" {
-		fmt.Fprintf(w, "  reason:  %s\n", r.Reason)
+		fmt.Fprintf(w, "  reason:  %s\n", safe(r.Reason))
 	}
 	fmt.Fprintf(w, "  expires: in %s\n", r.Expires.Sub(now).Round(time.Second))
 }
@@ -228,7 +233,7 @@ func Watch(ctx context.Context, home string, in io.Reader, out io.Writer, who st
 				case errors.Is(err, approval.ErrNotFound):
 					fmt.Fprintf(out, "%s is no longer pending (answered elsewhere, expired or cancelled)\n", p.ID)
 				case err != nil:
-					fmt.Fprintf(out, "answering %s: %v\n", p.ID, err)
+					fmt.Fprintf(out, "answering %s: %s\n", p.ID, termtext.Safe(err.Error()))
 				case a.Approve:
 					fmt.Fprintf(out, "%s approved%s\n", p.ID, map[bool]string{true: " for this session", false: ""}[a.Session])
 				default:

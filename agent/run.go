@@ -11,6 +11,9 @@ import (
 	"syscall"
 )
 
+// errNoCommand is the error for an empty command line.
+var errNoCommand = errors.New("no command to run: write it after --, e.g. tf run -- claude")
+
 // Run starts argv with env and the terminal (stdin, stdout, stderr) of tf
 // itself, and waits for it. It returns the exit code a shell would report:
 // the child's own, or 128+N when signal N ended it.
@@ -21,7 +24,7 @@ import (
 // alone are passed on to the child. When ctx ends, the child gets SIGTERM.
 func Run(ctx context.Context, argv []string, env []string) (int, error) {
 	if len(argv) == 0 {
-		return 0, errors.New("no command to run: write it after --, e.g. tf run -- claude")
+		return 0, errNoCommand
 	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os/exec"
@@ -21,9 +20,6 @@ func SandboxAvailable() error {
 // SeatbeltProfile. On macOS the agent reaches the proxy's own loopback
 // port; the profile allows no other connection.
 func RunSandboxed(ctx context.Context, s *Sandbox, argv []string, env []string) (int, error) {
-	if len(argv) == 0 {
-		return 0, errors.New("no command to run: write it after --, e.g. tf run -- claude")
-	}
 	if err := SandboxAvailable(); err != nil {
 		return 1, err
 	}
@@ -44,20 +40,9 @@ func RunSandboxed(ctx context.Context, s *Sandbox, argv []string, env []string) 
 // SandboxInit runs only inside the Linux sandbox.
 func SandboxInit(string, string, []string) int { return 1 }
 
-// Prepare checks the sandbox (see Check) and resolves argv[0].
-func (s *Sandbox) Prepare(argv []string) (string, error) {
-	if len(argv) == 0 {
-		return "", errors.New("no command to run: write it after --, e.g. tf run -- claude")
-	}
-	if err := s.Check(); err != nil {
-		return "", err
-	}
-	path, err := exec.LookPath(argv[0])
-	if err != nil {
-		return "", fmt.Errorf("%s: command not found", argv[0])
-	}
-	return path, nil
-}
+// shows reports whether the Seatbelt profile shows a host path: all but
+// $TF_HOME.
+func (s *Sandbox) shows(path string) bool { return !within(path, s.Home) }
 
 // AgentBundle is where the agent finds the CA bundle: in $TF_HOME, the one
 // file there the profile lets it read.

@@ -26,9 +26,6 @@ func SandboxAvailable() error {
 // itself, and the exit code passed through. The terminal's signals reach
 // tf (the agent is in a session of its own) and are passed on.
 func RunSandboxed(ctx context.Context, s *Sandbox, argv []string, env []string) (int, error) {
-	if len(argv) == 0 {
-		return 0, errors.New("no command to run: write it after --, e.g. tf run -- claude")
-	}
 	if err := SandboxAvailable(); err != nil {
 		return 1, err
 	}
@@ -87,37 +84,11 @@ func RunSandboxed(ctx context.Context, s *Sandbox, argv []string, env []string) 
 	}
 }
 
-// Prepare checks the sandbox (see Check) and resolves argv[0] as the
-// agent will, refusing a command the sandbox does not show.
-func (s *Sandbox) Prepare(argv []string) (string, error) {
-	if len(argv) == 0 {
-		return "", errors.New("no command to run: write it after --, e.g. tf run -- claude")
-	}
-	if err := s.Check(); err != nil {
-		return "", err
-	}
-	path, err := lookPath(argv[0])
-	if err != nil {
-		return "", fmt.Errorf("%s: command not found", argv[0])
-	}
-	if !s.Visible(path) {
-		return "", fmt.Errorf("%s is %s, which the sandbox does not show (it shows the working directory, HOME, --ro and --rw paths, and the system outside /tmp, /run and $TF_HOME)", argv[0], path)
-	}
-	return path, nil
-}
+// shows reports whether the bubblewrap sandbox shows a host path.
+func (s *Sandbox) shows(path string) bool { return s.Visible(path) }
 
 // AgentBundle is where the agent finds the CA bundle: bound in on its own.
 func (s *Sandbox) AgentBundle() string { return BundlePath }
-
-// lookPath resolves name as the agent will: with tf's PATH, which the
-// agent's environment keeps.
-func lookPath(name string) (string, error) {
-	p, err := exec.LookPath(name)
-	if err != nil {
-		return "", err
-	}
-	return cleanAbs(p), nil
-}
 
 // SandboxInit is the first process inside the sandbox (PID 1 of its PID
 // namespace). It listens on listen, the loopback address the agent's

@@ -22,8 +22,8 @@ func RunSandboxed(context.Context, *Sandbox, []string, []string) (int, error) {
 // SandboxInit runs only inside the Linux sandbox.
 func SandboxInit(string, string, []string) int { return 1 }
 
-// Prepare refuses: see SandboxAvailable.
-func (s *Sandbox) Prepare([]string) (string, error) { return "", SandboxAvailable() }
+// shows: nothing, since there is no sandbox to run in.
+func (s *Sandbox) shows(string) bool { return false }
 
 // AgentBundle is the bundle's own path.
 func (s *Sandbox) AgentBundle() string { return s.CABundle }

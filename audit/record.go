@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"sort"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tameflare/tf/rules"
 )
@@ -160,7 +162,102 @@ func (r *Record) validate() error {
 // body encodes the record without the fields the writer fills in, so the
 // expensive part of encoding runs in the appending goroutine.
 func (r *Record) body() ([]byte, error) {
-	return appendBody(make([]byte, 0, 1024), r)
+	b, err := appendBody(make([]byte, 0, 1024), r)
+	if err != nil || len(b) <= maxBodyBytes {
+		return b, err
+	}
+	return r.truncatedBody(b)
+}
+
+// maxBodyBytes leaves room under MaxRecordBytes for what the writer adds
+// (schema_version, seq, prev, hash).
+const maxBodyBytes = MaxRecordBytes - 256
+
+// TruncatedKey is the param (or detail) that marks a record cut to fit a
+// line: its value holds the size and SHA-256 of the whole encoded record.
+const TruncatedKey = "_tf_truncated"
+
+// maxKeptString bounds each string kept in a truncated record.
+const maxKeptString = 1024
+
+// truncatedBody encodes a record too large for one line rather than drop
+// it: every decision, refusals above all, must be on record. What an agent
+// can make grow without bound is cut (strings in params and details to
+// maxKeptString, deeper values dropped; error, reason and the recorded
+// path and query to 4 KiB), and a marker records the size and digest of
+// the whole encoding.
+func (r *Record) truncatedBody(whole []byte) ([]byte, error) {
+	sum := sha256.Sum256(whole)
+	marker := map[string]any{"bytes": len(whole), "sha256": hex.EncodeToString(sum[:])}
+	c := *r
+	if c.Action != nil {
+		a := *c.Action
+		a.Params = keepScalars(a.Params, marker)
+		a.Request.Path = cutString(a.Request.Path, 4096)
+		a.Request.Query = cutString(a.Request.Query, 4096)
+		if len(a.Resource) > 0 {
+			res := make(map[string]string, len(a.Resource))
+			for k, v := range a.Resource {
+				res[cutString(k, 256)] = cutString(v, maxKeptString)
+			}
+			a.Resource = res
+		}
+		c.Action = &a
+	}
+	if c.Decision != nil {
+		d := *c.Decision
+		d.Reason = cutString(d.Reason, 4096)
+		c.Decision = &d
+	}
+	if c.Details != nil || c.Kind == KindEvent {
+		c.Details = keepScalars(c.Details, marker)
+	}
+	c.Error = cutString(c.Error, 4096)
+	b, err := appendBody(make([]byte, 0, 4096), &c)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxBodyBytes {
+		return nil, fmt.Errorf("record of %d bytes exceeds the %d byte limit even truncated", len(whole), MaxRecordBytes)
+	}
+	return b, nil
+}
+
+// keepScalars returns the first 64 keys of m (in order) with their strings
+// cut and numbers and booleans kept; other values are dropped. The marker
+// goes under TruncatedKey.
+func keepScalars(m map[string]any, marker map[string]any) map[string]any {
+	out := map[string]any{TruncatedKey: marker}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		if i == 64 {
+			break
+		}
+		switch v := m[k].(type) {
+		case string:
+			out[cutString(k, 256)] = cutString(v, maxKeptString)
+		case bool, int, int64, float64, json.Number:
+			out[cutString(k, 256)] = v
+		}
+	}
+	return out
+}
+
+// cutString shortens s to at most n bytes, at a rune boundary, marking
+// the cut.
+func cutString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…[truncated]"
 }
 
 var (

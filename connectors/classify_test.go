@@ -1,7 +1,9 @@
 package connectors
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -34,13 +36,27 @@ type classifyCase struct {
 func testRegistry(t testing.TB) *Registry {
 	t.Helper()
 	reg, err := NewRegistry(Options{
-		GitHub: GitHubOptions{EnterpriseHosts: []string{"ghe.example.com"}},
+		GitHub: GitHubOptions{EnterpriseHosts: []string{"ghe.example.com"}, RefLookup: testRefs},
 		NPM:    NPMOptions{Registries: []NPMRegistry{{Host: "npm.corp.example", PathPrefix: "/api/npm/npm"}}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return reg
+}
+
+// testRefs resolves the ref node ids of the GraphQL table; others are
+// unknown.
+func testRefs(_ context.Context, host, id string) (RefNode, error) {
+	switch id {
+	case "REF_1":
+		return RefNode{Owner: "acme", Repo: "app", Ref: "refs/heads/feature/old"}, nil
+	case "REF_2":
+		return RefNode{Owner: "acme", Repo: "app", Ref: "refs/tags/v1"}, nil
+	case "REF_main":
+		return RefNode{Owner: "Acme", Repo: "App", Ref: "refs/heads/main"}, nil
+	}
+	return RefNode{}, fmt.Errorf("no node %s on %s", id, host)
 }
 
 // newRequest builds a connector request as the proxy would hand it over.
@@ -272,5 +288,36 @@ func TestRegistry(t *testing.T) {
 	}
 	if _, err := reg.Classify(&Request{}); err == nil {
 		t.Error("Classify of an empty request did not fail")
+	}
+}
+
+// upgrader is a connector that governs WebSocket.
+type upgrader struct{ HTTP }
+
+func (*upgrader) Name() string                 { return "ws" }
+func (*upgrader) Handles(h string) bool        { return h == "ws.example.com" }
+func (*upgrader) GovernsUpgrade(p string) bool { return p == "websocket" }
+
+func TestUpgradeNeedsAGoverningConnector(t *testing.T) {
+	reg := testRegistry(t)
+	reg.Register(&upgrader{})
+	for _, c := range []struct {
+		host, proto string
+		ok          bool
+	}{
+		{"api.github.com", "websocket", false},
+		{"example.com", "h2c", false},
+		{"ws.example.com", "websocket", true},
+		{"ws.example.com", "h2c", false},
+	} {
+		r := newRequest("GET", c.host, "/socket", "", nil, false)
+		r.HTTP.Header.Set("Upgrade", c.proto)
+		_, err := reg.Classify(r)
+		if c.ok != (err == nil) {
+			t.Errorf("%s upgrade to %s: %v", c.host, c.proto, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "no connector governs that protocol") {
+			t.Errorf("%s: reason %v", c.host, err)
+		}
 	}
 }

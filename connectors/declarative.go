@@ -258,9 +258,11 @@ func parseForm(s string) (map[string]any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("invalid form body: %w", err)
 		}
-		if _, dup := out[uk]; !dup {
-			out[uk] = uv
+		if _, dup := out[uk]; dup {
+			// Services differ on which of repeated fields counts.
+			return nil, fmt.Errorf("ambiguous form body: field %q appears twice", uk)
 		}
+		out[uk] = uv
 	}
 	return out, nil
 }

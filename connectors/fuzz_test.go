@@ -3,6 +3,7 @@ package connectors
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -144,47 +145,60 @@ func FuzzNPM(f *testing.F) {
 	})
 }
 
-// FuzzScanObject checks the prefix scanner against encoding/json: what it
-// finds in a complete object is what json.Unmarshal finds.
-func FuzzScanObject(f *testing.F) {
-	f.Add([]byte(`{"a":1,"b":"x\"y","c":{"d":[1,2,{"e":null}]},"f":true}`), 5)
-	f.Add([]byte(`{"a":"\u00e9", "b" : [ ] , "c":-1.5e3}`), 100)
-	f.Fuzz(func(t *testing.T, body []byte, cut int) {
-		all := func(string) bool { return true }
-		vals, complete, err := scanObject(body, false, all)
+// FuzzRESTBody checks the REST body reader against encoding/json with
+// case-sensitive comparison: a body it accepts is one encoding/json reads
+// to the same sha and force, with no two top-level names that
+// encoding/json would match to one struct field.
+func FuzzRESTBody(f *testing.F) {
+	f.Add([]byte(`{"sha":"a","force":false}`))
+	f.Add([]byte(`{"sha":"a","force":false,"force":true}`))
+	f.Add([]byte(`{"sha":"a","Force":true,"force":false}`))
+	f.Add([]byte(`{"sha":"a","f\u006frce":true}`))
+	reg, err := NewRegistry(Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := newRequest("PATCH", "api.github.com", "/repos/acme/app/git/refs/heads/main", "", body, false)
+		acts, err := reg.Classify(r)
+		if err != nil {
+			return
+		}
 		var ref map[string]any
-		refErr := json.Unmarshal(body, &ref)
-		if err == nil && complete && refErr != nil {
-			t.Fatalf("scanObject accepted what encoding/json refuses: %v", refErr)
-		}
-		if err == nil && complete {
-			want, _ := json.Marshal(normalizeJSON(any(ref)))
-			got, _ := json.Marshal(vals)
-			if vals == nil {
-				got = []byte("{}")
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		if err := dec.Decode(&ref); err != nil || dec.More() {
+			if len(bytes.TrimSpace(body)) == 0 {
+				return // no body: nothing read
 			}
-			if !bytes.Equal(want, got) && !(len(ref) == 0 && string(got) == "{}") {
-				// Duplicate keys: json keeps the last, so does scanObject.
-				t.Fatalf("scanObject = %s, encoding/json = %s", got, want)
-			}
+			t.Fatalf("accepted %q, which encoding/json refuses: %v", body, err)
 		}
-		if cut >= 0 && cut < len(body) {
-			// Any prefix: no panic, and what is found is in the whole.
-			pv, _, perr := scanObject(body[:cut], true, all)
-			if perr == nil && err == nil && complete {
-				for k, v := range pv {
-					a, _ := json.Marshal(v)
-					b, _ := json.Marshal(vals[k])
-					if _, dup := vals[k]; !dup || !bytes.Equal(a, b) {
-						// a later duplicate key may override; only flag plain differences
-						if bytes.Count(body, []byte(`"`+k+`"`)) == 1 {
-							t.Fatalf("prefix found %s=%s, whole has %s", k, a, b)
-						}
-					}
+		for a := range ref {
+			for b := range ref {
+				if a != b && strings.EqualFold(a, b) {
+					t.Fatalf("accepted names %q and %q", a, b)
 				}
 			}
 		}
+		var typed struct {
+			SHA   any `json:"sha"`
+			Force any `json:"force"`
+		}
+		if err := json.Unmarshal(body, &typed); err != nil {
+			t.Fatal(err)
+		}
+		p := acts[0].Params
+		if fmt.Sprint(p["force"]) != fmt.Sprint(normNumber(typed.Force)) || fmt.Sprint(p["sha"]) != fmt.Sprint(normNumber(typed.SHA)) {
+			t.Fatalf("%q: params %v, encoding/json reads sha=%v force=%v", body, p, typed.SHA, typed.Force)
+		}
 	})
+}
+
+func normNumber(v any) any {
+	if f, ok := v.(float64); ok && f == float64(int(f)) {
+		return int(f)
+	}
+	return v
 }
 
 // FuzzEscapedPath holds escapedPath to url.URL.EscapedPath.

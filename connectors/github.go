@@ -16,14 +16,21 @@ type GitHubOptions struct {
 	// under /api/v3, GraphQL at /api/graphql, git smart HTTP elsewhere.
 	EnterpriseHosts []string
 	// BaseLookup, when set, finds the base branch of a pull request for a
-	// REST merge, which names only the pull request number. An error
-	// refuses the merge.
-	BaseLookup func(ctx context.Context, owner, repo string, number int) (string, error)
+	// REST merge, which names only the pull request number, asking the
+	// GitHub host that serves host (api.github.com or an Enterprise host).
+	// An error refuses the merge.
+	BaseLookup func(ctx context.Context, host, owner, repo string, number int) (string, error)
 	// NeedBase, when set, says whether the base is wanted at all (whether
 	// a rule reads it); a merge is then looked up only when it is.
 	NeedBase func() bool
-	// BaseCacheTTL is how long a looked-up base is reused; zero means one
-	// minute.
+	// RefLookup, when set, resolves the node id of a git ref (a GraphQL
+	// createCommitOnBranch, deleteRef or updateRef that names its ref by
+	// id) to the ref's repository and full name (refs/heads/main), asking
+	// the GitHub host that serves host. Without it, or when it fails, such
+	// a mutation is refused: a rule about the branch could not see it.
+	RefLookup func(ctx context.Context, host, id string) (RefNode, error)
+	// BaseCacheTTL is how long a looked-up base or ref is reused; zero
+	// means one minute.
 	BaseCacheTTL time.Duration
 	// Now is the clock of the cache; nil means time.Now.
 	Now func() time.Time
@@ -37,11 +44,19 @@ const (
 	ghEnterprise                       // GHES: /api/v3, /api/graphql, git and the web on one host
 )
 
+// A RefNode is what a ref's node id names.
+type RefNode struct {
+	Owner, Repo string
+	// Ref is the full name: refs/heads/main, refs/tags/v1.
+	Ref string
+}
+
 // GitHub classifies GitHub REST, GraphQL and git smart HTTP requests.
 type GitHub struct {
 	hosts     map[string]ghHostKind
 	rest      *router[*ghRoute]
 	base      baseCache
+	refs      refCache
 	needBase  func() bool
 	resources repoResources
 	params    pathParamMaps
@@ -84,6 +99,7 @@ func NewGitHub(opts GitHubOptions) (*GitHub, error) {
 	}
 	g.base = baseCache{lookup: opts.BaseLookup, ttl: ttl, now: now, entries: map[baseKey]baseEntry{}}
 	g.needBase = opts.NeedBase
+	g.refs = refCache{lookup: opts.RefLookup, ttl: ttl, now: now, entries: map[[2]string]refEntry{}}
 	return g, nil
 }
 
@@ -103,10 +119,11 @@ func (g *GitHub) Classify(r *Request) ([]rules.Action, error) {
 	path := r.escapedPath()
 	switch {
 	case path == "/graphql" && kind != ghWeb, path == "/api/graphql":
-		if r.HTTP.Method != "POST" {
+		acts, err := g.classifyGraphQL(r)
+		if err == errNoGraphQL {
 			return []rules.Action{apiFallback(r, path)}, nil
 		}
-		return g.classifyGraphQL(r)
+		return acts, err
 	case path == "/api/v3" || strings.HasPrefix(path, "/api/v3/"):
 		return g.classifyREST(r, strings.TrimPrefix(path, "/api/v3"))
 	case kind == ghAPI:
@@ -129,9 +146,28 @@ func webAction(r *Request, path string) rules.Action {
 	}
 	parts := strings.SplitN(strings.TrimPrefix(path, "/"), "/", 3)
 	if len(parts) >= 2 && parts[0] != "" && parts[1] != "" && !githubReservedPaths[strings.ToLower(parts[0])] {
-		a.Resource = map[string]string{"owner": unescapePath(parts[0]), "repo": strings.TrimSuffix(unescapePath(parts[1]), ".git")}
+		owner, repo := repoName(unescapePath(parts[0]), unescapePath(parts[1]))
+		a.Resource = map[string]string{"owner": owner, "repo": repo}
 	}
 	return a
+}
+
+// repoName normalises an owner and repository name as GitHub treats them:
+// case-insensitive, with an optional .git suffix, so that /repos/acme/VAULT
+// and /acme/vault.git are the repository a rule names "vault". The request
+// as sent stays in the recorded request path. It allocates only when
+// something changes.
+func repoName(owner, repo string) (string, string) {
+	return lowerASCII(owner), lowerASCII(strings.TrimSuffix(strings.TrimSuffix(repo, ".git"), ".GIT"))
+}
+
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
 }
 
 // githubReservedPaths are first path segments of github.com that are not
@@ -148,8 +184,8 @@ var githubReservedPaths = map[string]bool{
 
 // baseKey and baseEntry hold looked-up merge bases.
 type baseKey struct {
-	owner, repo string
-	number      int
+	host, owner, repo string
+	number            int
 }
 
 type baseEntry struct {
@@ -162,7 +198,7 @@ type baseEntry struct {
 const maxBaseEntries = 4096
 
 type baseCache struct {
-	lookup func(ctx context.Context, owner, repo string, number int) (string, error)
+	lookup func(ctx context.Context, host, owner, repo string, number int) (string, error)
 	ttl    time.Duration
 	now    func() time.Time
 
@@ -170,8 +206,8 @@ type baseCache struct {
 	entries map[baseKey]baseEntry
 }
 
-func (c *baseCache) get(ctx context.Context, owner, repo string, number int) (string, error) {
-	k := baseKey{owner, repo, number}
+func (c *baseCache) get(ctx context.Context, host, owner, repo string, number int) (string, error) {
+	k := baseKey{host, owner, repo, number}
 	now := c.now()
 	c.mu.Lock()
 	e, ok := c.entries[k]
@@ -179,7 +215,7 @@ func (c *baseCache) get(ctx context.Context, owner, repo string, number int) (st
 	if ok && now.Before(e.expires) {
 		return e.base, nil
 	}
-	base, err := c.lookup(ctx, owner, repo, number)
+	base, err := c.lookup(ctx, host, owner, repo, number)
 	if err != nil {
 		return "", fmt.Errorf("looking up the base branch of %s/%s#%d: %w", owner, repo, number, err)
 	}
@@ -210,4 +246,48 @@ func requestContext(r *Request) (context.Context, context.CancelFunc) {
 		ctx = context.Background()
 	}
 	return context.WithTimeout(ctx, 10*time.Second)
+}
+
+type refEntry struct {
+	node    RefNode
+	expires time.Time
+}
+
+// refCache holds resolved ref node ids, by host and id, as baseCache holds
+// merge bases.
+type refCache struct {
+	lookup func(ctx context.Context, host, id string) (RefNode, error)
+	ttl    time.Duration
+	now    func() time.Time
+
+	mu      sync.Mutex
+	entries map[[2]string]refEntry
+}
+
+func (c *refCache) get(ctx context.Context, host, id string) (RefNode, error) {
+	if c.lookup == nil {
+		return RefNode{}, fmt.Errorf("node id %q names the ref, and this gateway resolves no node ids", id)
+	}
+	k := [2]string{host, id}
+	now := c.now()
+	c.mu.Lock()
+	e, ok := c.entries[k]
+	c.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.node, nil
+	}
+	n, err := c.lookup(ctx, host, id)
+	if err != nil {
+		return RefNode{}, fmt.Errorf("resolving node id %q: %w", id, err)
+	}
+	if n.Owner == "" || n.Repo == "" || !strings.HasPrefix(n.Ref, "refs/") {
+		return RefNode{}, fmt.Errorf("resolving node id %q: the answer names no ref", id)
+	}
+	c.mu.Lock()
+	if len(c.entries) >= maxBaseEntries {
+		c.entries = map[[2]string]refEntry{}
+	}
+	c.entries[k] = refEntry{node: n, expires: now.Add(c.ttl)}
+	c.mu.Unlock()
+	return n, nil
 }

@@ -30,7 +30,8 @@ func gitPath(path string) (owner, repo, rest string, ok bool) {
 	default:
 		return "", "", "", false
 	}
-	return unescapePath(owner), strings.TrimSuffix(unescapePath(repo), ".git"), rest, true
+	owner, repo = repoName(unescapePath(owner), unescapePath(repo))
+	return owner, repo, rest, true
 }
 
 // classifyGit classifies git smart HTTP requests; ok is false for other

@@ -1,12 +1,13 @@
 package connectors
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 
+	"github.com/tameflare/tf/jsonbody"
 	"github.com/tameflare/tf/rules"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/parser"
@@ -88,22 +89,171 @@ var githubMutations = map[string]gqlMutation{
 var skippedInputs = map[string]bool{"body": true, "clientMutationId": true, "fileChanges": true, "message": true}
 
 type gqlBody struct {
-	Query         string         `json:"query"`
-	Variables     map[string]any `json:"variables"`
-	OperationName string         `json:"operationName"`
+	Query         string
+	Variables     map[string]any
+	OperationName string
 }
 
+// gqlNames are the members of a GraphQL request, as GitHub reads them:
+// exactly these names.
+var gqlNames = [...]string{"query", "variables", "operationName"}
+
 // classifyGraphQL turns a GraphQL request into actions: one per mutation
-// field, or one github.graphql.query for a query.
+// field, or one github.graphql.query for a query. A POST carries the
+// request in its JSON body, a GET in its query string; both are read
+// strictly, since GitHub executes what it reads, not what tf guessed.
 func (g *GitHub) classifyGraphQL(r *Request) ([]rules.Action, error) {
-	if r.Truncated {
-		return nil, errors.New("graphql: request body is larger than the inspected prefix")
-	}
 	var body gqlBody
-	if err := json.Unmarshal(r.Body, &body); err != nil {
-		return nil, fmt.Errorf("graphql: invalid JSON body: %w", err)
+	q, err := url.ParseQuery(r.HTTP.URL.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("graphql: malformed query string: %w", err)
 	}
-	return classifyGraphQLBody(&body)
+	inURL, err := gqlFromQuery(q, &body)
+	if err != nil {
+		return nil, err
+	}
+	switch r.HTTP.Method {
+	case "POST":
+		if inURL {
+			return nil, errors.New("graphql: ambiguous request: a POST with a query in its URL as well as its body")
+		}
+		if r.Truncated {
+			return nil, fmt.Errorf("graphql: %w", errTruncatedBody)
+		}
+		if err := gqlFromBody(r.Body, &body); err != nil {
+			return nil, fmt.Errorf("graphql: %w", err)
+		}
+	case "GET", "HEAD":
+		if !inURL {
+			return nil, errNoGraphQL
+		}
+		if len(r.Body) > 0 || r.Truncated {
+			return nil, errors.New("graphql: ambiguous request: a GET with a body")
+		}
+	default:
+		return nil, errNoGraphQL
+	}
+	acts, err := classifyGraphQLBody(&body)
+	if err != nil {
+		return nil, err
+	}
+	for i := range acts {
+		if err := g.resolveRef(r, &acts[i]); err != nil {
+			return nil, err
+		}
+	}
+	return acts, nil
+}
+
+// resolveRef gives a mutation that names its ref by node id (ref_id) the
+// branch or tag and repository its REST twin carries, through one lookup.
+// What cannot be resolved is refused: a rule written for "other branches"
+// must never see a push to main without its branch.
+func (g *GitHub) resolveRef(r *Request, a *rules.Action) error {
+	id, ok := a.Params["ref_id"].(string)
+	if !ok {
+		if _, has := a.Params["ref_id"]; has {
+			return fmt.Errorf("graphql: %s: ref id is not a string", a.Type)
+		}
+		return nil
+	}
+	if _, named := a.Params["branch"]; named {
+		return nil
+	}
+	ctx, cancel := requestContext(r)
+	defer cancel()
+	n, err := g.refs.get(ctx, requestHost(r), id)
+	if err != nil {
+		return fmt.Errorf("graphql: %s names its ref by node id and tf could not resolve it, so it is refused: %w", a.Type, err)
+	}
+	owner, repo := repoName(n.Owner, n.Repo)
+	a.Resource = map[string]string{"owner": owner, "repo": repo}
+	a.Params["ref"] = n.Ref
+	if b, ok := strings.CutPrefix(n.Ref, "refs/heads/"); ok {
+		a.Params["branch"] = b
+	} else if t, ok := strings.CutPrefix(n.Ref, "refs/tags/"); ok {
+		a.Params["tag"] = t
+		if a.Type == "github.branch.delete" {
+			a.Type = "github.tag.delete"
+		}
+	}
+	return nil
+}
+
+// errNoGraphQL says that a request to the GraphQL endpoint carries no
+// GraphQL request (a bare GET): it is classified as a plain API request.
+var errNoGraphQL = errors.New("graphql: no request")
+
+// gqlFromBody reads a GraphQL POST body.
+func gqlFromBody(data []byte, body *gqlBody) error {
+	return jsonbody.Members(data, func(name, raw []byte) error {
+		switch string(name) {
+		case "query", "operationName":
+			v, err := jsonbody.Decode(raw)
+			if err != nil {
+				return err
+			}
+			s, ok := v.(string)
+			if v != nil && !ok {
+				return fmt.Errorf("%s is not a string", name)
+			}
+			if string(name) == "query" {
+				body.Query = s
+			} else {
+				body.OperationName = s
+			}
+		case "variables":
+			v, err := jsonbody.Decode(raw)
+			if err != nil {
+				return err
+			}
+			m, ok := v.(map[string]any)
+			if v != nil && !ok {
+				return errors.New("variables is not an object")
+			}
+			body.Variables = m
+		}
+		return nil
+	})
+}
+
+// gqlFromQuery reads a GraphQL request from a URL query; ok reports that
+// there is one. A name given twice, or in another case, is ambiguous.
+func gqlFromQuery(q url.Values, body *gqlBody) (ok bool, err error) {
+	if len(q) == 0 {
+		return false, nil
+	}
+	for k, vs := range q {
+		for _, n := range gqlNames {
+			if !strings.EqualFold(k, n) {
+				continue
+			}
+			if k != n {
+				return false, fmt.Errorf("graphql: ambiguous request: query parameter %q is not %q", k, n)
+			}
+			if len(vs) != 1 {
+				return false, fmt.Errorf("graphql: ambiguous request: query parameter %q given %d times", k, len(vs))
+			}
+			ok = true
+		}
+	}
+	if !ok {
+		return false, nil
+	}
+	body.Query = q.Get("query")
+	body.OperationName = q.Get("operationName")
+	if v := q.Get("variables"); v != "" {
+		x, err := jsonbody.Decode([]byte(v))
+		if err != nil {
+			return false, fmt.Errorf("graphql: variables: %w", err)
+		}
+		m, isMap := x.(map[string]any)
+		if x != nil && !isMap {
+			return false, errors.New("graphql: variables is not an object")
+		}
+		body.Variables = m
+	}
+	return true, nil
 }
 
 func classifyGraphQLBody(body *gqlBody) ([]rules.Action, error) {
@@ -273,6 +423,7 @@ func refineGraphQLRefs(field string, a *rules.Action, input map[string]any) {
 		}
 		if nwo, ok := br["repositoryNameWithOwner"].(string); ok {
 			if owner, repo, ok := strings.Cut(nwo, "/"); ok {
+				owner, repo = repoName(owner, repo)
 				a.Resource = map[string]string{"owner": owner, "repo": repo}
 			}
 		}
@@ -281,6 +432,7 @@ func refineGraphQLRefs(field string, a *rules.Action, input map[string]any) {
 		}
 	case "createRepository":
 		if name, ok := input["name"].(string); ok {
+			_, name = repoName("", name)
 			a.Resource = map[string]string{"repo": name}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tameflare/tf/jsonbody"
 	"github.com/tameflare/tf/rules"
 )
 
@@ -333,6 +334,7 @@ func (g *GitHub) classifyREST(r *Request, path string) ([]rules.Action, error) {
 		a.Params = g.params.get(&pp)
 	}
 	if owner != "" || repo != "" {
+		owner, repo = repoName(owner, repo)
 		a.Resource = g.resources.get(owner, repo)
 	}
 	var body restVals
@@ -355,34 +357,30 @@ func (g *GitHub) classifyREST(r *Request, path string) ([]rules.Action, error) {
 }
 
 // restBody reads the top-level body members a route needs into vals. Reads
-// and bodiless requests have none. A body too long for the inspected prefix
-// is fine as long as every wanted member was found in it. Keys are matched
-// against the route's own strings, so none is allocated.
+// and bodiless requests have none. The whole body is read strictly
+// (jsonbody): a body larger than the inspected prefix, or ambiguous, is
+// refused, since the upstream may apply what tf did not see. Keys are
+// matched against the route's own strings, so none is allocated.
 func (g *GitHub) restBody(r *Request, route *ghRoute, vals *restVals) error {
 	if len(r.Body) == 0 && !r.Truncated {
 		return nil
 	}
+	if r.Truncated {
+		return fmt.Errorf("its fields %s are read from the body: %w", strings.Join(slices.Sorted(slices.Values(route.want)), ", "), errTruncatedBody)
+	}
 	want := route.want
-	complete, err := scanMembers(r.Body, r.Truncated, func(rawKey, rawVal []byte) error {
+	err := jsonbody.Members(r.Body, func(name, raw []byte) error {
 		k := -1
-		if plainString(rawKey) {
-			for i, w := range want {
-				if string(rawKey[1:len(rawKey)-1]) == w {
-					k = i
-					break
-				}
+		for i, w := range want {
+			if string(name) == w {
+				k = i
+				break
 			}
-		} else {
-			key, err := jsonString(rawKey)
-			if err != nil {
-				return fmt.Errorf("invalid JSON body: %w", err)
-			}
-			k = slices.Index(want, key)
 		}
 		if k < 0 {
 			return nil
 		}
-		v, err := decodeValue(rawVal)
+		v, err := jsonbody.Decode(raw)
 		if err != nil {
 			return err
 		}
@@ -392,9 +390,6 @@ func (g *GitHub) restBody(r *Request, route *ghRoute, vals *restVals) error {
 	if err != nil {
 		*vals = restVals{}
 		return err
-	}
-	if !complete && vals.n < len(want) {
-		return fmt.Errorf("request body is larger than the inspected prefix and its fields %s are not all in it", strings.Join(slices.Sorted(slices.Values(want)), ", "))
 	}
 	return nil
 }
@@ -426,7 +421,8 @@ func apiFallback(r *Request, path string) rules.Action {
 	if rest, ok := strings.CutPrefix(path, "/repos/"); ok {
 		parts := strings.SplitN(rest, "/", 3)
 		if len(parts) >= 2 && parts[0] != "" && parts[1] != "" {
-			a.Resource = map[string]string{"owner": unescapePath(parts[0]), "repo": unescapePath(parts[1])}
+			owner, repo := repoName(unescapePath(parts[0]), unescapePath(parts[1]))
+			a.Resource = map[string]string{"owner": owner, "repo": repo}
 		}
 	}
 	return a
@@ -476,6 +472,7 @@ func refineRepoName(g *GitHub, _ *Request, a *rules.Action, body restVals) error
 		return fmt.Errorf("no repository name in the body")
 	}
 	// Resource maps are shared and read-only: this one is replaced.
+	_, name = repoName("", name)
 	a.Resource = g.resources.get(a.Resource["owner"], name)
 	return nil
 }
@@ -494,7 +491,7 @@ func refineMergeBase(g *GitHub, r *Request, a *rules.Action, _ restVals) error {
 	n, _ := a.Params["number"].(int)
 	ctx, cancel := requestContext(r)
 	defer cancel()
-	base, err := g.base.get(ctx, a.Resource["owner"], a.Resource["repo"], n)
+	base, err := g.base.get(ctx, requestHost(r), a.Resource["owner"], a.Resource["repo"], n)
 	if err != nil {
 		return err
 	}

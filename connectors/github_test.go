@@ -15,7 +15,7 @@ func TestMergeBaseLookup(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	fail := false
 	gh, err := NewGitHub(GitHubOptions{
-		BaseLookup: func(ctx context.Context, owner, repo string, number int) (string, error) {
+		BaseLookup: func(ctx context.Context, _, owner, repo string, number int) (string, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			calls++
@@ -72,7 +72,7 @@ func TestMergeBaseLookup(t *testing.T) {
 	// When no rule reads the base, nothing is looked up.
 	need := false
 	lazy, _ := NewGitHub(GitHubOptions{NeedBase: func() bool { return need },
-		BaseLookup: func(context.Context, string, string, int) (string, error) { calls++; return "main", nil }})
+		BaseLookup: func(context.Context, string, string, string, int) (string, error) { calls++; return "main", nil }})
 	before := calls
 	acts, err := lazy.Classify(newRequest("PUT", "api.github.com", "/repos/acme/app/pulls/7/merge", "", nil, false))
 	if err != nil || acts[0].Params["base"] != nil || calls != before {

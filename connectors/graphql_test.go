@@ -1,6 +1,8 @@
 package connectors
 
 import (
+	"encoding/json"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -33,8 +35,17 @@ func TestGraphQL(t *testing.T) {
 	reg := testRegistry(t)
 	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
-			for _, target := range []struct{ host, path string }{{"api.github.com", "/graphql"}, {"ghe.example.com", "/api/graphql"}} {
-				r := newRequest("POST", target.host, target.path, "", []byte(c.Body), false)
+			targets := []struct{ method, host, path, query string }{{"POST", "api.github.com", "/graphql", ""}, {"POST", "ghe.example.com", "/api/graphql", ""}}
+			if q := asQuery(c.Body); q != "" && c.Error == "" {
+				// The same request over GET is the same action.
+				targets = append(targets, struct{ method, host, path, query string }{"GET", "api.github.com", "/graphql", q})
+			}
+			for _, target := range targets {
+				body := []byte(c.Body)
+				if target.method == "GET" {
+					body = nil
+				}
+				r := newRequest(target.method, target.host, target.path, target.query, body, false)
 				acts, err := reg.Classify(r)
 				if c.Error != "" {
 					if err == nil || !strings.Contains(err.Error(), c.Error) {
@@ -62,6 +73,47 @@ func TestGraphQL(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// asQuery turns a GraphQL POST body into the query string of the same
+// request over GET; "" when the body is not a plain JSON object.
+func asQuery(body string) string {
+	var m map[string]json.RawMessage
+	if json.Unmarshal([]byte(body), &m) != nil {
+		return ""
+	}
+	q := url.Values{}
+	for k, v := range m {
+		var s string
+		if json.Unmarshal(v, &s) == nil {
+			q.Set(k, s)
+		} else {
+			q.Set(k, string(v))
+		}
+	}
+	return q.Encode()
+}
+
+func TestGraphQLOverGET(t *testing.T) {
+	reg := testRegistry(t)
+	for _, c := range []struct{ query, typ, err string }{
+		{url.Values{"query": {`mutation{deleteRef(input:{refId:"REF_1"}){clientMutationId}}`}}.Encode(), "github.branch.delete", ""},
+		{url.Values{"query": {`{viewer{login}}`}}.Encode(), "github.graphql.query", ""},
+		{"", "github.api.get", ""},
+		{"query=%7Bviewer%7Blogin%7D%7D&query=mutation%7BdeleteRepository(input%3A%7BrepositoryId%3A%22R%22%7D)%7BclientMutationId%7D%7D", "", "given 2 times"},
+		{"Query=mutation%7BdeleteRepository(input%3A%7BrepositoryId%3A%22R%22%7D)%7BclientMutationId%7D%7D", "", "is not \"query\""},
+	} {
+		acts, err := reg.Classify(newRequest("GET", "api.github.com", "/graphql", c.query, nil, false))
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("GET /graphql?%s: error %v, want %q", c.query, err, c.err)
+			}
+			continue
+		}
+		if err != nil || len(acts) != 1 || acts[0].Type != c.typ {
+			t.Errorf("GET /graphql?%s = %+v, %v; want %s", c.query, acts, err, c.typ)
+		}
 	}
 }
 
@@ -109,5 +161,20 @@ func TestGraphQLRecordedGH(t *testing.T) {
 		if !reflect.DeepEqual(asJSON(t, acts[0].Params), asJSON(t, c.params)) {
 			t.Errorf("%s: params %v, want %v", c.file, acts[0].Params, c.params)
 		}
+	}
+}
+
+// Without a way to resolve node ids, a commit that names its branch by id
+// is refused rather than classified as a push to no branch (which a rule
+// for "other branches" would allow).
+func TestCommitByNodeIDWithoutLookup(t *testing.T) {
+	reg, err := NewRegistry(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"query":"mutation($input:CreateCommitOnBranchInput!){createCommitOnBranch(input:$input){commit{oid}}}","variables":{"input":{"branch":{"id":"REF_main"},"expectedHeadOid":"cc"}}}`
+	_, err = reg.Classify(newRequest("POST", "api.github.com", "/graphql", "", []byte(body), false))
+	if err == nil || !strings.Contains(err.Error(), "resolves no node ids") {
+		t.Fatalf("error = %v", err)
 	}
 }

@@ -1,7 +1,6 @@
 package connectors
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -116,19 +115,37 @@ func npmSegments(path string) ([]string, error) {
 	return segs, nil
 }
 
+// validPackageName applies npm's rules (validate-npm-package-name) to a
+// name: at most 214 characters, not starting with . or _, an optional
+// @scope/ and otherwise only the characters encodeURIComponent leaves
+// alone. Upper case stays valid, as it is for the legacy packages that
+// have it: the registry treats names case-sensitively (JSONStream and
+// jsonstream are two packages), so no case is folded.
 func validPackageName(name string) bool {
-	if name == "" || len(name) > 214 || strings.HasPrefix(name, "-") || strings.HasPrefix(name, ".") {
+	if name == "" || len(name) > 214 || name == "node_modules" || name == "favicon.ico" {
 		return false
 	}
+	base := name
 	if scope, rest, ok := strings.Cut(name, "/"); ok {
-		if !strings.HasPrefix(scope, "@") || len(scope) < 2 || rest == "" || strings.Contains(rest, "/") {
+		if !strings.HasPrefix(scope, "@") || len(scope) < 2 || rest == "" || strings.Contains(rest, "/") || !npmNameChars(scope[1:]) {
 			return false
 		}
+		base = rest
 	} else if strings.HasPrefix(name, "@") {
 		return false
 	}
-	for _, c := range name {
-		if c <= 0x20 || c == 0x7f || c == '\\' || c == '?' || c == '#' || c == '%' {
+	if base[0] == '.' || base[0] == '_' || base[0] == '-' {
+		return false
+	}
+	return npmNameChars(base)
+}
+
+// npmNameChars reports whether s has only characters encodeURIComponent
+// does not escape.
+func npmNameChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.!~*'()", c) >= 0) {
 			return false
 		}
 	}
@@ -160,6 +177,11 @@ func classifyNPMPath(method, path string, body []byte, truncated bool) (rules.Ac
 	}
 	pkg := segs[0]
 	if !validPackageName(pkg) {
+		if method != "GET" && method != "HEAD" {
+			// A write names a package or nothing: one that npm's rules
+			// reject cannot be told apart from the one a rule names.
+			return rules.Action{}, fmt.Errorf("npm: %s of %q: not a valid npm package name", method, pkg)
+		}
 		return fallback, nil
 	}
 	rest := segs[1:]
@@ -238,6 +260,9 @@ func classifyNPMService(method string, segs []string, body []byte, truncated boo
 	case len(segs) >= 3 && segs[0] == "package" && segs[2] == "dist-tags":
 		pkg := segs[1]
 		if !validPackageName(pkg) {
+			if method != "GET" && method != "HEAD" {
+				return rules.Action{}, fmt.Errorf("npm dist-tag: %s of %q: not a valid npm package name", method, pkg)
+			}
 			return fallback, nil
 		}
 		if len(segs) == 3 && method == "GET" {
@@ -280,12 +305,9 @@ func classifyNPMService(method string, segs []string, body []byte, truncated boo
 		return npmAction("npm.user.get", ""), nil
 	case join == "npm/v1/tokens" && method == "POST":
 		a := npmAction("npm.token.create", "")
-		vals, complete, err := scanObject(body, truncated, func(k string) bool { return k == "readonly" || k == "cidr_whitelist" })
+		vals, err := bodyMembers(body, truncated, func(k string) bool { return k == "readonly" || k == "cidr_whitelist" })
 		if err != nil {
 			return rules.Action{}, fmt.Errorf("npm token create: %w", err)
-		}
-		if !complete && truncated {
-			return rules.Action{}, errors.New("npm token create: request body is larger than the inspected prefix")
 		}
 		for k, v := range vals {
 			a.Params[k] = v
@@ -307,26 +329,23 @@ func classifyNPMService(method string, segs []string, body []byte, truncated boo
 	return fallback, nil
 }
 
-// classifyPublish reads a PUT /{name} body. npm puts name, dist-tags,
-// versions and access before the large base64 _attachments, so a streaming
-// read of the inspected prefix finds them. A PUT with several versions and
+// classifyPublish reads a PUT /{name} body, whole and strictly: the
+// registry applies the last of repeated keys, so a "versions" after the
+// large base64 _attachments must be seen. A PUT with several versions and
 // no attachment is a document update (npm deprecate).
 func classifyPublish(pkg string, body []byte, truncated bool) (rules.Action, error) {
-	want := map[string]bool{"name": true, "dist-tags": true, "versions": true, "access": true, "_attachments": true}
+	want := map[string]bool{"name": true, "dist-tags": true, "versions": true, "access": true}
 	seen := map[string]bool{}
-	vals, complete, err := scanObject(body, truncated, func(k string) bool {
+	vals, err := bodyMembers(body, truncated, func(k string) bool {
 		seen[k] = true
 		// Attachments are skipped, not decoded: only their presence counts.
-		return want[k] && k != "_attachments"
+		return want[k]
 	})
 	if err != nil {
 		return rules.Action{}, fmt.Errorf("npm publish of %s: %w", pkg, err)
 	}
 	for _, k := range []string{"dist-tags", "versions"} {
 		if _, ok := vals[k]; !ok {
-			if !complete {
-				return rules.Action{}, fmt.Errorf("npm publish of %s: %q is not in the inspected prefix of the body", pkg, k)
-			}
 			return rules.Action{}, fmt.Errorf("npm publish of %s: body has no %q", pkg, k)
 		}
 	}
@@ -342,7 +361,7 @@ func classifyPublish(pkg string, body []byte, truncated bool) (rules.Action, err
 		return rules.Action{}, fmt.Errorf("npm publish of %s: dist-tags is not an object", pkg)
 	}
 	if len(versions) != 1 {
-		if !complete || seen["_attachments"] {
+		if seen["_attachments"] {
 			return rules.Action{}, fmt.Errorf("npm publish of %s: %d versions in one publish", pkg, len(versions))
 		}
 		a := npmAction("npm.package.update", pkg)

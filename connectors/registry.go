@@ -41,6 +41,15 @@ type Sniffer interface {
 	Sniff(r *Request) bool
 }
 
+// An UpgradeGovernor is a connector that governs a protocol a request
+// upgrades to (WebSocket, h2c): it classifies what the connection carries
+// after the upgrade. A request that asks for an upgrade to a protocol its
+// connector does not govern is refused, since after the upgrade tf reads
+// no more of the connection. No built-in connector governs one.
+type UpgradeGovernor interface {
+	GovernsUpgrade(protocol string) bool
+}
+
 // Options configure the default registry.
 type Options struct {
 	GitHub GitHubOptions
@@ -175,6 +184,11 @@ func (reg *Registry) Classify(r *Request) ([]rules.Action, error) {
 	r.host, r.path = info.Host, escapedPath(r.HTTP.URL)
 	defer func() { r.host, r.path = "", "" }()
 	c := reg.forHost(r, info.Host)
+	if up := r.HTTP.Header.Get("Upgrade"); up != "" {
+		if ug, ok := c.(UpgradeGovernor); !ok || !ug.GovernsUpgrade(strings.ToLower(strings.TrimSpace(up))) {
+			return nil, fmt.Errorf("%s connector: a protocol upgrade to %q is refused: no connector governs that protocol, and after the upgrade tf would read no more of the connection", c.Name(), up)
+		}
+	}
 	actions, err := c.Classify(r)
 	if err != nil {
 		return nil, fmt.Errorf("%s connector: %w", c.Name(), err)

@@ -79,15 +79,8 @@ const maxPendingLines = 4096
 // ServeAgentAPI serves the agent API on a unix socket created 0600 at
 // path. It stops with Close.
 func (g *Gateway) ServeAgentAPI(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	ln, err := net.Listen("unix", path)
+	ln, err := listenUnix(path)
 	if err != nil {
-		return fmt.Errorf("listening on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
 		return err
 	}
 	a := &agentAPI{g: g, pending: map[string]*pendingLine{}}
@@ -398,4 +391,22 @@ func (rg *remoteGovernor) HideItems() mcp.Hider {
 		cache[key{kind, name}] = hidden[0]
 		return hidden[0]
 	}
+}
+
+// listenUnix listens on a new unix socket at path, 0600, replacing a stale
+// one. The sockets tf binds into a sandbox live in a private 0700
+// directory, so the mode is a second fence, not the first.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/goccy/go-yaml"
 	"github.com/tameflare/tf/approval"
@@ -20,12 +21,44 @@ import (
 //	upstreams:
 //	  github.example.com: 10.0.0.5:443
 //	upstream_cas: [/etc/ssl/corp-ca.pem]
+//	github:
+//	  enterprise_hosts: [github.example.com]
+//	limits:
+//	  body_read_timeout: 60s
+//	  max_conns_per_client: 512
+//	  max_inspected_body: 8388608
 type ConfigFile struct {
 	Upstreams   map[string]string `yaml:"upstreams,omitempty"`
 	UpstreamCAs []string          `yaml:"upstream_cas,omitempty"`
+	// GitHub configures the github connector.
+	GitHub GitHubConfig `yaml:"github,omitempty"`
+	// Limits bound what one client may hold of the proxy.
+	Limits Limits `yaml:"limits,omitempty"`
 	// Approvals configures where pending approvals are announced and
 	// answered (see approval.Config).
 	Approvals approval.Config `yaml:"approvals,omitempty"`
+}
+
+// GitHubConfig configures the github connector.
+type GitHubConfig struct {
+	// EnterpriseHosts are GitHub Enterprise Server hosts, served by the
+	// github connector: REST under /api/v3, GraphQL at /api/graphql, git
+	// smart HTTP and the web on the same host.
+	EnterpriseHosts []string `yaml:"enterprise_hosts,omitempty"`
+}
+
+// Limits bound slow and greedy clients; zero values mean the proxy's
+// defaults.
+type Limits struct {
+	// BodyReadTimeout bounds how slowly a request body may arrive.
+	BodyReadTimeout time.Duration `yaml:"body_read_timeout,omitempty"`
+	// MaxConnsPerClient bounds the connections one client address holds.
+	MaxConnsPerClient int `yaml:"max_conns_per_client,omitempty"`
+	// MaxInspectedBody is how many bytes of a request body tf reads
+	// before deciding (default 1 MiB). A body a rule depends on that is
+	// longer is refused, so raise it for large npm publishes or contents
+	// uploads.
+	MaxInspectedBody int `yaml:"max_inspected_body,omitempty"`
 }
 
 // ConfigPath is where the config file lives in a state directory.
@@ -49,6 +82,9 @@ func LoadConfigFile(path string) (*ConfigFile, error) {
 		if err := CheckUpstream(host, addr); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
+	}
+	if c.Limits.BodyReadTimeout < 0 || c.Limits.MaxConnsPerClient < 0 || c.Limits.MaxInspectedBody < 0 {
+		return nil, fmt.Errorf("%s: limits must not be negative", path)
 	}
 	return &c, nil
 }

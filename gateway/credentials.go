@@ -1,16 +1,23 @@
 package gateway
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+
+	"github.com/tameflare/tf/audit"
+	"github.com/tameflare/tf/httpproxy"
 
 	"github.com/tameflare/tf/connectors"
 	"github.com/tameflare/tf/keyring"
 	"github.com/tameflare/tf/keyring/injection"
 	"github.com/tameflare/tf/rules"
+	"github.com/tameflare/tf/termtext"
 )
 
 // openSecrets resolves every secret the policy's credentials name, so that
@@ -79,7 +86,20 @@ func (g *Gateway) prepare(req *connectors.Request, actions []rules.Action) func(
 	if in == nil || g.secrets == nil {
 		return stripPlaceholder
 	}
+	if req.Scheme != "https" {
+		// Credentials travel only over TLS: on plain HTTP anyone on the
+		// path would read them.
+		return func(out *http.Request) {
+			injection.StripCredentials(out.Header)
+			g.plainOnce.Do(func() {
+				g.warn("credential %s not sent to %s: plain HTTP; credentials go only over TLS", in.Secret, req.Host())
+			})
+		}
+	}
 	return func(out *http.Request) {
+		// The response is checked for the secret on its way back (see
+		// guardResponse), which an encoded body would hide.
+		out.Header.Set("Accept-Encoding", "identity")
 		secret, err := g.secrets.Get(in.Secret)
 		if err != nil {
 			// Forward without a credential rather than with the agent's:
@@ -100,13 +120,14 @@ func (g *Gateway) prepare(req *connectors.Request, actions []rules.Action) func(
 	}
 }
 
-// warn reports a problem of the gateway's own on stderr, never a secret.
+// warn reports a problem of the gateway's own on stderr, never a secret,
+// and nothing that acts on the terminal (a host name is the agent's).
 func (g *Gateway) warn(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	if g.secrets != nil {
 		msg = g.secrets.Redactor().Redact(msg)
 	}
-	fmt.Fprintf(os.Stderr, "tf: %s\n", msg)
+	fmt.Fprintf(os.Stderr, "tf: %s\n", termtext.Safe(msg))
 }
 
 // ScrubEnv returns env without the variables that hold secrets: the usual
@@ -134,5 +155,66 @@ func stripPlaceholder(out *http.Request) {
 	// Proxy-Authorization never gets here: the proxy drops it first.
 	if strings.Contains(out.Header.Get("Authorization"), keyring.PlaceholderValue) {
 		out.Header.Del("Authorization")
+	}
+}
+
+// maxReadResponse is the largest response body read whole to redact a
+// secret in it; longer or open-ended ones are streamed through a guard.
+const maxReadResponse = 1 << 20
+
+// EventSecretInResponse records an upstream response that carried an
+// injected secret back: redacted in headers and bodies read whole, the
+// stream cut in bodies streamed.
+const EventSecretInResponse = "keyring.secret_in_response"
+
+// guardResponse makes the response to a request tf put a credential into
+// safe to hand to the agent: every known secret in its headers and in a
+// body of known, bounded length is replaced with [redacted]; a streamed
+// body is cut where a secret would pass. Either is recorded.
+func (g *Gateway) guardResponse(v *httpproxy.Verdict, id string, req *connectors.Request, actions []rules.Action) {
+	if g.secrets == nil || len(actions) == 0 || req.Scheme != "https" {
+		return
+	}
+	if in, _ := injectionFor(g.policy.Load().Credentials, &actions[0], req); in == nil {
+		return
+	}
+	red := g.secrets.Redactor()
+	record := func(where string) {
+		_ = g.log.AppendAsync(&audit.Record{Kind: audit.KindEvent, Gateway: g.name, Event: EventSecretInResponse, RequestID: id,
+			Details: map[string]any{"host": req.Host(), "path": req.HTTP.URL.Path, "where": where}})
+	}
+	inner := v.ModifyResponse
+	v.ModifyResponse = func(res *http.Response) error {
+		if inner != nil {
+			if err := inner(res); err != nil {
+				return err
+			}
+		}
+		if red.RedactHeader(res.Header) > 0 {
+			record("header")
+		}
+		if res.Body == nil || res.Body == http.NoBody {
+			return nil
+		}
+		if enc := res.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
+			return fmt.Errorf("the response is %s-encoded, so tf cannot check it for the credential it sent", enc)
+		}
+		if res.ContentLength >= 0 && res.ContentLength <= maxReadResponse {
+			b, err := io.ReadAll(io.LimitReader(res.Body, maxReadResponse+1))
+			res.Body.Close()
+			if err != nil {
+				return err
+			}
+			if nb, changed := red.RedactBytes(b); changed {
+				b = nb
+				record("body")
+			}
+			res.Body = io.NopCloser(bytes.NewReader(b))
+			res.ContentLength = int64(len(b))
+			res.Header.Set("Content-Length", strconv.Itoa(len(b)))
+			return nil
+		}
+		res.Body = red.Guard(res.Body, func() { record("stream") })
+		return nil
 	}
 }

@@ -62,6 +62,12 @@ type Config struct {
 	// ApprovalTimeout is how long a held request waits when its rule sets
 	// no timeout; zero means approval.DefaultTimeout.
 	ApprovalTimeout time.Duration
+	// GitHubEnterpriseHosts are served by the github connector, besides
+	// the github: enterprise_hosts of $TF_HOME/config.yaml.
+	GitHubEnterpriseHosts []string
+	// Limits bound clients; zero values mean the limits: section of
+	// $TF_HOME/config.yaml, else the proxy's defaults.
+	Limits Limits
 }
 
 // A Gateway is a running proxy that governs one session.
@@ -98,6 +104,10 @@ type Gateway struct {
 	legacy  sync.Map
 	// pins keeps the digests of the tools of listed MCP servers.
 	pins *mcp.PinStore
+	// authFails counts failed proxy authentications not yet recorded.
+	authFails authFailures
+	// plainOnce warns once that a credential was kept off plain HTTP.
+	plainOnce sync.Once
 }
 
 // Start starts a gateway: it loads or creates the CA, opens the audit log,
@@ -123,10 +133,26 @@ func Start(cfg Config) (*Gateway, error) {
 	}
 	g.policy.Store(cfg.Policy)
 	g.pins = mcp.OpenPins(mcp.PinDir(cfg.Home), g.now)
+	file, err := LoadConfigFile(ConfigPath(cfg.Home))
+	if err != nil {
+		return nil, err
+	}
+	limits := cfg.Limits
+	if limits.BodyReadTimeout == 0 {
+		limits.BodyReadTimeout = file.Limits.BodyReadTimeout
+	}
+	if limits.MaxConnsPerClient == 0 {
+		limits.MaxConnsPerClient = file.Limits.MaxConnsPerClient
+	}
+	if limits.MaxInspectedBody == 0 {
+		limits.MaxInspectedBody = file.Limits.MaxInspectedBody
+	}
 	if g.conns == nil {
 		reg, err := connectors.NewRegistry(connectors.Options{GitHub: connectors.GitHubOptions{
-			BaseLookup: g.lookupBase,
-			NeedBase:   func() bool { return needsParam(g.policy.Load(), "github.pr.merge", "base") },
+			EnterpriseHosts: append(append([]string(nil), cfg.GitHubEnterpriseHosts...), file.GitHub.EnterpriseHosts...),
+			BaseLookup:      g.lookupBase,
+			NeedBase:        func() bool { return needsParam(g.policy.Load(), "github.pr.merge", "base") },
+			RefLookup:       g.lookupRef,
 		}})
 		if err != nil {
 			return nil, err
@@ -135,7 +161,6 @@ func Start(cfg Config) (*Gateway, error) {
 		reg.AddSniffer(g.mcpConn) // MCP is recognised by content, on hosts no other connector serves
 		g.conns = reg
 	}
-	var err error
 	if g.secrets, err = openSecrets(cfg.Policy, cfg.Secrets); err != nil {
 		return nil, err
 	}
@@ -163,13 +188,17 @@ func Start(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("opening the audit log: %w", err)
 	}
 	g.proxy, err = httpproxy.New(httpproxy.Config{
-		CA:           g.ca,
-		Token:        g.token,
-		Governor:     g,
-		Upstreams:    cfg.Upstreams,
-		RootCAs:      roots,
-		Passthrough:  func(host string) bool { return matchHost(g.policy.Load().Passthrough, host) },
-		AllowPrivate: func(host string) bool { return matchHost(g.policy.Load().PrivateHosts, host) },
+		CA:                g.ca,
+		Token:             g.token,
+		Governor:          g,
+		Upstreams:         cfg.Upstreams,
+		RootCAs:           roots,
+		Passthrough:       func(host string) bool { return matchHost(g.policy.Load().Passthrough, host) },
+		AllowPrivate:      func(host string) bool { return matchHost(g.policy.Load().PrivateHosts, host) },
+		BodyReadTimeout:   limits.BodyReadTimeout,
+		MaxConnsPerClient: limits.MaxConnsPerClient,
+		PeekLimit:         limits.MaxInspectedBody,
+		AuthFailed:        g.authFailed,
 	})
 	if err != nil {
 		g.log.Close()
@@ -273,6 +302,7 @@ func (g *Gateway) Close() error {
 		if serr := <-g.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
 		}
+		g.flushAuthFailures()
 		_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStopped, nil)
 		g.closeErr = errors.Join(err, g.log.Close())
 		if g.closeErr == nil {

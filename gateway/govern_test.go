@@ -42,7 +42,7 @@ func policy(t *testing.T, src string) *rules.Policy {
 func start(t *testing.T, p *rules.Policy, mutate func(*Config)) *fixture {
 	t.Helper()
 	f := &fixture{home: t.TempDir()}
-	cert, caPEM, err := testdata.ServerCert("api.github.com", "example.test")
+	cert, caPEM, err := testdata.ServerCert("api.github.com", "example.test", "ghe.example.test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,32 @@ func start(t *testing.T, p *rules.Policy, mutate func(*Config)) *fixture {
 		f.paths = append(f.paths, r.Method+" "+r.URL.Path)
 		f.mu.Unlock()
 		switch r.URL.Path {
-		case "/repos/acme/app/pulls/7":
+		case "/echo/body":
+			io.WriteString(w, "you sent "+r.Header.Get("Authorization"))
+			return
+		case "/echo/header":
+			w.Header().Set("X-Debug-Auth", r.Header.Get("Authorization"))
+			io.WriteString(w, "see the header")
+			return
+		case "/echo/stream":
+			// Streamed (no length): the secret comes after a first chunk.
+			io.WriteString(w, "data: first\n\n")
+			http.NewResponseController(w).Flush()
+			io.WriteString(w, "data: "+r.Header.Get("Authorization")+"\n\n")
+			return
+		case "/graphql", "/api/graphql":
+			b, _ := io.ReadAll(r.Body)
+			if strings.Contains(string(b), "node(id:") {
+				if strings.Contains(string(b), `"REF_main"`) {
+					io.WriteString(w, `{"data":{"node":{"name":"main","prefix":"refs/heads/","repository":{"nameWithOwner":"acme/app"}}}}`)
+				} else {
+					io.WriteString(w, `{"data":{"node":null}}`)
+				}
+				return
+			}
+			io.WriteString(w, `{"data":{}}`)
+			return
+		case "/repos/acme/app/pulls/7", "/api/v3/repos/acme/app/pulls/7":
 			io.WriteString(w, `{"number":7,"base":{"ref":"main"}}`)
 		case "/repos/acme/app/pulls/8":
 			io.WriteString(w, `{"number":8,"base":{"ref":"dev"}}`)

@@ -4,7 +4,6 @@ package gateway
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"syscall"
@@ -18,15 +17,8 @@ import (
 // so the agent's connections reach the gateway with no relay in between.
 // After one listener the socket closes: nothing else can be handed in.
 func (g *Gateway) ServeHandoff(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	ln, err := net.Listen("unix", path)
+	ln, err := listenUnix(path)
 	if err != nil {
-		return fmt.Errorf("listening on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
 		return err
 	}
 	g.handoff = ln

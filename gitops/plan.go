@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tameflare/tf/termtext"
 	"io"
 	"io/fs"
 	"os"
@@ -729,7 +730,10 @@ func (p *Plan) WriteText(w io.Writer) error {
 	ew.printf("Replayed %s recorded %s %s.\n", thousands(p.Counts.Replayed), plural(p.Counts.Replayed, "decision", "decisions"), window)
 	switch {
 	case p.Tests.Error != "":
-		ew.printf("\nCandidate tests could not run:\n%s\n", indent(p.Tests.Error, "  "))
+		ew.printf("\nCandidate tests could not run:\n")
+		for _, l := range strings.Split(p.Tests.Error, "\n") {
+			ew.printf("  %s\n", l)
+		}
 	case p.Tests.Failed > 0:
 		ew.printf("\nCandidate tests FAILED: %d passed, %d failed\n", p.Tests.Passed, p.Tests.Failed)
 		for _, f := range p.Tests.Failures {
@@ -843,17 +847,16 @@ func thousands(n int) string {
 	return b.String()
 }
 
-func indent(s, prefix string) string {
-	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix)
-}
-
 type errWriter struct {
 	w   io.Writer
 	err error
 }
 
+// printf prints with the plan's own format; its arguments (rule names,
+// recorded actions and params an agent chose) go through termtext, so that
+// none acts on the terminal.
 func (e *errWriter) printf(format string, args ...any) {
 	if e.err == nil {
-		_, e.err = fmt.Fprintf(e.w, format, args...)
+		_, e.err = fmt.Fprintf(e.w, format, termtext.Args(args)...)
 	}
 }

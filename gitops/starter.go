@@ -44,8 +44,15 @@ rules:
 
   - name: push-other-branches
     actions: [github.repo.push]
+    when: params.branch != nil && params.branch != ""
     decision: allow
     reason: Agents push their own working branches.
+
+  - name: push-needs-a-known-branch
+    actions: [github.repo.push]
+    when: params.branch == nil || params.branch == ""
+    decision: deny
+    reason: A push whose branch tf could not learn may be a push to a protected one.
 
   - name: no-branch-deletion
     actions: [github.branch.delete]
@@ -93,6 +100,10 @@ cases:
     action: {type: github.repo.push, resource: {owner: acme, repo: app}, params: {branch: feature/login}}
     expect: allow
     rule: push-other-branches
+  - name: a push whose branch is unknown is refused, not taken for another branch
+    action: {type: github.repo.push, resource: {owner: acme, repo: app}, params: {ref_id: REF_kwDOExample}}
+    expect: deny
+    rule: push-needs-a-known-branch
   - name: deleting a branch is refused
     action: {type: github.branch.delete, resource: {owner: acme, repo: app}, params: {branch: feature/old}}
     expect: deny

@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,6 +28,7 @@ func TestCurlThroughProxy(t *testing.T) {
 		io.WriteString(w, r.Method+" "+r.URL.Path+" "+string(b)+" "+r.Header.Get("Proxy-Authorization"))
 	}))
 	plain := newPlainUpstream(t, echoHandler())
+	_, port, _ := net.SplitHostPort(plain.addr())
 	gov := newStubGovernor()
 	gov.decide = func(r *connectors.Request) Verdict {
 		if r.HTTP.URL.Path == "/forbidden" {
@@ -63,6 +65,11 @@ func TestCurlThroughProxy(t *testing.T) {
 		{"https refused", testToken, []string{"https://" + apiHost + "/forbidden"}, `{"denied":true} 403`},
 		{"plain http", testToken, []string{"http://plain.example.test/x"}, "GET /x 200"},
 		{"wrong token", "nope", []string{"http://plain.example.test/x"}, "407"},
+		// Loopback written as an IPv4-compatible, a NAT64 and a 6to4
+		// IPv6 address is loopback.
+		{"ipv4-compatible loopback", testToken, []string{"-g", "http://[::127.0.0.1]:" + port + "/x"}, "403"},
+		{"nat64 loopback", testToken, []string{"-g", "http://[64:ff9b::7f00:1]:" + port + "/x"}, "403"},
+		{"6to4 loopback", testToken, []string{"-g", "http://[2002:7f00:1::1]:" + port + "/x"}, "403"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			out, err := run(c.token, c.args...)

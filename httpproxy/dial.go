@@ -32,11 +32,54 @@ var (
 	errNoAddress = errors.New("no address")
 )
 
+var (
+	nat64      = netip.MustParsePrefix("64:ff9b::/96")
+	nat64Local = netip.MustParsePrefix("64:ff9b:1::/48")
+	sixToFour  = netip.MustParsePrefix("2002::/16")
+	teredo     = netip.MustParsePrefix("2001::/32")
+	v4compat   = netip.MustParsePrefix("::/96")
+)
+
+// embeddedIPv4 returns the IPv4 addresses an IPv6 address carries and that
+// a network along the way may deliver to: IPv4-compatible (::a.b.c.d),
+// NAT64 (64:ff9b::/96), 6to4 (2002:AABB:CCDD::/48) and Teredo (server and
+// client).
+func embeddedIPv4(ip netip.Addr) []netip.Addr {
+	if !ip.Is6() || ip.Is4In6() {
+		return nil
+	}
+	b := ip.As16()
+	v4 := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{b[i], b[i+1], b[i+2], b[i+3]}) }
+	switch {
+	case v4compat.Contains(ip):
+		if ip.IsUnspecified() || ip.IsLoopback() {
+			return nil // :: and ::1 are classified as themselves
+		}
+		return []netip.Addr{v4(12)}
+	case nat64.Contains(ip):
+		return []netip.Addr{v4(12)}
+	case sixToFour.Contains(ip):
+		return []netip.Addr{v4(2)}
+	case teredo.Contains(ip):
+		client := [4]byte{b[12] ^ 0xff, b[13] ^ 0xff, b[14] ^ 0xff, b[15] ^ 0xff}
+		return []netip.Addr{v4(4), netip.AddrFrom4(client)}
+	}
+	return nil
+}
+
 // addressKind names the reason an address is not public, or "" when it may
-// be dialled.
+// be dialled. An IPv6 address that embeds an IPv4 one is as private as
+// what it embeds.
 func addressKind(ip netip.Addr) string {
 	ip = ip.Unmap()
+	for _, v4 := range embeddedIPv4(ip) {
+		if k := addressKind(v4); k != "" {
+			return k + " (embedded in IPv6)"
+		}
+	}
 	switch {
+	case nat64Local.Contains(ip):
+		return "private"
 	case !ip.IsValid():
 		return "invalid"
 	case ip.IsLoopback():

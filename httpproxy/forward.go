@@ -32,7 +32,18 @@ type exchangeKey struct{}
 // r.URL is absolute and r.Host canonical when it is called.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme string, target authority) {
 	start := time.Now()
+	// A slow body is bounded: the inspected prefix must arrive within
+	// BodyReadTimeout, and the rest may not pause longer than that.
+	var rc *http.ResponseController
+	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+	if hasBody {
+		rc = http.NewResponseController(w)
+		_ = rc.SetReadDeadline(start.Add(p.cfg.BodyReadTimeout))
+	}
 	peek, shown, truncated, err := p.peek(r)
+	if hasBody && !truncated {
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		w.Header().Set("Connection", "close")
 		writeText(w, http.StatusBadRequest, "reading request body: "+err.Error())
@@ -63,6 +74,14 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme string, t
 		return
 	}
 
+	if upgrade && !v.Upgrade {
+		// After an upgrade the connection carries a protocol tf no
+		// longer reads; only a connector that governs it may allow one.
+		w.Header().Set("Connection", "close")
+		writeText(w, http.StatusForbidden, "protocol upgrade to "+strconv.Quote(r.Header.Get("Upgrade"))+" refused: no connector governs the upgraded protocol")
+		finish(v, Outcome{Status: http.StatusForbidden, Duration: time.Since(start), Err: errors.New("protocol upgrade refused")})
+		return
+	}
 	if v.Ctx != nil && v.Ctx.Err() != nil {
 		// Cut (kill switch) while the Governor held the request.
 		writeText(w, http.StatusServiceUnavailable, "request cut off by the gateway")
@@ -83,6 +102,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, scheme string, t
 	body := &forwardBody{peek: peek}
 	if truncated {
 		body.rest = r.Body
+		body.rc, body.timeout = rc, p.cfg.BodyReadTimeout
 	}
 	if len(peek) == 0 && !truncated {
 		out.Body = http.NoBody
@@ -162,6 +182,10 @@ type forwardBody struct {
 	peek []byte
 	off  int
 	rest io.ReadCloser // nil when the peek holds the whole body
+	// rc and timeout bound each read of rest; the deadline is lifted at
+	// the end of the body, so that it cannot cut the response.
+	rc      *http.ResponseController
+	timeout time.Duration
 	// n counts bytes handed upstream; the transport may still be reading
 	// when the handler reports the outcome.
 	n atomic.Int64
@@ -177,12 +201,21 @@ func (b *forwardBody) Read(p []byte) (int, error) {
 	if b.rest == nil {
 		return 0, io.EOF
 	}
+	if b.rc != nil {
+		_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+	}
 	n, err := b.rest.Read(p)
 	b.n.Add(int64(n))
+	if err != nil && b.rc != nil {
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
 	return n, err
 }
 
 func (b *forwardBody) Close() error {
+	if b.rc != nil {
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
 	if b.rest != nil {
 		return b.rest.Close()
 	}

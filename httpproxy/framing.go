@@ -24,6 +24,17 @@ type framingConn struct {
 
 	mu sync.Mutex
 	t  framingTracker
+
+	// release, if set, gives back the connection's place under the
+	// per-client cap when it closes.
+	release func()
+}
+
+func (c *framingConn) Close() error {
+	if c.release != nil {
+		c.release()
+	}
+	return c.Conn.Close()
 }
 
 func newFramingConn(c net.Conn, maxHead int, target *authority) *framingConn {

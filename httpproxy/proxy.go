@@ -30,6 +30,8 @@ const (
 	DefaultMaxHeaderBytes    = 256 << 10
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
+	DefaultBodyReadTimeout   = 60 * time.Second
+	DefaultMaxConnsPerClient = 512
 )
 
 // ProxyUser is the user name clients put in Proxy-Authorization; the
@@ -66,6 +68,18 @@ type Config struct {
 	MaxHeaderBytes    int
 	ReadHeaderTimeout time.Duration
 	IdleTimeout       time.Duration
+	// BodyReadTimeout bounds how slowly a client may send a request body:
+	// the inspected prefix must arrive within it, and the rest may pause
+	// no longer than it between reads (default DefaultBodyReadTimeout).
+	BodyReadTimeout time.Duration
+	// MaxConnsPerClient bounds the connections one client address holds
+	// open at once (default DefaultMaxConnsPerClient); one beyond it is
+	// answered 503 and closed.
+	MaxConnsPerClient int
+	// AuthFailed, if set, is called for every request refused for missing
+	// or wrong proxy credentials, with the client's address. It must not
+	// block.
+	AuthFailed func(client string)
 	// ErrorLog receives connection-level errors of the underlying servers
 	// (never request contents); nil discards them.
 	ErrorLog *log.Logger
@@ -99,6 +113,11 @@ type Verdict struct {
 	// Ctx, if set, cuts the forwarded exchange when it is done (the kill
 	// switch).
 	Ctx context.Context
+	// Upgrade lets an allowed request that asks for a protocol upgrade
+	// (WebSocket, h2c) through: the Governor vouches that a connector
+	// governs what follows on the connection. Without it such a request
+	// is refused, since after the upgrade tf reads no more of it.
+	Upgrade bool
 	// ModifyResponse, if set, edits the upstream response before it is
 	// copied to the client: it may replace res.Body with a reader that
 	// transforms the stream as it goes (each write to the client is still
@@ -154,6 +173,7 @@ type Proxy struct {
 	idle      *sync.Cond
 	raw       map[net.Conn]struct{} // hijacked connections the servers do not track
 	innerDone chan struct{}         // closed when the inner server stops; nil before Serve
+	perClient map[string]int        // open client connections by client address
 }
 
 // New returns a Proxy for cfg. It checks the configuration but opens
@@ -180,6 +200,12 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
+	if cfg.BodyReadTimeout <= 0 {
+		cfg.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if cfg.MaxConnsPerClient <= 0 {
+		cfg.MaxConnsPerClient = DefaultMaxConnsPerClient
+	}
 	if cfg.ErrorLog == nil {
 		cfg.ErrorLog = log.New(io.Discard, "", 0)
 	}
@@ -201,6 +227,7 @@ func New(cfg Config) (*Proxy, error) {
 		dialer:    net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
 		resolver:  net.DefaultResolver,
 		raw:       make(map[net.Conn]struct{}),
+		perClient: make(map[string]int),
 		innerL:    newConnListener(),
 		refusal: Response{
 			Status: http.StatusForbidden,
@@ -321,7 +348,7 @@ func (p *Proxy) Serve(l net.Listener) error {
 		}()
 	}
 	p.mu.Unlock()
-	return p.outer.Serve(&framingListener{Listener: l, maxHead: p.maxHead()})
+	return p.outer.Serve(&framingListener{Listener: l, maxHead: p.maxHead(), p: p})
 }
 
 // maxHead bounds request heads for the framing tracker; Go's server allows
@@ -405,6 +432,9 @@ func (p *Proxy) serveProxy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !p.authorized(r) {
+		if p.cfg.AuthFailed != nil {
+			p.cfg.AuthFailed(r.RemoteAddr)
+		}
 		if r.Method == http.MethodConnect {
 			// The framing tracker stops at a CONNECT head; the client
 			// (curl, git) retries with credentials on a new connection.
@@ -533,18 +563,62 @@ func writeText(w http.ResponseWriter, status int, msg string) {
 	io.WriteString(w, "tf: "+msg+"\n")
 }
 
-// framingListener wraps accepted connections in framing trackers.
+// framingListener wraps accepted connections in framing trackers, and
+// turns away a client past its connection cap.
 type framingListener struct {
 	net.Listener
 	maxHead int
+	p       *Proxy
 }
 
+// tooManyConns answers a connection past the cap without reading it.
+var tooManyConns = func() string {
+	msg := "tf: too many connections from this client\n"
+	return "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(msg)) + "\r\n\r\n" + msg
+}()
+
 func (l *framingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		release, ok := l.p.admit(c.RemoteAddr())
+		if !ok {
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			io.WriteString(c, tooManyConns)
+			c.Close()
+			continue
+		}
+		fc := newFramingConn(c, l.maxHead, nil)
+		fc.release = release
+		return fc, nil
 	}
-	return newFramingConn(c, l.maxHead, nil), nil
+}
+
+// admit counts a new connection of the client at addr; ok is false when
+// the client holds MaxConnsPerClient already. release uncounts it.
+func (p *Proxy) admit(addr net.Addr) (release func(), ok bool) {
+	client := addr.String()
+	if host, _, err := net.SplitHostPort(client); err == nil {
+		client = host
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.perClient[client] >= p.cfg.MaxConnsPerClient {
+		return nil, false
+	}
+	p.perClient[client]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.mu.Lock()
+			if p.perClient[client]--; p.perClient[client] <= 0 {
+				delete(p.perClient, client)
+			}
+			p.mu.Unlock()
+		})
+	}, true
 }
 
 // connListener hands connections from CONNECT handlers to the inner server.

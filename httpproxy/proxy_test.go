@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -318,10 +319,41 @@ func wsUpstream(t *testing.T) http.Handler {
 	})
 }
 
+// TestUpgradeRefusedUnlessGoverned: an allowed request that asks for an
+// upgrade is refused unless the Governor vouches for the protocol; the
+// upstream never sees it.
+func TestUpgradeRefusedUnlessGoverned(t *testing.T) {
+	var reached atomic.Int32
+	up := newTLSUpstream(t, []string{apiHost}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached.Add(1) }))
+	tp := startProxy(t, Config{Upstreams: map[string]string{apiHost: up.addr()}, RootCAs: up.roots})
+	for _, proto := range []string{"websocket", "h2c"} {
+		tc, br := tp.dialTunnel(t, apiHost+":443")
+		fmt.Fprintf(tc, "GET /socket HTTP/1.1\r\nHost: %s\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n", apiHost, proto)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		tc.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "no connector governs the upgraded protocol") {
+			t.Errorf("%s: %d %q, want 403 and the reason", proto, resp.StatusCode, body)
+		}
+		if o := tp.gov.outcome(t); o.Status != http.StatusForbidden || o.Err == nil {
+			t.Errorf("%s: outcome %+v", proto, o)
+		}
+	}
+	if n := reached.Load(); n != 0 {
+		t.Errorf("the upstream saw %d upgrade requests", n)
+	}
+}
+
 func TestWebSocketUpgrade(t *testing.T) {
 	tlsUp := newTLSUpstream(t, []string{apiHost}, wsUpstream(t))
 	plainUp := newPlainUpstream(t, wsUpstream(t))
-	tp := startProxy(t, Config{Upstreams: map[string]string{apiHost: tlsUp.addr(), "ws.example.test": plainUp.addr()}, RootCAs: tlsUp.roots})
+	gov := newStubGovernor()
+	// A connector that governs WebSocket vouches for the upgrade.
+	gov.decide = func(*connectors.Request) Verdict { return Verdict{Allow: true, Upgrade: true} }
+	tp := startProxy(t, Config{Governor: gov, Upstreams: map[string]string{apiHost: tlsUp.addr(), "ws.example.test": plainUp.addr()}, RootCAs: tlsUp.roots})
 
 	check := func(t *testing.T, c io.ReadWriter, br *bufio.Reader, target, host string) {
 		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n%s\r\n", target, host, "Proxy-Authorization: "+proxyAuth()+"\r\n")
@@ -568,6 +600,12 @@ func TestAddressKind(t *testing.T) {
 		"100.64.0.1": "shared (CGNAT)", "0.0.0.0": "unspecified", "::": "unspecified", "0.1.2.3": "unspecified",
 		"224.0.0.1": "multicast", "ff02::1": "multicast", "255.255.255.255": "multicast", "::ffff:127.0.0.1": "loopback",
 		"::ffff:10.0.0.1": "private", "8.8.8.8": "", "2606:4700::1111": "", "100.128.0.1": "",
+		// IPv6 forms that embed a private IPv4 address.
+		"::127.0.0.1": "loopback (embedded in IPv6)", "::10.0.0.1": "private (embedded in IPv6)",
+		"64:ff9b::127.0.0.1": "loopback (embedded in IPv6)", "64:ff9b::a9fe:a9fe": "link-local (embedded in IPv6)",
+		"64:ff9b::8.8.8.8": "", "64:ff9b:1::1": "private",
+		"2002:7f00:1::": "loopback (embedded in IPv6)", "2002:c0a8:101::1": "private (embedded in IPv6)", "2002:808:808::1": "",
+		"2001:0:7f00:1::": "loopback (embedded in IPv6)", "2001:0:4136:e378:8000:63bf:f5ff:fffe": "private (embedded in IPv6)",
 	} {
 		ip, err := parseAuthority("["+addr+"]:1", 0)
 		if err != nil {
@@ -749,7 +787,7 @@ func TestCloseEndsEverything(t *testing.T) {
 			<-r.HTTP.Context().Done()
 			return Verdict{}
 		}
-		return Verdict{Allow: true}
+		return Verdict{Allow: true, Upgrade: true}
 	}
 	tp := startProxy(t, Config{Governor: gov, Upstreams: map[string]string{apiHost: up.addr(), "pass.example.test": up.addr()},
 		RootCAs: up.roots, Passthrough: func(h string) bool { return h == "pass.example.test" }})

@@ -221,24 +221,31 @@ func checkRecords(t *testing.T, home string) {
 	}
 }
 
-func TestTypeScriptSDKOverStdioWrap(t *testing.T) {
-	node, dir := nodeDir(t)
+// wrapFixture builds tf and writes nodePolicy into a temporary directory,
+// for the tests of tf mcp wrap with the SDK's client.
+func wrapFixture(t *testing.T, ctx context.Context) (tf, policyDir, home string) {
+	t.Helper()
 	tmp := t.TempDir()
-	tf := filepath.Join(tmp, "tf")
-	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
-	defer cancel()
+	tf = filepath.Join(tmp, "tf")
 	build := exec.CommandContext(ctx, "go", "build", "-o", tf, "github.com/tameflare/tf/cmd/tf")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building tf: %v\n%s", err, out)
 	}
-	policyDir := filepath.Join(tmp, "policy")
+	policyDir = filepath.Join(tmp, "policy")
 	if err := os.MkdirAll(policyDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(policyDir, "tameflare.yaml"), []byte(nodePolicy), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	home := filepath.Join(tmp, "home")
+	return tf, policyDir, filepath.Join(tmp, "home")
+}
+
+func TestTypeScriptSDKOverStdioWrap(t *testing.T) {
+	node, dir := nodeDir(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
+	defer cancel()
+	tf, policyDir, home := wrapFixture(t, ctx)
 	env := append(os.Environ(), "TF_HOME="+home)
 	server := filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js")
 	r := runClient(t, ctx, env, "stdio", tf, "mcp", "wrap", "--server", "everything", "--policy", policyDir, "--", node, server, "stdio")

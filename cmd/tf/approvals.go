@@ -66,7 +66,7 @@ func runApprovalsList(c *cli.Context) error {
 		return err
 	}
 	for _, u := range bad {
-		fmt.Fprintf(c.App.ErrWriter, "tf: %s did not answer: %s\n", u.Socket, u.Error)
+		fmt.Fprintf(c.App.ErrWriter, "tf: %s did not answer: %s\n", oneLine(u.Socket), oneLine(u.Error))
 	}
 	if c.Bool("json") {
 		out := make([]approval.Request, 0, len(pending))
@@ -85,7 +85,7 @@ func runApprovalsList(c *cli.Context) error {
 	fmt.Fprintln(tw, "ID\tGATEWAY\tACTION\tRULE\tEXPIRES IN")
 	now := time.Now()
 	for _, p := range pending {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.ID, p.Gateway, p.Action, p.Rule, p.Expires.Sub(now).Round(time.Second))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", oneLine(p.ID), oneLine(p.Gateway), oneLine(p.Action), oneLine(p.Rule), p.Expires.Sub(now).Round(time.Second))
 	}
 	return tw.Flush()
 }
@@ -115,7 +115,7 @@ func runAnswer(c *cli.Context, approve bool) error {
 	} else if approve {
 		verb = "approved"
 	}
-	fmt.Fprintf(c.App.Writer, "%s %s: %s at gateway %s\n", verb, r.ID, r.Action, r.Gateway)
+	fmt.Fprintf(c.App.Writer, "%s %s: %s at gateway %s\n", verb, oneLine(r.ID), oneLine(r.Action), oneLine(r.Gateway))
 	return nil
 }
 

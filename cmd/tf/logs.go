@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/csv"
 	"fmt"
+	"github.com/tameflare/tf/termtext"
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -189,8 +189,8 @@ func (p *rowPrinter) row(r audit.Row) error {
 				return err
 			}
 		}
-		return p.cw.Write([]string{d.Time.UTC().Format(time.RFC3339Nano), d.Gateway, d.RequestID, d.Label(),
-			d.Action.Type, d.Target(), d.Decision.Rule, r.Status(), d.Decision.Reason})
+		return p.cw.Write([]string{d.Time.UTC().Format(time.RFC3339Nano), oneLine(d.Gateway), oneLine(d.RequestID), oneLine(d.Label()),
+			oneLine(d.Action.Type), oneLine(d.Target()), oneLine(d.Decision.Rule), oneLine(r.Status()), oneLine(d.Decision.Reason)})
 	}
 	if !p.header {
 		p.header = true
@@ -217,13 +217,7 @@ func cell(s string) string {
 	return s
 }
 
-// oneLine keeps a value on its table line: tabs and line breaks would
-// break the layout, and control characters the terminal.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-}
+// oneLine keeps a value an agent may control on its table line and off
+// the terminal's controls: tabs, line breaks, escape sequences and bidi
+// overrides are shown as escapes (termtext.Safe).
+func oneLine(s string) string { return termtext.Safe(s) }

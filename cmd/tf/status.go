@@ -49,21 +49,21 @@ func runStatus(c *cli.Context) error {
 	} else {
 		fmt.Fprintln(tw, "GATEWAY\tPROXY\tUPTIME\tREVISION\tMODE\tPENDING")
 		for _, g := range o.Gateways {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", g.Name, g.Proxy, now.Sub(g.Started).Round(time.Second), short(g.Revision), g.Mode, g.Pending)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", oneLine(g.Name), oneLine(g.Proxy), now.Sub(g.Started).Round(time.Second), oneLine(short(g.Revision)), oneLine(string(g.Mode)), g.Pending)
 		}
 		tw.Flush()
 		for _, g := range o.Gateways {
 			for _, n := range g.Notes {
-				fmt.Fprintf(w, "  %s: %s\n", g.Name, n)
+				fmt.Fprintf(w, "  %s: %s\n", oneLine(g.Name), oneLine(n))
 			}
 		}
 	}
 	for _, u := range o.Unreachable {
-		fmt.Fprintf(w, "not answering: %s (%s)\n", u.Socket, u.Error)
+		fmt.Fprintf(w, "not answering: %s (%s)\n", oneLine(u.Socket), oneLine(u.Error))
 	}
 	fmt.Fprintln(w)
 	if o.KillSwitch.Broken != "" {
-		fmt.Fprintf(w, "kill switch: file unreadable, gateways refuse everything: %s\n", o.KillSwitch.Broken)
+		fmt.Fprintf(w, "kill switch: file unreadable, gateways refuse everything: %s\n", oneLine(o.KillSwitch.Broken))
 	} else {
 		printKillState(c, o.KillSwitch)
 	}
@@ -74,14 +74,14 @@ func runStatus(c *cli.Context) error {
 		fmt.Fprintln(w, "pending approvals:")
 		fmt.Fprintln(tw, "  ID\tGATEWAY\tACTION\tRULE\tEXPIRES IN")
 		for _, p := range o.Pending {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", p.ID, p.Gateway, p.Action, p.Rule, p.Expires.Sub(now).Round(time.Second))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", oneLine(p.ID), oneLine(p.Gateway), oneLine(p.Action), oneLine(p.Rule), p.Expires.Sub(now).Round(time.Second))
 		}
 		tw.Flush()
 	}
 	fmt.Fprintln(w)
 	switch {
 	case o.AuditError != "":
-		fmt.Fprintf(w, "last denials: the audit log cannot be read: %s\n", o.AuditError)
+		fmt.Fprintf(w, "last denials: the audit log cannot be read: %s\n", oneLine(o.AuditError))
 	case len(o.Denials) == 0:
 		fmt.Fprintln(w, "last denials: none")
 	default:
@@ -91,7 +91,7 @@ func runStatus(c *cli.Context) error {
 			if r.Decision != nil {
 				reason = r.Decision.Reason
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format("2006-01-02 15:04:05"), r.Gateway, r.Label(), r.Target(), reason)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format("2006-01-02 15:04:05"), oneLine(r.Gateway), oneLine(r.Label()), oneLine(r.Target()), oneLine(reason))
 		}
 		tw.Flush()
 	}
