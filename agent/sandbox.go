@@ -133,9 +133,9 @@ func (s *Sandbox) Prepare(argv []string) (string, error) {
 	return p, nil
 }
 
-// writable are the directories the agent may write: its repository, the
+// Writable are the directories the agent may write: its repository, the
 // working directory and the --rw paths.
-func (s *Sandbox) writable() []string {
+func (s *Sandbox) Writable() []string {
 	w := append([]string{s.Dir}, s.RW...)
 	if s.Repo != "" {
 		w = append(w, s.Repo)
@@ -234,7 +234,7 @@ func (s *Sandbox) protectStartup() []string {
 			paths = append(paths, filepath.Join(s.UserHome, rel))
 		}
 	}
-	for _, d := range s.writable() {
+	for _, d := range s.Writable() {
 		// The directory's own repository, and those one level down (a
 		// folder of checkouts).
 		dirs := []string{d}

@@ -49,6 +49,9 @@ const (
 	EventApprovalExpired       = "approval.expired"
 	EventApprovalCancelled     = "approval.cancelled"
 	EventPolicyApplied         = "policy.applied"
+	// EventSandboxGitReverted: the agent set a git configuration key that
+	// git would run outside the sandbox, and tf removed it.
+	EventSandboxGitReverted = "sandbox.git_config_reverted"
 	// EventMCPToolChanged: a pinned MCP tool was listed changed (details:
 	// server, tool, pinned, seen, pin_tools).
 	EventMCPToolChanged = "mcp.tool_changed"

@@ -103,6 +103,10 @@ curl -sS -o /dev/null -w '%{http_code}' https://api.github.com/repos/acme/app > 
 # What would run outside the sandbox later: the user's shell start-up, a repository's hooks.
 echo '/run/tf/bin/tf kill --off' >> ~/.bashrc 2>/dev/null; report bashrc $?
 printf '#!/bin/sh\ntf kill --off\n' > ` + shared + `/repo/.git/hooks/pre-commit 2>/dev/null; report githook $?
+# .git/config stays writable (push -u writes it); what git would run from it is removed afterwards.
+git -C ` + shared + `/repo config core.fsmonitor 'tf kill --off'
+git -C ` + shared + `/repo config alias.st '!tf kill --off'
+git -C ` + shared + `/repo config branch.main.remote origin
 `
 	args := append([]string{"run", "--name", "iso", "--policy", absPath(t, examplePolicy), "--rw", shared}, up.args()...)
 	r := runTF(t, home, []string{"TF_SECRET_GH_TOKEN=" + secret, "HOME=" + agentHome}, append(args, "--", "bash", "-c", script)...)
@@ -147,6 +151,13 @@ printf '#!/bin/sh\ntf kill --off\n' > ` + shared + `/repo/.git/hooks/pre-commit 
 	}
 	if _, err := os.Stat(filepath.Join(shared, "repo", ".git", "hooks", "pre-commit")); err == nil {
 		t.Error("the agent wrote a git hook")
+	}
+	cfg, _ := exec.Command("git", "config", "--file", filepath.Join(shared, "repo", ".git", "config"), "--list").Output()
+	if strings.Contains(string(cfg), "fsmonitor") || strings.Contains(string(cfg), "alias.st") || !strings.Contains(string(cfg), "branch.main.remote=origin") {
+		t.Errorf("the repository's config after the session:\n%s", cfg)
+	}
+	if !strings.Contains(r.stderr, "core.fsmonitor=tf kill --off") || !strings.Contains(r.stderr, "tf removed it") {
+		t.Errorf("tf did not say it removed the agent's git settings:\n%s", r.stderr)
 	}
 	if after, _ := os.ReadFile(filepath.Join(home, "killswitch")); string(after) != string(killBefore) {
 		t.Errorf("the kill switch changed:\n%s", after)

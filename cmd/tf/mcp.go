@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,7 +41,7 @@ forwarded or answered with the refusal. In .mcp.json:
    "docs": {"command": "tf", "args": ["mcp", "wrap", "--server", "docs", "--", "npx", "-y", "docs-mcp"]}`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "server", Usage: "the server's name in actions (mcp.NAME.<tool>)", Required: true},
-					&cli.StringFlag{Name: "policy", Usage: "policy directory (default: the built-in example)"},
+					&cli.StringFlag{Name: "policy", Usage: "policy directory (default: the pinned policy, else the built-in example)"},
 					&cli.StringFlag{Name: "mode", Usage: "enforce or monitor, replacing the policy's mode"},
 					&cli.StringFlag{Name: "name", Usage: "name of this governed session in the audit log (default mcp-NAME-PID)"},
 				},
@@ -48,12 +49,18 @@ forwarded or answered with the refusal. In .mcp.json:
 			},
 			{
 				Name:      "wrap-config",
-				Usage:     "rewrite a .mcp.json so that every stdio server runs under tf mcp wrap",
+				Usage:     "rewrite a .mcp.json or ~/.claude.json so that every stdio server runs under tf mcp wrap",
 				ArgsUsage: "FILE",
 				Description: `Rewrites FILE in place, keeping the old one as FILE.bak. HTTP servers and
-servers wrapped already are left alone, so running it again changes nothing.`,
+servers wrapped already are left alone, so running it again changes nothing.
+Every scope Claude Code keeps servers in is wrapped: a project's .mcp.json,
+and in ~/.claude.json the user scope (mcpServers) and the local scope that
+claude mcp add writes by default (projects["/path"].mcpServers).
+
+   tf mcp wrap-config .mcp.json --policy ./policy
+   tf mcp wrap-config ~/.claude.json`,
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "policy", Usage: "policy directory passed to every wrap"},
+					&cli.StringFlag{Name: "policy", Usage: "policy directory passed to every wrap, made absolute (default: each wrap's default, the pinned policy, else the built-in example)"},
 					&cli.StringFlag{Name: "tf", Usage: "the command that runs tf", Value: "tf"},
 				},
 				Action: mcpWrapConfigAction,
@@ -209,11 +216,22 @@ func mcpWrapAction(c *cli.Context) error {
 }
 
 func mcpWrapConfigAction(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return cli.Exit("tf mcp wrap-config: give the .mcp.json to rewrite", 2)
+	args, err := positional(c)
+	if err != nil {
+		return usageError(c, "%v", err)
 	}
-	path := c.Args().First()
-	wrapped, backup, err := mcp.WrapConfigFile(path, mcp.WrapConfigOptions{TF: c.String("tf"), Policy: c.String("policy")})
+	if len(args) != 1 {
+		return usageError(c, "give the .mcp.json or ~/.claude.json to rewrite")
+	}
+	path := args[0]
+	policy := c.String("policy")
+	if policy != "" {
+		// The servers start in their project's directory, not this one.
+		if policy, err = filepath.Abs(policy); err != nil {
+			return err
+		}
+	}
+	wrapped, backup, err := mcp.WrapConfigFile(path, mcp.WrapConfigOptions{TF: c.String("tf"), Policy: policy})
 	if err != nil {
 		return err
 	}
