@@ -89,7 +89,8 @@ rules:
 `), 0o644)
 	home := t.TempDir()
 	env := append(clientEnv(t), "ANTHROPIC_API_KEY=sk-ant-test-not-a-key")
-	args := append([]string{"run", "--name", "claude", "--policy", policy}, upstreamArgs(addr, caFile, hosts...)...)
+	// Claude Code is installed in the checkout, which may lie under /tmp.
+	args := append([]string{"run", "--name", "claude", "--policy", policy, "--ro", absPath(t, filepath.Join("testdata", "claude-code"))}, upstreamArgs(addr, caFile, hosts...)...)
 	r := runTFIn(t, t.TempDir(), home, env, append(args, "--", claude, "-p", "say hi")...)
 	if r.code != 0 || !strings.Contains(r.stdout, "hello from the stand-in") {
 		t.Fatalf("claude -p: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
