@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,10 +20,12 @@ import (
 type Sandbox struct {
 	// Home is $TF_HOME: not visible inside at all.
 	Home string
-	// Handoff is the host path of the gateway's handoff socket (see
-	// gateway.ServeHandoff); inside, tf listens on ProxyAddr and hands
-	// the listener over through it.
-	Handoff   string
+	// Handoff is the host path of the handoff socket (Launch creates
+	// it): inside, tf listens on the sandbox's loopback and hands the
+	// listener over through it.
+	Handoff string
+	// ProxyAddr is the gateway's own address, which the macOS profile
+	// lets the agent reach (there is no network namespace there).
 	ProxyAddr string
 	// AgentAPI is the host path of the gateway's agent API socket, which
 	// tf mcp wrap uses from inside; empty when there is none.
@@ -319,7 +322,7 @@ func (s *Sandbox) BwrapArgs(argv []string, infoFD int) []string {
 		a = append(a, "--bind", s.AgentAPI, AgentAPIPath)
 	}
 	a = append(a, "--chdir", s.Dir,
-		"--", exePath, InitCommand, "--listen", s.ProxyAddr, "--handoff", handoffPath, "--")
+		"--", exePath, InitCommand, "--handoff", handoffPath, "--")
 	return append(a, argv...)
 }
 
@@ -365,4 +368,22 @@ func (s *Sandbox) Env(env []string) []string {
 		out = append(out, EnvAgentAPI+"="+AgentAPIPath)
 	}
 	return out
+}
+
+// ListenUnix listens on a new unix socket at path, 0600, replacing a stale
+// one. The sockets tf binds into a sandbox live in a private 0700
+// directory, so the mode is a second fence, not the first.
+func ListenUnix(path string) (net.Listener, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }

@@ -16,17 +16,29 @@ func SandboxAvailable() error {
 	return nil
 }
 
-// RunSandboxed runs argv under sandbox-exec with the profile of
-// SeatbeltProfile. On macOS the agent reaches the proxy's own loopback
-// port; the profile allows no other connection.
-func RunSandboxed(ctx context.Context, s *Sandbox, argv []string, env []string) (int, error) {
+// Launch prepares argv to run under sandbox-exec with the profile of
+// SeatbeltProfile; it starts in Wait, once the gateway is up (there is no
+// listener to hand over: the agent reaches the gateway's own loopback
+// port, the only connection the profile allows).
+func (s *Sandbox) Launch(argv []string) (*Launched, error) {
 	if err := SandboxAvailable(); err != nil {
-		return 1, err
+		return nil, err
 	}
 	if _, err := s.Prepare(argv); err != nil {
-		return 127, err
+		return nil, err
 	}
-	_, port, err := net.SplitHostPort(s.ProxyAddr)
+	return &Launched{s: s, argv: argv}, nil
+}
+
+// A Launched sandbox waits for its environment.
+type Launched struct {
+	s    *Sandbox
+	argv []string
+}
+
+// Wait runs the agent with env(nil) and returns its exit code.
+func (l *Launched) Wait(ctx context.Context, _ func(net.Listener), env func(net.Listener) []string) (int, error) {
+	_, port, err := net.SplitHostPort(l.s.ProxyAddr)
 	if err != nil {
 		return 1, err
 	}
@@ -34,11 +46,11 @@ func RunSandboxed(ctx context.Context, s *Sandbox, argv []string, env []string) 
 	if err != nil {
 		return 1, fmt.Errorf("proxy port %q: %w", port, err)
 	}
-	return Run(ctx, append([]string{"sandbox-exec", "-p", SeatbeltProfile(s, n), "--"}, argv...), env)
+	return Run(ctx, append([]string{"sandbox-exec", "-p", SeatbeltProfile(l.s, n), "--"}, l.argv...), env(nil))
 }
 
 // SandboxInit runs only inside the Linux sandbox.
-func SandboxInit(string, string, []string) int { return 1 }
+func SandboxInit(string, []string) int { return 1 }
 
 // shows reports whether the Seatbelt profile shows a host path: all but
 // $TF_HOME.

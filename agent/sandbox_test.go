@@ -55,7 +55,7 @@ func TestBwrapArgsOrder(t *testing.T) {
 	idx("--ro-bind", s.CABundle)
 	idx("--tmpfs", "/tmp")
 	tail := strings.Join(a[slices.Index(a, "--chdir"):], " ")
-	want := "--chdir " + s.Dir + " -- /run/tf/bin/tf sandbox-init --listen 127.0.0.1:4000 --handoff /run/tf/handoff.sock -- /usr/bin/claude -p hi"
+	want := "--chdir " + s.Dir + " -- /run/tf/bin/tf sandbox-init --handoff /run/tf/handoff.sock -- /usr/bin/claude -p hi"
 	if tail != want {
 		t.Errorf("tail\n%s\nwant\n%s", tail, want)
 	}

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -76,13 +75,9 @@ type agentAPI struct {
 // forgotten (their outcome records are then missing, not wrong).
 const maxPendingLines = 4096
 
-// ServeAgentAPI serves the agent API on a unix socket created 0600 at
-// path. It stops with Close.
-func (g *Gateway) ServeAgentAPI(path string) error {
-	ln, err := listenUnix(path)
-	if err != nil {
-		return err
-	}
+// ServeAgentAPI serves the agent API on ln (a unix socket bound into the
+// sandbox). It stops with Close.
+func (g *Gateway) ServeAgentAPI(ln net.Listener) {
 	a := &agentAPI{g: g, pending: map[string]*pendingLine{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/mcp/decide", a.decide)
@@ -93,7 +88,6 @@ func (g *Gateway) ServeAgentAPI(path string) error {
 	srv := &http.Server{Handler: a.auth(mux), ReadHeaderTimeout: 10 * time.Second}
 	g.agentSrv = srv
 	go func() { _ = srv.Serve(ln) }()
-	return nil
 }
 
 func (a *agentAPI) auth(h http.Handler) http.Handler {
@@ -391,22 +385,4 @@ func (rg *remoteGovernor) HideItems() mcp.Hider {
 		cache[key{kind, name}] = hidden[0]
 		return hidden[0]
 	}
-}
-
-// listenUnix listens on a new unix socket at path, 0600, replacing a stale
-// one. The sockets tf binds into a sandbox live in a private 0700
-// directory, so the mode is a second fence, not the first.
-func listenUnix(path string) (net.Listener, error) {
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return ln, nil
 }

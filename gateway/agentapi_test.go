@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,9 +17,11 @@ import (
 func TestAgentAPIDecidesAndFailsClosed(t *testing.T) {
 	f := start(t, policy(t, mcpPolicy), nil)
 	sock := filepath.Join(t.TempDir(), "agent.sock")
-	if err := f.g.ServeAgentAPI(sock); err != nil {
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
 		t.Fatal(err)
 	}
+	f.g.ServeAgentAPI(ln)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	call := func(tool string) []rules.Action {

@@ -93,10 +93,8 @@ type Gateway struct {
 	served     chan error
 	isolated   bool
 	home       string
-	// agentSrv serves the agent API to a sandboxed agent, and handoff
-	// takes its proxy listener, if any.
+	// agentSrv serves the agent API to a sandboxed agent, if any.
 	agentSrv *http.Server
-	handoff  net.Listener
 	closing  sync.Once
 	closeErr error
 	// op is the operator controls: kill switch, approvals, admin API.
@@ -251,6 +249,19 @@ func matchHost(patterns []string, host string) bool {
 // sandbox.
 const NotIsolated = "not isolated: the agent runs outside tf's sandbox and could bypass tf (connect directly, disarm the kill switch, rewrite the audit log); governance is advisory"
 
+// ServeListener serves the proxy on ln as well: the listener on a
+// sandbox's own loopback, handed over by tf inside, so that the agent's
+// connections reach the proxy directly. It stops with Close.
+func (g *Gateway) ServeListener(ln net.Listener) {
+	go func() { _ = g.proxy.Serve(ln) }()
+}
+
+// ProxyURLAt is the proxy URL with the session credential for a client
+// that reaches the proxy at addr (a sandbox's listener).
+func (g *Gateway) ProxyURLAt(addr string) string {
+	return (&url.URL{Scheme: "http", User: url.UserPassword("tf", g.token), Host: addr}).String()
+}
+
 // RecordEvent appends an event of this gateway to the audit log.
 func (g *Gateway) RecordEvent(ctx context.Context, event string, details map[string]any) error {
 	return g.log.Event(ctx, g.name, event, details)
@@ -267,9 +278,7 @@ func (g *Gateway) Addr() string { return g.listener.Addr().String() }
 
 // ProxyURL is the proxy URL with the session credential, as the governed
 // process must use it.
-func (g *Gateway) ProxyURL() string {
-	return (&url.URL{Scheme: "http", User: url.UserPassword("tf", g.token), Host: g.Addr()}).String()
-}
+func (g *Gateway) ProxyURL() string { return g.ProxyURLAt(g.Addr()) }
 
 // CA is the local CA that signs intercepted hosts' certificates.
 func (g *Gateway) CA() *httpproxy.CA { return g.ca }
@@ -307,9 +316,6 @@ func (g *Gateway) Close() error {
 		err = errors.Join(err, g.proxy.Close())
 		if g.agentSrv != nil {
 			_ = g.agentSrv.Close()
-		}
-		if g.handoff != nil {
-			_ = g.handoff.Close()
 		}
 		g.stopOperator()
 		if serr := <-g.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/tameflare/tf/gateway"
 	"github.com/tameflare/tf/gitops"
 	"github.com/tameflare/tf/home"
+	"github.com/tameflare/tf/httpproxy"
 	"github.com/tameflare/tf/rules"
 	"github.com/tameflare/tf/termtext"
 	"github.com/tameflare/tf/testdata"
@@ -83,9 +85,31 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	var sb *agent.Sandbox
+	var launch *agent.Launched
+	var guard *agent.GitGuard
+	var agentAPI net.Listener
 	if isolate {
 		// Everything the sandbox needs is checked before anything starts.
 		if sb, err = newSandbox(c, dir, argv); err != nil {
+			return cli.Exit("tf run: "+err.Error(), 1)
+		}
+		sockDir, err := os.MkdirTemp("", "tf-sandbox-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(sockDir)
+		sb.Handoff = filepath.Join(sockDir, "handoff.sock")
+		sb.AgentAPI = filepath.Join(sockDir, "agent.sock")
+		if agentAPI, err = agent.ListenUnix(sb.AgentAPI); err != nil {
+			return err
+		}
+		if sb.CABundle, err = writeBundle(dir); err != nil {
+			return err
+		}
+		// The sandbox starts now, while the gateway starts; the agent
+		// itself waits for its environment (launch.Wait below).
+		guard = agent.NewGitGuard(sb.Writable())
+		if launch, err = sb.Launch(argv); err != nil {
 			return cli.Exit("tf run: "+err.Error(), 1)
 		}
 	}
@@ -123,8 +147,10 @@ func runAction(c *cli.Context) error {
 	}
 
 	bundle := filepath.Join(dir, "ca", "bundle.pem")
-	if err := agent.WriteBundle(bundle, g.CA().CertPEM()); err != nil {
-		return fmt.Errorf("writing the CA bundle for the agent: %w", err)
+	if sb == nil {
+		if err := agent.WriteBundle(bundle, g.CA().CertPEM()); err != nil {
+			return fmt.Errorf("writing the CA bundle for the agent: %w", err)
+		}
 	}
 	fmt.Fprintf(c.App.ErrWriter, "tf: governing with %s (%d rules, %s, revision %s); proxy %s; audit in %s\n",
 		source, len(policy.Rules), g.Mode(), shortRev(policy.Revision), g.Addr(), filepath.Join(dir, "audit"))
@@ -134,56 +160,49 @@ func runAction(c *cli.Context) error {
 	}
 	agentBundle := bundle
 	if sb != nil {
-		sb.CABundle, sb.ProxyAddr = bundle, g.Addr()
 		agentBundle = sb.AgentBundle()
-		sockDir, err := os.MkdirTemp("", "tf-sandbox-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(sockDir)
-		sb.Handoff = filepath.Join(sockDir, "handoff.sock")
-		if err := g.ServeHandoff(sb.Handoff); err != nil {
-			return err
-		}
-		sb.AgentAPI = filepath.Join(sockDir, "agent.sock")
-		if err := g.ServeAgentAPI(sb.AgentAPI); err != nil {
-			return err
-		}
+		sb.ProxyAddr = g.Addr()
+		g.ServeAgentAPI(agentAPI)
 	}
 	scrubbed, removed := g.ScrubEnv(os.Environ(), c.StringSlice("keep-env"))
-	env := agent.Env(scrubbed, agent.EnvSpec{ProxyURL: g.ProxyURL(), CABundle: agentBundle})
-	if sb != nil {
-		env = sb.Env(env)
+	// envFor is the agent's environment for the proxy listener it reaches:
+	// the gateway's own, or the one on the sandbox's loopback.
+	envFor := func(ln net.Listener) []string {
+		proxy := g.ProxyURL()
+		if ln != nil {
+			proxy = g.ProxyURLAt(ln.Addr().String())
+		}
+		env := agent.Env(scrubbed, agent.EnvSpec{ProxyURL: proxy, CABundle: agentBundle})
+		if sb != nil {
+			env = sb.Env(env)
+		}
+		if c.Bool("print-env") && len(argv) > 0 {
+			printEnv(c.App.ErrWriter, env, os.Environ())
+		}
+		return env
 	}
 	if len(removed) > 0 {
 		fmt.Fprintf(c.App.ErrWriter, "tf: kept out of the agent's environment: %s\n", strings.Join(removed, ", "))
 	}
 
-	if c.Bool("print-env") {
-		out := c.App.Writer
-		if len(argv) > 0 {
-			out = c.App.ErrWriter
-		}
-		printEnv(out, env, os.Environ())
-		if len(argv) == 0 {
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			fmt.Fprintln(c.App.ErrWriter, "tf: gateway running; Ctrl-C stops it")
-			<-ctx.Done()
-			return nil
-		}
+	if c.Bool("print-env") && len(argv) == 0 {
+		printEnv(c.App.Writer, envFor(nil), os.Environ())
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		fmt.Fprintln(c.App.ErrWriter, "tf: gateway running; Ctrl-C stops it")
+		<-ctx.Done()
+		return nil
 	}
 
 	var code int
-	if sb != nil {
-		guard := agent.NewGitGuard(sb.Writable())
-		code, err = agent.RunSandboxed(context.Background(), sb, argv, env)
+	if launch != nil {
+		code, err = launch.Wait(context.Background(), g.ServeListener, envFor)
 		for _, ch := range guard.Revert() {
 			fmt.Fprintf(c.App.ErrWriter, "tf: the agent set %s in %s, which git would run outside the sandbox; tf removed it\n", termtext.Safe(ch.Entry), termtext.Safe(ch.File))
 			_ = g.RecordEvent(context.Background(), audit.EventSandboxGitReverted, map[string]any{"file": ch.File, "entry": ch.Entry})
 		}
 	} else {
-		code, err = agent.Run(context.Background(), argv, env)
+		code, err = agent.Run(context.Background(), argv, envFor(nil))
 	}
 	if cerr := g.Close(); cerr != nil && err == nil {
 		fmt.Fprintf(c.App.ErrWriter, "tf: stopping the gateway: %v\n", cerr)
@@ -195,6 +214,20 @@ func runAction(c *cli.Context) error {
 		return cli.Exit("", code)
 	}
 	return nil
+}
+
+// writeBundle writes the CA bundle the agent trusts (the system roots and
+// tf's local CA, created if need be) and returns its path.
+func writeBundle(home string) (string, error) {
+	ca, err := httpproxy.LoadOrCreateCA(filepath.Join(home, "ca"))
+	if err != nil {
+		return "", fmt.Errorf("loading the local CA: %w", err)
+	}
+	bundle := filepath.Join(home, "ca", "bundle.pem")
+	if err := agent.WriteBundle(bundle, ca.CertPEM()); err != nil {
+		return "", fmt.Errorf("writing the CA bundle for the agent: %w", err)
+	}
+	return bundle, nil
 }
 
 // isolation reads --isolate: on (the default) runs the agent in the
@@ -379,22 +412,17 @@ func sandboxInitCommand() *cli.Command {
 		SkipFlagParsing: true,
 		Action: func(c *cli.Context) error {
 			args := c.Args().Slice()
-			var listen, handoff string
-			for len(args) >= 2 && (args[0] == "--listen" || args[0] == "--handoff") {
-				if args[0] == "--listen" {
-					listen = args[1]
-				} else {
-					handoff = args[1]
-				}
-				args = args[2:]
+			var handoff string
+			if len(args) >= 2 && args[0] == "--handoff" {
+				handoff, args = args[1], args[2:]
 			}
 			if len(args) > 0 && args[0] == "--" {
 				args = args[1:]
 			}
-			if listen == "" || handoff == "" {
-				return cli.Exit("tf sandbox-init: --listen and --handoff are required", 2)
+			if handoff == "" {
+				return cli.Exit("tf sandbox-init: --handoff is required", 2)
 			}
-			os.Exit(agent.SandboxInit(listen, handoff, args))
+			os.Exit(agent.SandboxInit(handoff, args))
 			return nil
 		},
 	}
