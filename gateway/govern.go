@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -226,7 +225,7 @@ func strongest(ds []rules.Decision) int {
 func (g *Gateway) decisionRecords(recs []*audit.Record, id string, actions []rules.Action, decisions []rules.Decision, refs []*audit.MCP) []*audit.Record {
 	for i := range actions {
 		a := actions[i]
-		a.Params = boundParams(g.redactParams(a.Params))
+		a.Params = g.redactParams(a.Params)
 		dec := decisions[i]
 		rec := &audit.Record{Time: a.Time, Kind: audit.KindDecision, RequestID: id, Gateway: g.name, Action: &a, Decision: &dec}
 		if i < len(refs) {
@@ -316,56 +315,3 @@ func newRequestID(t time.Time) string {
 }
 
 const hexDigits = "0123456789abcdef"
-
-// maxRecordParams bounds the params a decision record carries, well
-// under audit.MaxRecordBytes: a larger request (an MCP call with a
-// megabyte of arguments) is still decided on all of them, and recorded
-// with their size and digest in their place rather than not at all.
-const maxRecordParams = 256 << 10
-
-// boundParams returns p, or when p may encode to more than
-// maxRecordParams, {"tf_params_omitted": {"bytes": n, "sha256": hex}}.
-func boundParams(p map[string]any) map[string]any {
-	if n := paramsBound(p, maxRecordParams); n <= maxRecordParams {
-		return p
-	}
-	b, err := json.Marshal(p)
-	if err != nil {
-		return map[string]any{"tf_params_omitted": map[string]any{"error": err.Error()}}
-	}
-	if len(b) <= maxRecordParams {
-		return p
-	}
-	sum := sha256.Sum256(b)
-	return map[string]any{"tf_params_omitted": map[string]any{"bytes": len(b), "sha256": hex.EncodeToString(sum[:])}}
-}
-
-// paramsBound returns an upper bound of v's JSON size (every byte of a
-// string escaped as \u00XX), stopping once it passes limit.
-func paramsBound(v any, limit int) int {
-	switch v := v.(type) {
-	case string:
-		return 6*len(v) + 2
-	case json.RawMessage:
-		return 6 * len(v)
-	case map[string]any:
-		n := 2
-		for k, e := range v {
-			n += 6*len(k) + 4 + paramsBound(e, limit-n)
-			if n > limit {
-				return n
-			}
-		}
-		return n
-	case []any:
-		n := 2
-		for _, e := range v {
-			n += 1 + paramsBound(e, limit-n)
-			if n > limit {
-				return n
-			}
-		}
-		return n
-	}
-	return 32
-}

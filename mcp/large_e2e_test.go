@@ -41,7 +41,8 @@ func TestLargeMessagesOverHTTP(t *testing.T) {
 	}
 	recorded := false
 	for _, r := range f.records(t) {
-		if r.Action.Type == "mcp.docs.echo" && r.Decision.Effect == rules.Allow && r.Action.Params["tf_params_omitted"] != nil {
+		// 900 KB escaped fits one record; the line is kept whole.
+		if r.Action.Type == "mcp.docs.echo" && r.Decision.Effect == rules.Allow && (r.Action.Params["text"] != nil || r.Action.Params[audit.TruncatedKey] != nil) {
 			recorded = true
 		}
 	}
@@ -88,7 +89,7 @@ func TestLargeMessagesOverStdio(t *testing.T) {
 	g.Close()
 	var omitted, refused bool
 	if err := audit.Scan(home+"/audit", audit.Filter{Kind: audit.KindDecision}, func(r *audit.Record) error {
-		omitted = omitted || (r.Action.Type == "mcp.docs.echo" && r.Action.Params["tf_params_omitted"] != nil)
+		omitted = omitted || (r.Action.Type == "mcp.docs.echo" && r.Action.Params[audit.TruncatedKey] != nil)
 		refused = refused || (r.Action.Type == "tf.unclassified" && strings.Contains(r.Decision.Reason, "larger than"))
 		return nil
 	}); err != nil {
