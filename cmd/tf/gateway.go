@@ -17,6 +17,7 @@ import (
 
 	"github.com/tameflare/tf/admin"
 	"github.com/tameflare/tf/agent"
+	"github.com/tameflare/tf/gateway"
 	"github.com/tameflare/tf/gitops"
 	"github.com/tameflare/tf/home"
 	"github.com/tameflare/tf/keyring"
@@ -195,6 +196,8 @@ func gatewayStart(c *cli.Context) error {
 		_ = cmd.Process.Release()
 		fmt.Fprintf(c.App.ErrWriter, "tf: gateway %s running in the background (pid %d, proxy %s, log %s)\n", name, st.PID, st.Proxy, logPath(dir, name))
 		fmt.Fprintf(c.App.ErrWriter, "tf: wire a shell with: eval \"$(tf env %s)\"; stop it with: tf gateway stop %s\n", name, name)
+		// A shell is never in tf's sandbox: say what that means.
+		fmt.Fprintf(c.App.ErrWriter, "tf: a shell wired by hand is %s\n", gateway.NotIsolated)
 		return nil
 	}
 }

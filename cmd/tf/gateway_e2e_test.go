@@ -20,7 +20,7 @@ func TestGatewayStartEnvStop(t *testing.T) {
 	up := newUpstream(t, t.TempDir())
 	start := append([]string{"gateway", "start", "wired", "--policy", examplePolicy}, up.args()...)
 	r := runTF(t, home, []string{"GITHUB_TOKEN=ghp_wiredshellsecret"}, start...)
-	if r.code != 0 || !strings.Contains(r.stderr, `eval "$(tf env wired)"`) {
+	if r.code != 0 || !strings.Contains(r.stderr, `eval "$(tf env wired)"`) || !strings.Contains(r.stderr, "governance is advisory") {
 		t.Fatalf("gateway start: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	t.Cleanup(func() { runTF(t, home, nil, "gateway", "stop", "wired") })
