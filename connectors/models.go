@@ -86,6 +86,10 @@ var anthropicRoutes = []modelRoute{
 	{"POST", "/v1/oauth/token", "anthropic.oauth.token", noBody},
 	{"GET", "/api/claude_code/{endpoint...}", "anthropic.claude_code.get", noBody},
 	{"POST", "/api/claude_code/{endpoint...}", "anthropic.claude_code.post", noBody},
+	{"GET", "/api/claude_cli/{endpoint...}", "anthropic.claude_code.get", noBody},
+	{"GET", "/api/claude_code_penguin_mode", "anthropic.claude_code.get", noBody},
+	{"POST", "/api/eval/{client}", "anthropic.feature_flags.evaluate", noBody},
+	{"GET", "/api/directory/server-urls", "anthropic.mcp_directory.get", noBody},
 	{"POST", "/api/event_logging/{endpoint...}", "anthropic.telemetry.send", noBody},
 	{"POST", "/api/claude_cli_feedback", "anthropic.feedback.send", noBody},
 	{"GET", "/api/oauth/profile", "anthropic.oauth.profile", noBody},
@@ -168,6 +172,9 @@ func (c *modelAPI) Classify(r *Request) ([]rules.Action, error) {
 		return unmatched, nil
 	}
 	a := rules.Action{Connector: c.name, Type: route.action, Params: map[string]any{}}
+	if route.path == "/api/claude_code_penguin_mode" {
+		a.Params["endpoint"] = "penguin_mode"
+	}
 	for i := 0; i < m.n; i++ {
 		if name := m.captures[i].name; name != "version" {
 			a.Params[name] = m.value(i)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/tameflare/tf/rules"
 )
 
 // claudeBin is the real Claude Code, pinned in testdata/claude-code and
@@ -68,45 +70,81 @@ func (m *messagesStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// The real Claude Code runs inside tf run's sandbox: it finds the proxy
-// and the CA through its environment, its model calls go through tf (and
-// are recorded), it writes its state under HOME, and nothing of $TF_HOME
-// is visible to it.
+// The real Claude Code runs inside tf run's sandbox with the built-in
+// policy (no --policy) and with the starter policy of tf init: it finds the proxy and the CA through its
+// environment, its model calls go through tf as anthropic.messages.create
+// and are allowed, its telemetry is refused without a word from it, it
+// writes its state under HOME, and nothing of $TF_HOME is visible to it.
 func TestClaudeCodeInSandbox(t *testing.T) {
 	requireSandbox(t)
 	claude := claudeBin(t)
+	t.Run("built-in policy", func(t *testing.T) { claudeSession(t, claude, false) })
+	t.Run("tf init starter", func(t *testing.T) { claudeSession(t, claude, true) })
+}
+
+func claudeSession(t *testing.T, claude string, initPolicy bool) {
 	standIn := &messagesStandIn{}
 	hosts := []string{"api.anthropic.com", "platform.claude.com", "claude.ai"}
 	addr, caFile := startFakeTLS(t, standIn, hosts...)
-	policy := t.TempDir()
-	os.WriteFile(filepath.Join(policy, "tameflare.yaml"), []byte(`version: 1
-default: deny
-rules:
-  - name: model-api
-    actions: ["http.*"]
-    when: request.host in ["api.anthropic.com", "platform.claude.com", "claude.ai"]
-    decision: allow
-`), 0o644)
 	home := t.TempDir()
 	env := append(clientEnv(t), "ANTHROPIC_API_KEY=sk-ant-test-not-a-key")
-	args := append([]string{"run", "--name", "claude", "--policy", policy}, upstreamArgs(addr, caFile, hosts...)...)
+	if initPolicy {
+		if r := runTFIn(t, t.TempDir(), home, env, "init", filepath.Join(t.TempDir(), "policy")); r.code != 0 {
+			t.Fatalf("tf init: exit %d\n%s", r.code, r.stderr)
+		}
+	}
+	args := append([]string{"run", "--name", "claude"}, upstreamArgs(addr, caFile, hosts...)...)
 	r := runTFIn(t, t.TempDir(), home, env, append(args, "--", claude, "-p", "say hi")...)
-	if r.code != 0 || !strings.Contains(r.stdout, "hello from the stand-in") {
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "hello from the stand-in" {
 		t.Fatalf("claude -p: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if builtin := strings.Contains(r.stderr, "built-in example policy"); builtin == initPolicy {
+		t.Fatalf("governed by the wrong policy (tf init: %v):\n%s", initPolicy, r.stderr)
 	}
 	standIn.mu.Lock()
 	paths := strings.Join(standIn.paths, "\n")
 	standIn.mu.Unlock()
+	t.Logf("Claude Code asked the stand-in:\n%s", paths)
 	if !strings.Contains(paths, "POST /v1/messages") {
 		t.Errorf("the stand-in saw no model call:\n%s", paths)
 	}
-	found := false
+	// Every request Claude Code made was classified by the anthropic
+	// connector (none fell to http.*), and the built-in policy decided
+	// each by name.
+	modelCall := false
 	for _, rec := range decisions(t, home) {
-		if rec.Action.Request.Host == "api.anthropic.com" && rec.Action.Request.Path == "/v1/messages" && rec.Gateway == "claude" {
-			found = true
+		a, d := rec.Action, rec.Decision
+		t.Logf("%s %s %s%s -> %s (%s)", rec.Gateway, a.Type, a.Request.Host, a.Request.Path, d.Effect, d.Rule)
+		if a.Connector != "anthropic" {
+			t.Errorf("%s %s%s was classified by %q, want anthropic", a.Type, a.Request.Host, a.Request.Path, a.Connector)
+		}
+		switch a.Type {
+		case "anthropic.messages.create":
+			modelCall = true
+			if d.Effect != rules.Allow || a.Params["model"] == nil || a.Params["stream"] != true {
+				t.Errorf("model call: decision %s, params %v", d.Effect, a.Params)
+			}
+		case "anthropic.telemetry.send", "anthropic.claude_code.post":
+			if d.Effect != rules.Deny {
+				t.Errorf("telemetry %s: decision %s, want deny", a.Request.Path, d.Effect)
+			}
+			if strings.Contains(paths, "POST "+a.Request.Path) {
+				t.Errorf("refused telemetry %s reached the upstream", a.Request.Path)
+			}
+		default:
+			if d.Effect != rules.Allow {
+				t.Errorf("%s %s: decision %s (%s)", a.Type, a.Request.Path, d.Effect, d.Reason)
+			}
 		}
 	}
-	if !found {
+	if !modelCall {
 		t.Error("no decision record of the model call")
+	}
+	// Refused telemetry leaves Claude Code quiet: nothing on stderr but
+	// tf's own lines.
+	for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+		if line != "" && !strings.HasPrefix(line, "tf: ") {
+			t.Errorf("Claude Code wrote to stderr: %s", line)
+		}
 	}
 }
