@@ -41,6 +41,10 @@
 //	approval        decision, optional: {id, approver, reason, outcome, at}
 //	status, bytes_in, bytes_out, duration_ms, error
 //	                outcome: what forwarding the request gave
+//	usage           outcome of a model call, optional: {model,
+//	                input_tokens, output_tokens, cache_read_tokens,
+//	                cache_write_tokens, unknown}: the token usage its
+//	                response reported, or why it is unknown
 //	event, details  event: a name such as gateway.started,
 //	                kill_switch.activated, approval.approved,
 //	                policy.applied or audit.tail_repaired, and an object

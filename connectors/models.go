@@ -370,3 +370,18 @@ func thinkingOn(params map[string]any, raw []byte) error {
 	params["thinking"] = typ != "" && typ != "disabled"
 	return nil
 }
+
+// modelCalls are the actions whose responses report token usage.
+var modelCalls = map[string]bool{
+	"anthropic.messages.create":             true,
+	"openai.responses.create":               true,
+	"openai.chat.create":                    true,
+	"openai.completions.create":             true,
+	"openai.embeddings.create":              true,
+	"google.models.generate_content":        true,
+	"google.models.stream_generate_content": true,
+}
+
+// IsModelCall reports whether actions of type t are model calls whose
+// responses report token usage.
+func IsModelCall(t string) bool { return modelCalls[t] }

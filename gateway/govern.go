@@ -58,6 +58,7 @@ func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy
 			Upgrade: req.HTTP.Header.Get("Upgrade") != ""}
 		g.mcpVerdict(&v, req, actions, r.policy)
 		g.guardResponse(&v, id, req, actions)
+		g.meterUsage(&v, id, actions)
 		return v
 	}
 	if er, ok := conn.(connectors.EachRefuser); ok {
@@ -222,10 +223,14 @@ func (g *Gateway) decisionRecords(recs []*audit.Record, id string, actions []rul
 	return recs
 }
 
-func (g *Gateway) recordOutcome(id string, o httpproxy.Outcome) {
+func (g *Gateway) recordOutcome(id string, o httpproxy.Outcome) { g.recordOutcomeUsage(id, o, nil) }
+
+// recordOutcomeUsage records an outcome with a model call's token usage.
+func (g *Gateway) recordOutcomeUsage(id string, o httpproxy.Outcome, u *audit.Usage) {
 	r := &audit.Record{
 		Time: g.now(), Kind: audit.KindOutcome, RequestID: id, Gateway: g.name,
 		Status: o.Status, BytesIn: o.RequestBytes, BytesOut: o.ResponseBytes, DurationMS: o.Duration.Milliseconds(),
+		Usage: u,
 	}
 	if o.Err != nil {
 		r.Error = g.redact(o.Err.Error())

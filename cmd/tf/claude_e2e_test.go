@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/rules"
 )
 
@@ -139,6 +141,26 @@ func claudeSession(t *testing.T, claude string, initPolicy bool) {
 	}
 	if !modelCall {
 		t.Error("no decision record of the model call")
+	}
+	// The model call's outcome carries the usage the stand-in's stream
+	// reported (message_start: 10 in; message_delta: 5 out), and tf logs
+	// shows it.
+	var usages []audit.Usage
+	err := audit.Scan(filepath.Join(home, "audit"), audit.Filter{Kind: audit.KindOutcome}, func(rec *audit.Record) error {
+		if rec.Usage != nil {
+			usages = append(usages, *rec.Usage)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(usages) == 0 || usages[0].Input != 10 || usages[0].Output != 5 || usages[0].Model == "" || usages[0].Unknown != "" {
+		t.Errorf("usage of the model call = %+v, want 10 in, 5 out and the model", usages)
+	}
+	logs := runTFIn(t, t.TempDir(), home, env, "logs", "--gateway", "claude")
+	if !strings.Contains(logs.stdout, "TOKENS") || !regexp.MustCompile(`anthropic\.messages\.create .*in 10 out 5`).MatchString(logs.stdout) {
+		t.Errorf("tf logs does not show the model call's tokens:\n%s%s", logs.stdout, logs.stderr)
 	}
 	// Refused telemetry leaves Claude Code quiet: nothing on stderr but
 	// tf's own lines.
