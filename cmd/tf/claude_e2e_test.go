@@ -35,12 +35,16 @@ func claudeBin(t *testing.T) string {
 type messagesStandIn struct {
 	mu    sync.Mutex
 	paths []string
+	keys  []string // the x-api-key of each model call
 }
 
 func (m *messagesStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	m.mu.Lock()
 	m.paths = append(m.paths, r.Method+" "+r.URL.Path)
+	if r.URL.Path == "/v1/messages" {
+		m.keys = append(m.keys, r.Header.Get("X-Api-Key"))
+	}
 	m.mu.Unlock()
 	if r.URL.Path != "/v1/messages" {
 		w.Header().Set("Content-Type", "application/json")
@@ -80,11 +84,17 @@ func (m *messagesStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestClaudeCodeInSandbox(t *testing.T) {
 	requireSandbox(t)
 	claude := claudeBin(t)
-	t.Run("built-in policy", func(t *testing.T) { claudeSession(t, claude, false) })
-	t.Run("tf init starter", func(t *testing.T) { claudeSession(t, claude, true) })
+	t.Run("built-in policy", func(t *testing.T) { claudeSession(t, claude, "built-in") })
+	t.Run("tf init starter", func(t *testing.T) { claudeSession(t, claude, "init") })
+	t.Run("key injected", func(t *testing.T) { claudeSession(t, claude, "key") })
 }
 
-func claudeSession(t *testing.T, claude string, initPolicy bool) {
+// claudeKey is the real API key of the "key injected" session: tf holds
+// it, the agent has a placeholder.
+const claudeKey = "sk-ant-api03-real-key-the-agent-never-sees"
+
+func claudeSession(t *testing.T, claude string, policy string) {
+	initPolicy := policy == "init"
 	standIn := &messagesStandIn{}
 	hosts := []string{"api.anthropic.com", "platform.claude.com", "claude.ai"}
 	addr, caFile := startFakeTLS(t, standIn, hosts...)
@@ -96,11 +106,26 @@ func claudeSession(t *testing.T, claude string, initPolicy bool) {
 		}
 	}
 	args := append([]string{"run", "--name", "claude"}, upstreamArgs(addr, caFile, hosts...)...)
+	if policy == "key" {
+		// The built-in agents' rules, and the key injected as x-api-key.
+		rules, err := os.ReadFile(filepath.Join("..", "..", "testdata", "policy", "policies", "agents.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "tameflare.yaml"), append(rules, []byte(`default: deny
+credentials:
+  connectors:
+    anthropic: {secret: anthropic-key, header: x-api-key, format: "{}"}
+`)...), 0o644)
+		args = append(args, "--policy", dir)
+		env = append(env, "TF_SECRET_ANTHROPIC_KEY="+claudeKey)
+	}
 	r := runTFIn(t, t.TempDir(), home, env, append(args, "--", claude, "-p", "say hi")...)
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "hello from the stand-in" {
 		t.Fatalf("claude -p: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
-	if builtin := strings.Contains(r.stderr, "built-in example policy"); builtin == initPolicy {
+	if builtin := strings.Contains(r.stderr, "built-in example policy"); builtin != (policy == "built-in") {
 		t.Fatalf("governed by the wrong policy (tf init: %v):\n%s", initPolicy, r.stderr)
 	}
 	standIn.mu.Lock()
@@ -109,6 +134,25 @@ func claudeSession(t *testing.T, claude string, initPolicy bool) {
 	t.Logf("Claude Code asked the stand-in:\n%s", paths)
 	if !strings.Contains(paths, "POST /v1/messages") {
 		t.Errorf("the stand-in saw no model call:\n%s", paths)
+	}
+	if policy == "key" {
+		standIn.mu.Lock()
+		keys := standIn.keys
+		standIn.mu.Unlock()
+		if len(keys) == 0 {
+			t.Error("no model call reached the stand-in")
+		}
+		for _, k := range keys {
+			if k != claudeKey {
+				t.Errorf("the model call carried x-api-key %q, want the key tf holds", k)
+			}
+		}
+		if strings.Contains(r.stdout+r.stderr, claudeKey) {
+			t.Error("the key appears in tf run's output")
+		}
+		if out := runTFIn(t, t.TempDir(), home, env, "logs", "--json"); strings.Contains(out.stdout, claudeKey) {
+			t.Error("the key appears in the audit log")
+		}
 	}
 	// Every request Claude Code made was classified by the anthropic
 	// connector (none fell to http.*), and the built-in policy decided
