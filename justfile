@@ -7,9 +7,9 @@ default:
 build:
     go build -o bin/tf ./cmd/tf
 
-# The whole test suite (what CI runs).
-test:
-    go test ./...
+# The whole test suite, installing what it needs (what CI runs).
+test *ARGS:
+    scripts/test {{ARGS}}
 
 # Benchmarks of the hot paths.
 bench:

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -35,6 +36,10 @@ type Sandbox struct {
 	// writable, as agents write their state and caches there.
 	Dir      string
 	UserHome string
+	// Repo is the git repository the working directory is in, when that
+	// is above it: writable too, so that the agent can commit. Check
+	// finds it.
+	Repo string
 	// RO and RW are further directories the user names (--ro, --rw);
 	// PolicyRepo is bound read-only when it lies outside Home.
 	RO, RW     []string
@@ -89,10 +94,18 @@ func (s *Sandbox) Check() error {
 			list[i] = cleanAbs(p)
 		}
 	}
+	for _, p := range append([]string{s.Dir}, s.RW...) {
+		if p == string(filepath.Separator) {
+			return fmt.Errorf("%w: %s would make the whole filesystem writable to the agent; run it from a project directory", ErrSandbox, p)
+		}
+	}
 	for _, p := range append([]string{s.Dir}, append(s.RO, s.RW...)...) {
 		if within(p, s.Home) {
 			return fmt.Errorf("%w: %s is inside $TF_HOME (%s), which the agent must not see; run it from another directory", ErrSandbox, p, s.Home)
 		}
+	}
+	if r := repoRoot(s.Dir); r != s.Dir && r != string(filepath.Separator) && !within(s.Home, r) {
+		s.Repo = r
 	}
 	if s.UserHome != "" && within(s.UserHome, s.Home) {
 		return fmt.Errorf("%w: the agent's HOME (%s) is inside $TF_HOME", ErrSandbox, s.UserHome)
@@ -120,6 +133,28 @@ func (s *Sandbox) Prepare(argv []string) (string, error) {
 	return p, nil
 }
 
+// Writable are the directories the agent may write: its repository, the
+// working directory and the --rw paths.
+func (s *Sandbox) Writable() []string {
+	w := append([]string{s.Dir}, s.RW...)
+	if s.Repo != "" {
+		w = append(w, s.Repo)
+	}
+	return w
+}
+
+// repoRoot is the nearest directory at or above dir that holds .git, or "".
+func repoRoot(dir string) string {
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(filepath.Join(d, ".git")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			return ""
+		}
+	}
+}
+
 // Visible reports whether a host path can be seen inside the sandbox:
 // under a bound directory, or elsewhere on the read-only root but not in
 // $TF_HOME or the directories replaced by empty ones.
@@ -128,7 +163,7 @@ func (s *Sandbox) Visible(path string) bool {
 	if within(path, s.Home) {
 		return false
 	}
-	for _, d := range append([]string{s.Dir, s.UserHome}, append(s.RO, s.RW...)...) {
+	for _, d := range append([]string{s.Dir, s.UserHome, s.Repo}, append(s.RO, s.RW...)...) {
 		if d != "" && within(path, d) {
 			return true
 		}
@@ -139,6 +174,93 @@ func (s *Sandbox) Visible(path string) bool {
 		}
 	}
 	return true
+}
+
+// homeCredentials are where tools keep real credentials under HOME: the
+// agent gets tf's placeholders and injected credentials instead, so these
+// are hidden (an empty directory, or an empty file) unless the user names
+// one with --ro or --rw. The agent's own files (~/.claude) stay.
+var homeCredentials = []string{
+	".ssh", ".gnupg", ".aws", ".azure", ".config/gcloud", ".kube", ".docker/config.json",
+	".config/gh", ".git-credentials", ".netrc", ".npmrc", ".yarnrc.yml", ".pypirc",
+	".cargo/credentials.toml", ".config/hub", ".local/share/keyrings", ".password-store",
+}
+
+// hideCredentials are the bubblewrap arguments that hide homeCredentials.
+func (s *Sandbox) hideCredentials() []string {
+	if s.UserHome == "" || s.UserHome == "/" {
+		return nil
+	}
+	var a []string
+	for _, rel := range homeCredentials {
+		p := filepath.Join(s.UserHome, rel)
+		if slices.Contains(s.RO, p) || slices.Contains(s.RW, p) {
+			continue
+		}
+		fi, err := os.Lstat(p)
+		switch {
+		case err != nil:
+		case fi.IsDir():
+			a = append(a, "--tmpfs", p)
+		default:
+			a = append(a, "--ro-bind", os.DevNull, p)
+		}
+	}
+	return a
+}
+
+// homeStartup are files and directories under HOME whose contents run, or
+// decide what runs, outside the sandbox the next time the user opens a
+// shell, logs in or runs git: an agent that could write them would leave
+// the sandbox by proxy. They are read-only inside (when they exist; a
+// missing one cannot be bound without creating it).
+var homeStartup = []string{
+	".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile", ".bashrc.d",
+	".zshrc", ".zshenv", ".zprofile", ".zlogin", ".zlogout", ".config/fish",
+	".gitconfig", ".config/git", ".config/autostart", ".config/systemd", ".config/environment.d",
+	".pam_environment", ".xprofile", ".xinitrc", ".xsessionrc",
+}
+
+// workStartup are, in the working directory and --rw paths, what git runs
+// from a repository on the user's next git command outside the sandbox.
+var workStartup = []string{".git/hooks"}
+
+// protectStartup are the bubblewrap arguments that make homeStartup and
+// workStartup read-only, unless the user names one with --rw.
+func (s *Sandbox) protectStartup() []string {
+	var paths []string
+	if s.UserHome != "" && s.UserHome != "/" {
+		for _, rel := range homeStartup {
+			paths = append(paths, filepath.Join(s.UserHome, rel))
+		}
+	}
+	for _, d := range s.Writable() {
+		// The directory's own repository, and those one level down (a
+		// folder of checkouts).
+		dirs := []string{d}
+		if ents, err := os.ReadDir(d); err == nil {
+			for _, e := range ents {
+				if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+					dirs = append(dirs, filepath.Join(d, e.Name()))
+				}
+			}
+		}
+		for _, dd := range dirs {
+			for _, rel := range workStartup {
+				paths = append(paths, filepath.Join(dd, rel))
+			}
+		}
+	}
+	var a []string
+	for _, p := range paths {
+		if slices.Contains(s.RW, p) {
+			continue
+		}
+		if _, err := os.Lstat(p); err == nil {
+			a = append(a, "--ro-bind", p, p)
+		}
+	}
+	return a
 }
 
 // hiddenRoots are replaced by empty directories: /tmp is private to the
@@ -172,6 +294,9 @@ func (s *Sandbox) BwrapArgs(argv []string, infoFD int) []string {
 	if s.UserHome != "" && s.UserHome != "/" {
 		bind("--bind-try", s.UserHome)
 	}
+	if s.Repo != "" {
+		bind("--bind", s.Repo)
+	}
 	bind("--bind", s.Dir)
 	for _, p := range s.RW {
 		bind("--bind", p)
@@ -182,6 +307,8 @@ func (s *Sandbox) BwrapArgs(argv []string, infoFD int) []string {
 	for _, p := range s.RO {
 		bind("--ro-bind", p)
 	}
+	a = append(a, s.hideCredentials()...)
+	a = append(a, s.protectStartup()...)
 	// Last, so that no bind above can show it again; empty and read-only,
 	// so that tf commands run inside fail rather than seem to work.
 	a = append(a, "--tmpfs", s.Home, "--remount-ro", s.Home,

@@ -73,6 +73,11 @@ func TestSandboxCheck(t *testing.T) {
 		t.Errorf("cwd in $TF_HOME: %v", err)
 	}
 	s = testSandbox(t)
+	s.Dir = "/"
+	if err := s.Check(); err == nil || !strings.Contains(err.Error(), "whole filesystem writable") {
+		t.Errorf("cwd /: %v", err)
+	}
+	s = testSandbox(t)
 	s.RO = []string{filepath.Dir(s.Home)}
 	if err := s.Check(); err != nil {
 		t.Errorf("a parent of $TF_HOME may be bound (it is hidden after): %v", err)
@@ -131,5 +136,70 @@ func TestSandboxEnv(t *testing.T) {
 	want := []string{"PATH=/run/tf/bin:/usr/bin:/bin", "HOME=/h", "TMPDIR=/tmp", "TF_AGENT_API=/run/tf/agent.sock"}
 	if strings.Join(env, "\n") != strings.Join(want, "\n") {
 		t.Errorf("env %q, want %q", env, want)
+	}
+}
+
+// Real credentials under HOME are hidden from the agent (it gets tf's
+// placeholders), unless the user names one; the agent's own state stays.
+func TestBwrapHidesHomeCredentials(t *testing.T) {
+	s := testSandbox(t)
+	for _, p := range []string{".ssh", ".config/gh", ".claude"} {
+		os.MkdirAll(filepath.Join(s.UserHome, p), 0o700)
+	}
+	os.WriteFile(filepath.Join(s.UserHome, ".npmrc"), []byte("//registry.npmjs.org/:_authToken=npm_real\n"), 0o600)
+	s.RO = append(s.RO, filepath.Join(s.UserHome, ".ssh"))
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	a := strings.Join(s.BwrapArgs([]string{"/bin/true"}, 3), " ")
+	for _, want := range []string{"--tmpfs " + filepath.Join(s.UserHome, ".config/gh"), "--ro-bind /dev/null " + filepath.Join(s.UserHome, ".npmrc")} {
+		if !strings.Contains(a, want) {
+			t.Errorf("missing %q in %s", want, a)
+		}
+	}
+	for _, kept := range []string{"--tmpfs " + filepath.Join(s.UserHome, ".ssh"), filepath.Join(s.UserHome, ".claude")} {
+		if strings.Contains(a, kept) {
+			t.Errorf("%q hidden, but the user named it or it is the agent's own", kept)
+		}
+	}
+}
+
+// What runs outside the sandbox later (shell start-up files, git's config
+// and a repository's hooks) is read-only inside.
+func TestBwrapProtectsStartupFiles(t *testing.T) {
+	s := testSandbox(t)
+	os.WriteFile(filepath.Join(s.UserHome, ".bashrc"), []byte("# rc\n"), 0o644)
+	os.MkdirAll(filepath.Join(s.Dir, ".git", "hooks"), 0o755)
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	a := strings.Join(s.BwrapArgs([]string{"/bin/true"}, 3), " ")
+	for _, p := range []string{filepath.Join(s.UserHome, ".bashrc"), filepath.Join(s.Dir, ".git", "hooks")} {
+		if !strings.Contains(a, "--ro-bind "+p+" "+p) {
+			t.Errorf("%s is writable inside: %s", p, a)
+		}
+	}
+	if strings.Contains(a, filepath.Join(s.UserHome, ".zshrc")) {
+		t.Error("a start-up file that does not exist was bound")
+	}
+}
+
+// Run from a subdirectory of a repository, the agent can still commit:
+// the repository is writable, its hooks are not.
+func TestSandboxRepositoryAboveWorkingDirectory(t *testing.T) {
+	s := testSandbox(t)
+	repo := filepath.Dir(s.Dir) // home/, which holds home/proj
+	os.MkdirAll(filepath.Join(repo, ".git", "hooks"), 0o755)
+	s.Home = t.TempDir() // a repository that holds $TF_HOME is never made writable
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Repo != repo {
+		t.Fatalf("Repo = %q, want %q", s.Repo, repo)
+	}
+	a := strings.Join(s.BwrapArgs([]string{"/bin/true"}, 3), " ")
+	hooks := filepath.Join(repo, ".git", "hooks")
+	if !strings.Contains(a, "--bind "+repo+" "+repo) || !strings.Contains(a, "--ro-bind "+hooks+" "+hooks) {
+		t.Errorf("repository or hooks: %s", a)
 	}
 }

@@ -7,19 +7,25 @@
 //	audit-000001.jsonl     segments, in order; a closed one may be
 //	audit-000002.jsonl.gz  gzip-compressed (readers read both)
 //	head                   the last acknowledged record (see below)
-//	lock                   flock'd by a writer for the span of one batch
+//	lock                   flock'd by the writer that is appending
 //
 // # One chain, several writers
 //
 // Every gateway process appends to the same chain. A writer takes an
-// exclusive flock on "lock" for each batch (not for its lifetime), reads
-// the head to learn what other writers appended since its last batch,
-// writes its lines, fsyncs, advances the head and unlocks. This keeps a
-// single seq order and a single chain for `tf policy plan` to replay and
-// for verify to check, at the cost of one flock and one 512-byte read per
-// batch; writers in one process share the batch through group commit.
-// A writer per directory was the alternative; it would need a merge by
-// time in every reader and leave no total order.
+// exclusive flock on "lock" and then holds it, with its view of the head,
+// for as long as it keeps writing: when it takes the lock it reads the
+// head, fstats the segment and looks for a next one (to adopt what other
+// writers appended and repair what a dead one left), and after that each
+// batch is a single pwrite. It lets the lock go when it has been idle for
+// 100 ms, at Close, or when another writer asks for it: a writer that
+// finds the lock taken sets byte 8 of "lock" and polls, and the holder,
+// which looks at that byte every 10 ms, makes its records durable,
+// writes the head, clears the byte, unlocks, and waits 5 ms before taking
+// the lock again. This keeps a single seq order and a single chain for
+// `tf policy plan` to replay and for verify to check; writers in one
+// process share batches through group commit. A writer per directory was
+// the alternative; it would need a merge by time in every reader and
+// leave no total order.
 //
 // # Records (schema_version 1)
 //
@@ -41,6 +47,10 @@
 //	approval        decision, optional: {id, approver, reason, outcome, at}
 //	status, bytes_in, bytes_out, duration_ms, error
 //	                outcome: what forwarding the request gave
+//	mcp             decision and outcome of an MCP message, optional:
+//	                {session (Mcp-Session-Id), id (the JSON-RPC id as
+//	                JSON: 7 or "a"), is_error (outcome of a tool call:
+//	                the result's isError)}
 //	usage           outcome of a model call, optional: {model,
 //	                input_tokens, output_tokens, cache_read_tokens,
 //	                cache_write_tokens, unknown}: the token usage its
@@ -64,22 +74,40 @@
 //
 // # Durability and the head
 //
-// Append returns after the line is written and fdatasync'd. Concurrent
-// Appends are batched by one writer goroutine: all pending lines, one
-// fdatasync of the segment, then every waiter is released. The head file
-// holds two 256-byte slots, written alternately after the segment is
-// synced, each "tfhead1 <seq> <segment> <offset> <line sha256> <crc32>";
-// the valid slot with the higher seq counts, so a torn head write leaves
-// the previous one, and the head never names data that is not durable.
-// The head is fdatasync'd by a second goroutine, overlapping the next
-// batch, so an Append waits for one fsync, not two: a process crash loses
-// nothing (the page cache survives it), but after a power loss the head
-// may lag the segment by the last batch or two. Verify then notes records
-// after the head instead of proving that none were cut there.
+// Concurrent Appends are batched by one writer goroutine: all pending
+// lines go into the segment with one pwrite, then every waiter is
+// released. When Append returns depends on Options.Sync:
 //
-// Open (and every batch) compares the segment with the head: complete,
-// correctly chained records past the head (a writer died after syncing
-// the data but before the head) are adopted, anything else there (a torn
+//   - SyncGroup (the default): once the batch is written (write(2) done,
+//     in the page cache). A killed process (SIGKILL, a crash) loses
+//     nothing acknowledged. A syncer goroutine fdatasyncs the segment
+//     within DefaultSyncWindow (5 ms) of a write, covering everything
+//     written by then, so a power loss loses at most the records written
+//     in the last window plus the fdatasync that was running.
+//   - SyncAlways ($TF_HOME/config.yaml: audit: {sync: always}): once the
+//     batch is fdatasync'd: one fdatasync per batch, however many records
+//     it holds.
+//
+// Records nobody waits for (AppendAsync: outcomes) never start a batch:
+// they go with the next Append's batch or, after the sync window, alone.
+// A failed write or fdatasync, in the writer or the syncer, is sticky:
+// every later Append fails (and the gateway refuses the request).
+//
+// The head file holds two 256-byte slots, written alternately, each
+// "tfhead1 <seq> <segment> <offset> <line sha256> <crc32>"; the valid slot
+// with the higher seq counts, so a torn head write leaves the previous
+// one. The head only ever names records that are durable: it is written
+// after the fdatasync that covers them (by the syncer, at a rotation and
+// when the writer lets the lock go), so it lags the segment by up to a
+// sync window while a writer is active, and it is fdatasync'd lazily, at
+// most once a second and at Close. After a power loss it may therefore
+// lag by more; verify then notes records after the head instead of
+// proving that none were cut there, and End reads past it.
+//
+// Open (and every taking of the lock) compares the segment with the
+// head: complete, correctly chained records past the head (a writer
+// died, or lost power, before it advanced the head) are adopted and
+// synced, anything else there (a torn
 // line) is truncated, and an audit.tail_repaired event records the
 // dropped bytes and adopted records. A segment shorter than the head, or
 // segments without a head file, make Open fail: the log was cut and

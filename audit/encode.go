@@ -20,7 +20,8 @@ import (
 
 // encodedFields lists, per type, the JSON members appendBody writes.
 var encodedFields = map[string][]string{
-	"Record":   {"schema_version", "seq", "time", "kind", "request_id", "gateway", "action", "decision", "approval", "status", "bytes_in", "bytes_out", "duration_ms", "error", "usage", "event", "details", "prev", "hash"},
+	"Record":   {"schema_version", "seq", "time", "kind", "request_id", "gateway", "action", "decision", "approval", "status", "bytes_in", "bytes_out", "duration_ms", "error", "mcp", "usage", "event", "details", "prev", "hash"},
+	"MCP":      {"session", "id", "is_error"},
 	"Action":   {"id", "time", "gateway", "connector", "type", "resource", "params", "request"},
 	"Request":  {"method", "scheme", "host", "port", "path", "query", "headers"},
 	"Decision": {"decision", "rule", "reason", "matched", "default", "kill_switch", "monitor", "would", "would_rule", "would_reason", "approval_timeout", "revision"},
@@ -192,6 +193,17 @@ func appendBody(b []byte, r *Record) ([]byte, error) {
 	e.optInt("bytes_out", r.BytesOut)
 	e.optInt("duration_ms", r.DurationMS)
 	e.optStr("error", r.Error)
+	if m := r.MCP; m != nil {
+		e.key("mcp")
+		e.open()
+		e.optStr("session", m.Session)
+		e.optStr("id", m.ID)
+		if m.IsError != nil {
+			e.key("is_error")
+			e.b = strconv.AppendBool(e.b, *m.IsError)
+		}
+		e.close()
+	}
 	if u := r.Usage; u != nil {
 		e.key("usage")
 		e.open()

@@ -31,6 +31,7 @@ func fullRecord() *Record {
 		Would: rules.Deny, WouldRule: "wr", WouldReason: "w<r>", ApprovalTimeout: 15 * time.Minute, Revision: "rev",
 		Matched: []rules.Match{{Rule: "a", Decision: rules.Deny, Reason: "x", Monitor: true, Error: "boom"}, {Rule: "b", Decision: rules.Allow}}}
 	r.Approval = &Approval{ID: "ap", Approver: "al", Reason: "ok", Outcome: "approved", At: time.Date(2026, 1, 1, 0, 0, 0, 1, time.UTC)}
+	r.MCP = &MCP{Session: "s<1>", ID: `"a\u0001"`}
 	return r
 }
 
@@ -41,6 +42,7 @@ func TestEncodeMatchesJSON(t *testing.T) {
 		"empty headers map":  {Kind: KindDecision, Time: time.Unix(1, 0).UTC(), Action: &rules.Action{Type: "x", Request: rules.Request{Headers: map[string]string{}}, Resource: map[string]string{}}, Decision: &rules.Decision{Effect: rules.Allow}},
 		"outcome":            {Kind: KindOutcome, Time: time.Unix(5, 5).UTC(), RequestID: "r", Status: 502, BytesIn: -1, BytesOut: 9, DurationMS: 3, Error: "upstream: <eof>"},
 		"outcome with usage": {Kind: KindOutcome, Time: time.Unix(5, 5).UTC(), RequestID: "r", Status: 200, Usage: &Usage{Model: "claude-\u2028\"x", Input: 10, Output: 5, CacheRead: 3, CacheWrite: 2}},
+		"mcp outcome":        {Kind: KindOutcome, Time: time.Unix(5, 5).UTC(), RequestID: "r", Status: 200, MCP: &MCP{ID: "7", IsError: new(true)}},
 		"unknown usage":      {Kind: KindOutcome, Time: time.Unix(5, 5).UTC(), RequestID: "r", Status: 200, Usage: &Usage{Unknown: "malformed <event>"}},
 		"event":              {Kind: KindEvent, Time: time.Unix(5, 5).UTC(), Event: EventPolicyApplied, Details: map[string]any{"commit": "abc", "n": 3, "f": 0.1, "list": []string{"a"}}},
 		"empty details":      {Kind: KindEvent, Time: time.Unix(5, 5).UTC(), Event: "e", Details: map[string]any{}},
@@ -74,6 +76,7 @@ func TestEncoderKnowsEveryField(t *testing.T) {
 		"Decision": reflect.TypeFor[rules.Decision](),
 		"Match":    reflect.TypeFor[rules.Match](),
 		"Approval": reflect.TypeFor[Approval](),
+		"MCP":      reflect.TypeFor[MCP](),
 		"Usage":    reflect.TypeFor[Usage](),
 	}
 	for name, typ := range types {

@@ -403,8 +403,13 @@ func (p *fastParser) record(r *Record) bool {
 			if seen.first(13) {
 				r.Error, ok = p.str()
 			}
+		case "mcp":
+			if seen.first(18) {
+				r.MCP = new(MCP)
+				ok = p.mcp(r.MCP)
+			}
 		case "usage":
-			if seen.first(18) && p.peek() == '{' {
+			if seen.first(19) && p.peek() == '{' {
 				r.Usage = new(Usage)
 				ok = p.usage(r.Usage)
 			}
@@ -693,6 +698,33 @@ func (p *fastParser) approval(a *Approval) bool {
 		case "at":
 			if seen.first(4) {
 				a.At, ok = p.time()
+			}
+		}
+		return ok
+	})
+}
+
+func (p *fastParser) mcp(m *MCP) bool {
+	if p.peek() != '{' {
+		return false
+	}
+	var seen fields
+	return p.object(func(k []byte) bool {
+		var ok bool
+		switch string(k) {
+		case "session":
+			if seen.first(0) {
+				m.Session, ok = p.str()
+			}
+		case "id":
+			if seen.first(1) {
+				m.ID, ok = p.str()
+			}
+		case "is_error":
+			if seen.first(2) {
+				var v bool
+				v, ok = p.bool()
+				m.IsError = &v
 			}
 		}
 		return ok

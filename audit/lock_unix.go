@@ -9,8 +9,15 @@ import (
 	"syscall"
 )
 
-// lockFile takes the exclusive lock that writers of one log share.
-func lockFile(f *os.File) error { return flock(f, syscall.LOCK_EX) }
+// tryLockFile takes the exclusive lock that writers of one log share if
+// it is free, and reports whether it did.
+func tryLockFile(f *os.File) (bool, error) {
+	err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return false, nil
+	}
+	return err == nil, err
+}
 
 func unlockFile(f *os.File) error { return flock(f, syscall.LOCK_UN) }
 

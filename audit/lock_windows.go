@@ -1,20 +1,25 @@
 package audit
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
 	"golang.org/x/sys/windows"
 )
 
-// lockFile takes the exclusive lock that writers of one log share: a
-// LockFileEx on the first byte, which blocks like flock(LOCK_EX).
-func lockFile(f *os.File) error {
+// tryLockFile takes the exclusive lock that writers of one log share, a
+// LockFileEx on the first byte, if it is free, and reports whether it did.
+func tryLockFile(f *os.File) (bool, error) {
 	var ol windows.Overlapped
-	if err := windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK, 0, 1, 0, &ol); err != nil {
-		return fmt.Errorf("locking audit log: %w", err)
+	err := windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK|windows.LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, &ol)
+	if errors.Is(err, windows.ERROR_LOCK_VIOLATION) {
+		return false, nil
 	}
-	return nil
+	if err != nil {
+		return false, fmt.Errorf("locking audit log: %w", err)
+	}
+	return true, nil
 }
 
 func unlockFile(f *os.File) error {

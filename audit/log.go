@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,9 +22,59 @@ import (
 // next one started.
 const DefaultSegmentBytes = 64 << 20
 
-// maxBatch bounds how many records one fsync covers, so that a flood of
+// maxBatch bounds how many records one write covers, so that a flood of
 // appenders cannot make one batch arbitrarily large.
 const maxBatch = 4096
+
+// DefaultSyncWindow bounds, with SyncGroup, how long a written record
+// waits before the fdatasync that makes it durable starts.
+const DefaultSyncWindow = 5 * time.Millisecond
+
+const (
+	// holdCheck is how often a writer holding the lock looks whether
+	// another writer wants it, and whether it has been idle.
+	holdCheck = 10 * time.Millisecond
+	// idleRelease: a writer idle this long releases the lock.
+	idleRelease = 100 * time.Millisecond
+	// yieldPause: after giving the lock up to another writer, this one
+	// waits this long before taking it again, so the other gets its turn.
+	yieldPause = 5 * time.Millisecond
+	// contendPoll is how often a writer waiting for the lock tries again.
+	contendPoll = 500 * time.Microsecond
+	// headSyncEvery: the head file is fdatasync'd at most this often
+	// (and at Close); its lag is allowed by the format.
+	headSyncEvery = time.Second
+	// wantOff is the byte of the lock file a waiting writer sets to ask
+	// the holder to let go. Not byte 0: Windows locks that one, and
+	// its locks are mandatory.
+	wantOff = 8
+)
+
+// SyncMode is when a record becomes durable relative to Append returning.
+type SyncMode string
+
+const (
+	// SyncGroup (the default): Append returns once the record is written
+	// (write(2) done, in the page cache), so a killed process loses
+	// nothing acknowledged; an fdatasync covering it starts within the
+	// sync window, so a power loss loses at most the records of the last
+	// window or so.
+	SyncGroup SyncMode = "group"
+	// SyncAlways: Append returns once the record is fdatasync'd; one
+	// fdatasync covers every record of a batch.
+	SyncAlways SyncMode = "always"
+)
+
+// ParseSyncMode parses the audit sync setting; "" is SyncGroup.
+func ParseSyncMode(s string) (SyncMode, error) {
+	switch SyncMode(s) {
+	case "", SyncGroup:
+		return SyncGroup, nil
+	case SyncAlways:
+		return SyncAlways, nil
+	}
+	return "", fmt.Errorf("audit sync %q: want %q or %q", s, SyncGroup, SyncAlways)
+}
 
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("audit log is closed")
@@ -41,38 +92,68 @@ type Options struct {
 	Gateway string
 	// Now is the clock for records without a time; nil means time.Now.
 	Now func() time.Time
+	// Sync is the durability mode; "" means SyncGroup.
+	Sync SyncMode
+	// SyncWindow is SyncGroup's bound; zero means DefaultSyncWindow.
+	SyncWindow time.Duration
 }
 
-// A Log appends records to the audit log in one directory. Several Logs,
-// in one process or many, may share a directory: each batch is written
-// under an exclusive flock, so all writers extend one chain.
-type Log struct {
-	dir     string
-	opts    Options
-	lockF   *os.File
-	headF   *os.File
-	mu      sync.RWMutex // held for reading while sending to reqs
-	closed  bool
-	reqs    chan *request
-	exited  chan struct{}
-	bg      sync.WaitGroup
-	bgMu    sync.Mutex
-	bgErrs  []error
-	compMu  sync.Mutex
-	pending map[uint64]bool // segments being compressed by this Log
+// Hooks for tests that simulate a failing disk or a power loss.
+var (
+	syncFile = datasync
+	writeAt  = func(f *os.File, p []byte, off int64) (int, error) { return f.WriteAt(p, off) }
+)
 
-	// The head is fdatasync'd by its own goroutine, overlapping the next
-	// batch, so an Append waits for one fsync rather than two.
-	headSync   chan struct{}
-	headSynced chan struct{}
-	headMu     sync.Mutex
-	headErr    error
+// A Log appends records to the audit log in one directory. Several Logs,
+// in one process or many, may share a directory: a writer holds an
+// exclusive flock while it writes, so all writers extend one chain.
+type Log struct {
+	dir    string
+	opts   Options
+	lockF  *os.File
+	headF  *os.File
+	mu     sync.RWMutex // held for reading while sending to reqs
+	closed bool
+	reqs   chan *request
+	exited chan struct{}
+	bg     sync.WaitGroup
+	bgMu   sync.Mutex
+	bgErrs []error
+	compMu sync.Mutex
+	// segments being compressed by this Log
+	pending map[uint64]bool
+
+	// The syncer makes written records durable (SyncGroup) and writes
+	// the head; dirty wakes it.
+	dirty      chan struct{}
+	syncerDone chan struct{}
+	syncErr    atomic.Pointer[error] // sticky, from the syncer
+	syncs      atomic.Uint64         // segment fdatasyncs (benchmarks)
+
+	// Shared by the writer and the syncer.
+	posMu sync.Mutex
+	pos   head     // where the writer has written to
+	posF  *os.File // the segment being written
+	// syncMu is held for every segment fdatasync, head write, rotation
+	// and lock release.
+	syncMu     sync.Mutex
+	durable    head // position known to be fdatasync'd
+	headAt     head // position the head file names
+	headSlot   int  // slot headAt is in
+	owned      bool // the lock is held: the head may be written
+	headSynced time.Time
 
 	// Owned by the writer goroutine (and by Open before it starts).
-	st     head     // what this writer last wrote or adopted
-	seg    *os.File // segment st.Seg, open for writing
-	segNum uint64
-	err    error // sticky: after a failed batch nothing more is written
+	st       head     // what this writer last wrote or adopted
+	seg      *os.File // segment st.Seg, open for writing
+	segNum   uint64
+	err      error // sticky: after a failed batch nothing more is written
+	locked   bool  // the flock is held
+	stale    bool  // the view must be checked against the head file
+	busy     bool  // a batch since the last hold check
+	idle     time.Duration
+	notAfter time.Time  // do not take the lock before (after yielding it)
+	deferred []*request // records without a waiter, waiting for a batch
 	// batches counts committed batches; read only after Close (benchmarks).
 	batches uint64
 	buf     []byte
@@ -96,45 +177,55 @@ func Open(dir string, opts Options) (*Log, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	mode, err := ParseSyncMode(string(opts.Sync))
+	if err != nil {
+		return nil, err
+	}
+	opts.Sync = mode
+	if opts.SyncWindow <= 0 {
+		opts.SyncWindow = DefaultSyncWindow
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating audit directory: %w", err)
 	}
 	l := &Log{
-		dir:     dir,
-		opts:    opts,
-		reqs:    make(chan *request, maxBatch),
-		exited:  make(chan struct{}),
-		pending: map[uint64]bool{},
-		sha:     sha256.New(),
-
-		headSync:   make(chan struct{}, 1),
-		headSynced: make(chan struct{}),
+		dir:        dir,
+		opts:       opts,
+		reqs:       make(chan *request, maxBatch),
+		exited:     make(chan struct{}),
+		pending:    map[uint64]bool{},
+		sha:        sha256.New(),
+		dirty:      make(chan struct{}, 1),
+		syncerDone: make(chan struct{}),
 	}
-	var err error
 	if l.lockF, err = os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o600); err != nil {
 		return nil, fmt.Errorf("opening audit lock: %w", err)
 	}
 	if err := l.init(); err != nil {
+		if l.locked {
+			unlockFile(l.lockF)
+		}
 		l.closeFiles()
 		return nil, err
 	}
 	if opts.Compress {
 		if err := l.compressClosed(); err != nil {
+			l.release(false)
 			l.closeFiles()
 			return nil, err
 		}
 	}
 	go l.run()
-	go l.syncHead()
+	go l.syncer()
 	return l, nil
 }
 
-// init creates the head file of a new log and adopts the current tail.
+// init creates the head file of a new log, takes the lock and adopts the
+// current tail, writing the repair event if there is one.
 func (l *Log) init() error {
-	if err := lockFile(l.lockF); err != nil {
+	if err := l.lock(); err != nil {
 		return err
 	}
-	defer unlockFile(l.lockF)
 	path := filepath.Join(l.dir, headName)
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		segs, err := listSegments(l.dir)
@@ -160,7 +251,8 @@ func (l *Log) init() error {
 	if l.headF, err = os.OpenFile(path, os.O_RDWR, 0o600); err != nil {
 		return fmt.Errorf("opening audit head: %w", err)
 	}
-	return l.commitLocked(nil)
+	l.stale = true
+	return l.commit(nil)
 }
 
 func writeFileSync(path string, b []byte) error {
@@ -175,12 +267,14 @@ func writeFileSync(path string, b []byte) error {
 	return errors.Join(err, f.Close())
 }
 
-// Append writes r to the log and returns once it is durable (fsync'd).
+// Append writes r to the log and returns once it is written: in the
+// kernel with SyncGroup, fdatasync'd with SyncAlways (see Options.Sync).
 // It fills in r's schema_version, seq, prev and hash, and its time and
-// gateway when they are empty. Concurrent Appends share one fsync. A
-// record that cannot be written is refused with an error; after an I/O
-// error the log refuses every further record (fail closed). Once queued,
-// a record is written even if ctx ends, so Append then still waits.
+// gateway when they are empty. Concurrent Appends share one write (and
+// fsync). A record that cannot be written is refused with an error; after
+// an I/O error the log refuses every further record (fail closed). Once
+// queued, a record is written even if ctx ends, so Append then still
+// waits.
 func (l *Log) Append(ctx context.Context, r *Record) error {
 	req, err := l.prepare(r, true)
 	if err != nil {
@@ -192,10 +286,10 @@ func (l *Log) Append(ctx context.Context, r *Record) error {
 	return <-req.done
 }
 
-// AppendAll writes recs, in order, and returns once all are durable: one
-// wait for several records (the actions of one request, the lines of a
-// burst). Nothing is queued unless every record is valid. An error means
-// some may not have been written.
+// AppendAll writes recs, in order, and returns once all are written as
+// Append would: one wait for several records (the actions of one
+// request, the lines of a burst). Nothing is queued unless every record
+// is valid. An error means some may not have been written.
 func (l *Log) AppendAll(ctx context.Context, recs []*Record) error {
 	if len(recs) == 0 {
 		return nil
@@ -218,11 +312,12 @@ func (l *Log) AppendAll(ctx context.Context, recs []*Record) error {
 
 // AppendAsync queues r and returns without waiting for it to be written:
 // for records nothing waits on, such as the outcome of an exchange whose
-// decision is on record already. The record is written, durably, with the
-// next batch, and Close waits for it. It fails at once on a record Append
-// would refuse and on a closed log; a write failure after that is sticky,
-// and reported by every later Append and by Close. Queueing waits only
-// while the queue is full.
+// decision is on record already. It never starts a batch of its own: it
+// rides with the next Append's batch, or is written within the sync
+// window; Close waits for it. It fails at once on a record Append would
+// refuse and on a closed log; a write failure after that is sticky, and
+// reported by every later Append and by Close. Queueing waits only while
+// the queue is full.
 func (l *Log) AppendAsync(r *Record) error {
 	req, err := l.prepare(r, false)
 	if err != nil {
@@ -286,8 +381,9 @@ func (l *Log) Event(ctx context.Context, gateway, name string, details map[strin
 	return l.Append(ctx, &Record{Kind: KindEvent, Gateway: gateway, Event: name, Details: details})
 }
 
-// Close waits for queued records, stops the writer and background
-// compression, and closes the files.
+// Close waits for queued records, makes them durable, writes and syncs
+// the head, releases the lock, stops background compression, and closes
+// the files.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -297,33 +393,27 @@ func (l *Log) Close() error {
 	l.closed = true
 	close(l.reqs)
 	l.mu.Unlock()
-	<-l.exited
-	close(l.headSync)
-	<-l.headSynced
+	<-l.exited // the writer has released the lock
+	close(l.dirty)
+	<-l.syncerDone
+	var headErr error
+	if err := syncFile(l.headF); err != nil {
+		headErr = fmt.Errorf("syncing audit head: %w", err)
+	}
 	l.bg.Wait()
 	errs := l.closeFiles()
 	l.bgMu.Lock()
 	defer l.bgMu.Unlock()
-	l.headMu.Lock()
-	defer l.headMu.Unlock()
 	// l.err is the writer's, which has exited: a failed batch, which
 	// records queued by AppendAsync learn of only here.
-	return errors.Join(append(l.bgErrs, l.err, l.headErr, errs)...)
+	return errors.Join(append(l.bgErrs, l.err, l.loadSyncErr(), headErr, errs)...)
 }
 
-// syncHead makes head updates durable, one fdatasync for however many
-// were written since the last, and a final one at Close.
-func (l *Log) syncHead() {
-	defer close(l.headSynced)
-	for range l.headSync {
-		if err := datasync(l.headF); err != nil {
-			l.headMu.Lock()
-			if l.headErr == nil {
-				l.headErr = fmt.Errorf("syncing audit head: %w", err)
-			}
-			l.headMu.Unlock()
-		}
+func (l *Log) loadSyncErr() error {
+	if p := l.syncErr.Load(); p != nil {
+		return *p
 	}
+	return nil
 }
 
 func (l *Log) closeFiles() error {
@@ -337,59 +427,219 @@ func (l *Log) closeFiles() error {
 }
 
 // run is the single writer: it takes every queued record, writes them
-// with one fsync and then releases their Appends.
+// with one write and then releases their Appends. Records nobody waits
+// for wait for the next batch or the sync window. While it holds the
+// lock it checks, every holdCheck, whether to let it go.
 func (l *Log) run() {
 	defer close(l.exited)
 	batch := make([]*request, 0, maxBatch)
-	for r := range l.reqs {
-		batch = append(batch[:0], r)
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case r, ok := <-l.reqs:
-				if !ok {
+	deferT := time.NewTimer(time.Hour)
+	deferT.Stop()
+	var deferC <-chan time.Time
+	holdT := time.NewTicker(holdCheck)
+	holdT.Stop()
+	var holdC <-chan time.Time
+	if l.locked {
+		holdT.Reset(holdCheck)
+		holdC = holdT.C
+	}
+	defer holdT.Stop()
+	for {
+		open := true
+		select {
+		case r, ok := <-l.reqs:
+			if !ok {
+				open = false
+				break
+			}
+			batch = append(batch[:0], r)
+		drain:
+			for len(batch) < maxBatch {
+				select {
+				case r, ok := <-l.reqs:
+					if !ok {
+						open = false
+						break drain
+					}
+					batch = append(batch, r)
+				default:
 					break drain
 				}
-				batch = append(batch, r)
-			default:
-				break drain
 			}
-		}
-		err := l.err
-		if err == nil {
-			if err = l.commit(batch); err != nil {
-				l.err = fmt.Errorf("audit log refuses records after a write failure: %w", err)
+			waited := false
+			for _, r := range batch {
+				waited = waited || r.done != nil
 			}
-			l.batches++
-		}
-		for _, r := range batch {
-			if r.done != nil {
-				r.done <- err
+			if !waited && open {
+				if len(l.deferred) == 0 {
+					deferT.Reset(l.opts.SyncWindow)
+					deferC = deferT.C
+				}
+				l.deferred = append(l.deferred, batch...)
+				clear(batch)
+				batch = batch[:0]
+				continue
 			}
+		case <-deferC:
+			deferC = nil
+		case <-holdC:
+			if l.checkHold() {
+				holdT.Stop()
+				holdC = nil
+			}
+			continue
 		}
-		clear(batch)
+		if len(l.deferred) > 0 {
+			batch = append(l.deferred, batch...)
+			l.deferred = nil
+			deferT.Stop()
+			deferC = nil
+		}
+		if len(batch) > 0 {
+			l.commitBatch(batch)
+			clear(batch)
+			batch = batch[:0]
+		}
+		if !open {
+			l.release(false)
+			return
+		}
+		if l.locked && holdC == nil {
+			holdT.Reset(holdCheck)
+			holdC = holdT.C
+			l.idle = 0
+		}
 	}
 }
 
-func (l *Log) commit(batch []*request) error {
-	if err := lockFile(l.lockF); err != nil {
-		return err
+// commitBatch writes a batch and answers its waiters.
+func (l *Log) commitBatch(batch []*request) {
+	err := l.err
+	if err == nil {
+		err = l.loadSyncErr()
 	}
-	err := l.commitLocked(batch)
-	return errors.Join(err, unlockFile(l.lockF))
+	if err == nil {
+		if err = l.commit(batch); err != nil {
+			l.err = fmt.Errorf("audit log refuses records after a write failure: %w", err)
+			err = l.err
+		}
+		l.batches++
+		l.busy = true
+	}
+	for _, r := range batch {
+		if r.done != nil {
+			r.done <- err
+		}
+	}
 }
 
-// commitLocked writes a batch while holding the lock: adopt what other
-// writers did, write the lines (rotating as needed), fsync, then advance
-// the head.
-func (l *Log) commitLocked(batch []*request) error {
-	l.headMu.Lock()
-	err := l.headErr
-	l.headMu.Unlock()
-	if err != nil {
-		return err
+// checkHold runs every holdCheck while the lock is held: it lets the
+// lock go when another writer asks for it (the want byte) or when this
+// one has been idle for idleRelease. It reports whether it let go.
+func (l *Log) checkHold() bool {
+	if l.busy {
+		l.busy, l.idle = false, 0
+	} else {
+		l.idle += holdCheck
+	}
+	var b [1]byte
+	_, err := l.lockF.ReadAt(b[:], wantOff)
+	want := err == nil && b[0] != 0
+	if !want && l.idle < idleRelease {
+		return false
+	}
+	l.release(want)
+	return true
+}
+
+// lock takes the flock. If another writer holds it, it asks for it (the
+// want byte, which the holder checks every holdCheck) and tries again
+// until it gets it.
+func (l *Log) lock() error {
+	if d := time.Until(l.notAfter); d > 0 {
+		time.Sleep(d)
+	}
+	asked := false
+	for {
+		ok, err := tryLockFile(l.lockF)
+		if err != nil {
+			return err
+		}
+		if ok {
+			l.locked = true
+			return nil
+		}
+		if !asked {
+			if _, err := l.lockF.WriteAt([]byte{1}, wantOff); err != nil {
+				return fmt.Errorf("asking for the audit lock: %w", err)
+			}
+			asked = true
+		}
+		time.Sleep(contendPoll)
+	}
+}
+
+// release makes what was written durable, records it in the head and
+// lets the lock go. yield keeps this writer from taking it again at
+// once, so that the writer that asked for it gets it.
+func (l *Log) release(yield bool) {
+	if !l.locked {
+		return
+	}
+	l.syncMu.Lock()
+	err := l.syncLocked(true)
+	if err == nil {
+		err = l.writeHeadLocked()
+	}
+	l.owned = false
+	l.syncMu.Unlock()
+	if err != nil && l.err == nil {
+		l.err = fmt.Errorf("audit log refuses records after a write failure: %w", err)
+	}
+	// Clear a request for the lock: the asker is polling and takes it now.
+	l.lockF.WriteAt([]byte{0}, wantOff)
+	if err := unlockFile(l.lockF); err != nil && l.err == nil {
+		l.err = err
+	}
+	l.locked = false
+	if yield {
+		l.notAfter = time.Now().Add(yieldPause)
+	}
+}
+
+// acquire takes the lock if this writer does not hold it, and brings its
+// view up to date with the head (another writer may have appended, or
+// died mid-batch). It returns the repair details, or nil.
+func (l *Log) acquire() (map[string]any, error) {
+	if !l.locked {
+		if err := l.lock(); err != nil {
+			return nil, err
+		}
+		l.stale = true
+	}
+	if !l.stale {
+		return nil, nil
 	}
 	repair, err := l.sync()
+	if err != nil {
+		l.locked = false
+		return nil, errors.Join(err, unlockFile(l.lockF))
+	}
+	l.posMu.Lock()
+	l.pos, l.posF = l.st, l.seg
+	l.posMu.Unlock()
+	l.syncMu.Lock()
+	l.durable, l.headAt, l.headSlot, l.owned = l.st, l.st, l.st.slot, true
+	l.syncMu.Unlock()
+	l.stale = false
+	return repair, nil
+}
+
+// commit writes a batch under the lock: take it (adopting what other
+// writers did), write the lines (rotating as needed), fdatasync with
+// SyncAlways, and wake the syncer.
+func (l *Log) commit(batch []*request) error {
+	repair, err := l.acquire()
 	if err != nil {
 		return err
 	}
@@ -407,23 +657,102 @@ func (l *Log) commitLocked(batch []*request) error {
 	pending := l.buf[:0]
 	for _, r := range batch {
 		start := len(pending)
+		// assemble advances the chain: keep where the bytes before this
+		// line end, should they go into the segment without it.
+		prevSeq, prevHash := l.st.Seq, l.st.Hash
 		pending = l.assemble(pending, r)
 		lineLen := int64(len(pending) - start)
 		if before := l.st.Off + int64(start); before > 0 && before+lineLen > l.opts.SegmentBytes {
-			if err := l.write(pending[:start]); err != nil {
+			if err := l.write(pending[:start], prevSeq, prevHash); err != nil {
 				return err
 			}
-			if err := l.rotate(); err != nil {
+			if err := l.rotate(prevSeq, prevHash); err != nil {
 				return err
 			}
 			pending = append(pending[:0], pending[start:]...)
 		}
 	}
 	l.buf = pending[:0]
-	if err := l.write(pending); err != nil {
+	if err := l.write(pending, l.st.Seq, l.st.Hash); err != nil {
 		return err
 	}
-	return l.writeHead()
+	if l.opts.Sync == SyncAlways {
+		l.syncMu.Lock()
+		err := l.syncLocked(true)
+		l.syncMu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	select {
+	case l.dirty <- struct{}{}:
+	default: // the syncer is already due
+	}
+	return nil
+}
+
+// syncer makes written records durable within the sync window
+// (SyncGroup) and keeps the head file close behind, syncing it lazily.
+func (l *Log) syncer() {
+	defer close(l.syncerDone)
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for range l.dirty {
+		t.Reset(l.opts.SyncWindow)
+		select {
+		case <-t.C:
+		case <-l.exited: // Close: the writer has synced what it wrote
+		}
+		l.syncMu.Lock()
+		err := l.syncLocked(l.opts.Sync == SyncGroup)
+		if err == nil && l.owned {
+			err = l.writeHeadLocked()
+		}
+		due := err == nil && time.Since(l.headSynced) >= headSyncEvery
+		if due {
+			l.headSynced = time.Now()
+		}
+		l.syncMu.Unlock()
+		if due {
+			err = syncFile(l.headF)
+		}
+		if err != nil {
+			l.syncErr.CompareAndSwap(nil, &err)
+		}
+	}
+}
+
+// syncLocked fdatasyncs the segment up to where the writer has written,
+// if that is past what is durable; segment says whether to sync at all.
+// syncMu is held.
+func (l *Log) syncLocked(segment bool) error {
+	l.posMu.Lock()
+	p, f := l.pos, l.posF
+	l.posMu.Unlock()
+	if !segment || f == nil || p.sameAs(l.durable) {
+		return nil
+	}
+	if err := syncFile(f); err != nil {
+		return fmt.Errorf("syncing audit segment %s: %w", segmentName(p.Seg), err)
+	}
+	l.syncs.Add(1)
+	l.durable = p
+	return nil
+}
+
+// writeHeadLocked records the durable position in the older of the two
+// head slots. The head never names data that is not durable; after a
+// power loss it may lag (see doc.go). syncMu is held.
+func (l *Log) writeHeadLocked() error {
+	if l.durable.sameAs(l.headAt) {
+		return nil
+	}
+	slot := 1 - l.headSlot
+	if _, err := l.headF.WriteAt(l.durable.encode(), int64(slot*headSlot)); err != nil {
+		return fmt.Errorf("writing audit head: %w", err)
+	}
+	l.headAt, l.headSlot = l.durable, slot
+	return nil
 }
 
 // assemble appends the record's line to buf: the writer-owned fields
@@ -457,22 +786,33 @@ func (l *Log) assemble(buf []byte, r *request) []byte {
 	return buf
 }
 
-func (l *Log) write(p []byte) error {
+// write writes p at the end of the segment; seq and hash are those of
+// its last line, for the syncer and the head.
+func (l *Log) write(p []byte, seq uint64, hash [32]byte) error {
 	if len(p) == 0 {
 		return nil
 	}
-	if _, err := l.seg.WriteAt(p, l.st.Off); err != nil {
+	if _, err := writeAt(l.seg, p, l.st.Off); err != nil {
 		return fmt.Errorf("writing audit segment %s: %w", segmentName(l.segNum), err)
 	}
-	if err := datasync(l.seg); err != nil {
-		return fmt.Errorf("syncing audit segment %s: %w", segmentName(l.segNum), err)
-	}
 	l.st.Off += int64(len(p))
+	l.posMu.Lock()
+	l.pos = head{Seq: seq, Hash: hash, Seg: l.st.Seg, Off: l.st.Off}
+	l.posMu.Unlock()
 	return nil
 }
 
-// rotate starts the next segment. The previous one is already synced.
-func (l *Log) rotate() error {
+// rotate makes the segment durable and starts the next one; seq and hash
+// are those of the last line written.
+func (l *Log) rotate(seq uint64, hash [32]byte) error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	if err := l.syncLocked(true); err != nil {
+		return err
+	}
+	if err := l.writeHeadLocked(); err != nil {
+		return err
+	}
 	old := l.segNum
 	f, err := os.OpenFile(filepath.Join(l.dir, segmentName(old+1)), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 	if err != nil {
@@ -485,32 +825,21 @@ func (l *Log) rotate() error {
 	l.seg.Close()
 	l.seg, l.segNum = f, old+1
 	l.st.Seg, l.st.Off = old+1, 0
+	l.posMu.Lock()
+	l.pos, l.posF = head{Seq: seq, Hash: hash, Seg: old + 1}, f
+	// An empty segment is durable as it stands.
+	l.durable = l.pos
+	l.posMu.Unlock()
 	if l.opts.Compress {
 		l.compressLater(old)
 	}
 	return nil
 }
 
-// writeHead records the new tail in the older of the two slots and asks
-// for it to be synced. The segment is already synced, so the head never
-// names data that is not durable; after a power loss it may lag by the
-// last batch or two (see doc.go).
-func (l *Log) writeHead() error {
-	slot := 1 - l.st.slot
-	if _, err := l.headF.WriteAt(l.st.encode(), int64(slot*headSlot)); err != nil {
-		return fmt.Errorf("writing audit head: %w", err)
-	}
-	l.st.slot = slot
-	select {
-	case l.headSync <- struct{}{}:
-	default: // a sync is already pending and will cover this write
-	}
-	return nil
-}
-
 // sync brings the writer's view up to date with the head file, which
 // another writer may have advanced, and repairs bytes past the head left
-// by a writer that died. It returns the repair details, or nil.
+// by a writer that died. It returns the repair details, or nil. It runs
+// when the writer takes the lock, not per batch.
 func (l *Log) sync() (map[string]any, error) {
 	var b [2 * headSlot]byte
 	n, err := l.headF.ReadAt(b[:], 0)
@@ -521,7 +850,7 @@ func (l *Log) sync() (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if l.seg != nil && l.segNum == h.Seg && h.Seq == l.st.Seq && h.Off == l.st.Off && h.Hash == l.st.Hash {
+	if l.seg != nil && l.segNum == h.Seg && h.sameAs(l.st) {
 		fi, err := l.seg.Stat()
 		if err != nil {
 			return nil, fmt.Errorf("checking audit segment: %w", err)
@@ -593,6 +922,12 @@ func (l *Log) reconcile(h head) (map[string]any, error) {
 	}
 	if dropped == 0 && recovered == 0 {
 		return nil, nil
+	}
+	if recovered > 0 {
+		// The adopted records may never have been synced by their writer.
+		if err := syncFile(l.seg); err != nil {
+			return nil, fmt.Errorf("syncing adopted audit records: %w", err)
+		}
 	}
 	return map[string]any{
 		"segment":           repairedSeg,

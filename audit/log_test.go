@@ -357,10 +357,12 @@ func TestOpenAdoptsUnacknowledged(t *testing.T) {
 	dir := t.TempDir()
 	l := openLog(t, dir, Options{})
 	appendDecisions(t, l, 0, 3)
+	l.Close() // the head is written lazily; Close brings it up to date
 	oldHead, err := os.ReadFile(filepath.Join(dir, headName))
 	if err != nil {
 		t.Fatal(err)
 	}
+	l = openLog(t, dir, Options{})
 	appendDecisions(t, l, 3, 5)
 	l.Close()
 	if err := os.WriteFile(filepath.Join(dir, headName), oldHead, 0o600); err != nil {

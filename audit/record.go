@@ -49,6 +49,15 @@ const (
 	EventApprovalExpired       = "approval.expired"
 	EventApprovalCancelled     = "approval.cancelled"
 	EventPolicyApplied         = "policy.applied"
+	// EventSandboxGitReverted: the agent set a git configuration key that
+	// git would run outside the sandbox, and tf removed it.
+	EventSandboxGitReverted = "sandbox.git_config_reverted"
+	// EventMCPToolChanged: a pinned MCP tool was listed changed (details:
+	// server, tool, pinned, seen, pin_tools).
+	EventMCPToolChanged = "mcp.tool_changed"
+	// EventMCPResponseRedacted: managed secrets were removed from the
+	// answer to an MCP call (details: server, method, name, id).
+	EventMCPResponseRedacted = "mcp.response_redacted"
 	// EventTailRepaired is written by the log itself when it found bytes
 	// after the last acknowledged record (a writer died mid-batch) and
 	// adopted or removed them.
@@ -63,6 +72,17 @@ type Approval struct {
 	// Outcome is approved, denied, expired or cancelled.
 	Outcome string    `json:"outcome,omitempty"`
 	At      time.Time `json:"at,omitzero"`
+}
+
+// MCP identifies an MCP message: its session and JSON-RPC id, and for the
+// outcome of a tool call whether the tool reported an error.
+type MCP struct {
+	// Session is the Mcp-Session-Id the message was sent in.
+	Session string `json:"session,omitempty"`
+	// ID is the message's JSON-RPC id as JSON: 7 or "a".
+	ID string `json:"id,omitempty"`
+	// IsError is the isError of a tool call's result (outcome records).
+	IsError *bool `json:"is_error,omitempty"`
 }
 
 // Usage is the token usage a model API reported for one call (outcome
@@ -101,8 +121,12 @@ type Record struct {
 	BytesOut   int64  `json:"bytes_out,omitempty"`
 	DurationMS int64  `json:"duration_ms,omitempty"`
 	Error      string `json:"error,omitempty"`
-	// Usage is the token usage of a model call, as its response reported
-	// it.
+
+	// MCP identifies the MCP message of a decision or outcome record.
+	MCP *MCP `json:"mcp,omitempty"`
+
+	// Usage is the token usage of a model call (outcome records), as its
+	// response reported it.
 	Usage *Usage `json:"usage,omitempty"`
 
 	// Event records.
@@ -152,6 +176,9 @@ func (r *Record) validate() error {
 	}
 	if r.Kind != KindDecision && (r.Action != nil || r.Decision != nil || r.Approval != nil) {
 		return fmt.Errorf("%s record carries decision fields", r.Kind)
+	}
+	if r.Kind == KindEvent && r.MCP != nil {
+		return errors.New("event record carries mcp")
 	}
 	return nil
 }

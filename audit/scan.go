@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,9 @@ type Filter struct {
 	// characters, including dots.
 	Action  string
 	Gateway string
+	// Before, when set, keeps only records with a lower seq: the page of
+	// older records after one already shown.
+	Before uint64
 }
 
 // Validate refuses a filter that could never be meant.
@@ -53,6 +57,9 @@ func (f Filter) Validate() error {
 // Match reports whether r passes the filter.
 func (f Filter) Match(r *Record) bool {
 	if f.Kind != "" && r.Kind != f.Kind {
+		return false
+	}
+	if f.Before != 0 && r.Seq >= f.Before {
 		return false
 	}
 	if !f.Since.IsZero() && r.Time.Before(f.Since) {
@@ -278,7 +285,44 @@ func End(dir string) (uint64, error) {
 	if errors.Is(err, errNoHead) {
 		return 0, nil
 	}
-	return h.Seq, err
+	if err != nil {
+		return 0, err
+	}
+	// A writer advances the head lazily: count the complete, chained
+	// records written past it.
+	for seg := h.Seg; ; seg++ {
+		f, err := os.Open(filepath.Join(dir, segmentName(seg)))
+		if errors.Is(err, fs.ErrNotExist) {
+			return h.Seq, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("reading audit segment: %w", err)
+		}
+		off := int64(0)
+		if seg == h.Seg {
+			off = h.Off
+		}
+		lr := newLineReader(io.NewSectionReader(f, off, 1<<62))
+		clean := false
+		for {
+			line, complete, tooLong, err := lr.next()
+			if errors.Is(err, io.EOF) {
+				clean = true
+			}
+			if err != nil || !complete || tooLong {
+				break
+			}
+			rec, perr := parseLine(line)
+			if perr != nil || rec.Seq != h.Seq+1 || rec.Prev != hex.EncodeToString(h.Hash[:]) {
+				break
+			}
+			h.Seq, h.Hash = rec.Seq, lineHash(line)
+		}
+		f.Close()
+		if !clean {
+			return h.Seq, nil
+		}
+	}
 }
 
 // Follow calls fn for each record with a seq above after that passes f,

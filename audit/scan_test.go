@@ -315,3 +315,22 @@ func TestFollowFromStart(t *testing.T) {
 		t.Fatalf("got %d records", len(seqs))
 	}
 }
+
+// Before keeps the records below a seq: the dashboard's older page.
+func TestScanBefore(t *testing.T) {
+	dir := filterLog(t)
+	var all []*Record
+	if err := Scan(dir, Filter{Kind: KindDecision}, func(r *Record) error { all = append(all, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(all) < 20 {
+		t.Fatalf("%d decisions", len(all))
+	}
+	var got []uint64
+	if err := Scan(dir, Filter{Kind: KindDecision, Before: all[10].Seq}, func(r *Record) error { got = append(got, r.Seq); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 10 || got[9] != all[9].Seq {
+		t.Fatalf("before seq %d: got %v", all[10].Seq, got)
+	}
+}

@@ -174,6 +174,11 @@ type head struct {
 	exists bool
 }
 
+// sameAs reports whether h and o name the same position.
+func (h head) sameAs(o head) bool {
+	return h.Seq == o.Seq && h.Seg == o.Seg && h.Off == o.Off && h.Hash == o.Hash
+}
+
 func (h head) String() string {
 	return fmt.Sprintf("seq %d in %s at offset %d", h.Seq, segmentName(h.Seg), h.Off)
 }

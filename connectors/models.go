@@ -385,3 +385,49 @@ var modelCalls = map[string]bool{
 // IsModelCall reports whether actions of type t are model calls whose
 // responses report token usage.
 func IsModelCall(t string) bool { return modelCalls[t] }
+
+var _ Cataloguer = (*modelAPI)(nil)
+
+// bodyParams are the params each body reader sets.
+var bodyParams = map[modelBody][]string{
+	anthropicCall:  {"model", "max_tokens", "stream", "tools", "thinking", "body_truncated"},
+	anthropicCount: {"model", "tools", "body_truncated"},
+	openaiCall:     {"model", "stream", "tools", "max_tokens", "body_truncated"},
+	openaiModel:    {"model", "body_truncated"},
+	googleCall:     {"tools", "max_tokens", "body_truncated"},
+}
+
+// Catalog lists the model API's action types, from its route table.
+func (c *modelAPI) Catalog() []ActionInfo {
+	var out []ActionInfo
+	for _, rt := range c.routeTable() {
+		var params []string
+		for _, seg := range strings.Split(rt.path, "/") {
+			if name, ok := strings.CutPrefix(seg, "{"); ok {
+				name = strings.TrimSuffix(strings.TrimSuffix(name, "}"), "...")
+				if name != "version" {
+					params = append(params, name)
+				}
+			}
+		}
+		params = append(params, bodyParams[rt.body]...)
+		if rt.action != "" {
+			out = append(out, ActionInfo{Type: rt.action, Connector: c.name, Params: params, Via: []string{rt.method + " " + rt.path}})
+			continue
+		}
+		for method, action := range googleMethods {
+			out = append(out, ActionInfo{Type: action, Connector: c.name, Params: append(params, "stream"), Via: []string{rt.method + " " + rt.path + ":" + method}})
+		}
+	}
+	return append(out, ActionInfo{Type: c.name + ".api.<method>", Pattern: true, Connector: c.name, Params: []string{"path"}, Via: []string{"any other request to its hosts"}})
+}
+
+func (c *modelAPI) routeTable() []modelRoute {
+	switch c.name {
+	case "anthropic":
+		return anthropicRoutes
+	case "openai":
+		return openaiRoutes
+	}
+	return googleRoutes
+}

@@ -26,11 +26,11 @@ func TestTrafficFilterAppliesToRowsAndStream(t *testing.T) {
 	ck := login(t, f.d, c, f.d.URL())
 
 	code, page := get(t, f.d, c, ck, "/traffic?decision=deny")
-	if code != http.StatusOK || !strings.Contains(page, "github.repo.delete") || strings.Contains(page, "<td>github.repo.get</td>") {
+	if code != http.StatusOK || !strings.Contains(page, "github.repo.delete") || strings.Contains(page, `<td data-label="Action">github.repo.get</td>`) {
 		t.Fatalf("deny filter: %d\n%s", code, page)
 	}
 	code, page = get(t, f.d, c, ck, "/traffic?action=github.repo.g*&gateway=agent-1")
-	if code != http.StatusOK || !strings.Contains(page, "<td>github.repo.get</td>") || strings.Contains(page, "github.repo.delete") {
+	if code != http.StatusOK || !strings.Contains(page, `<td data-label="Action">github.repo.get</td>`) || strings.Contains(page, "github.repo.delete") {
 		t.Fatalf("action filter: %d\n%s", code, page)
 	}
 	if code, page = get(t, f.d, c, ck, "/traffic?gateway=other"); code != http.StatusOK || !strings.Contains(page, `id="no-rows"`) {

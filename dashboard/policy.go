@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
+	"slices"
 
+	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/gitops"
 	"github.com/tameflare/tf/rules"
 )
@@ -28,7 +30,17 @@ type policyData struct {
 	Plan     string
 	PlanPath string
 	PlanErr  string
+	// History is the policy applies recorded in the audit log (tf policy
+	// log), newest first, at most maxHistory.
+	History    []gitops.Applied
+	HistoryErr string
+	// Chain is the audit log's hash-chain check (tf audit verify).
+	Chain    *audit.Report
+	ChainErr string
 }
+
+// maxHistory bounds the applies the Policy page lists.
+const maxHistory = 20
 
 func (s *Server) handlePolicy(w http.ResponseWriter, r *http.Request, sess *session) {
 	d := policyData{PlanPath: PlanPath(s.cfg.Home)}
@@ -64,6 +76,25 @@ func (s *Server) handlePolicy(w http.ResponseWriter, r *http.Request, sess *sess
 	case errors.Is(err, fs.ErrNotExist):
 	default:
 		d.PlanErr = "reading the saved plan: " + err.Error()
+	}
+	hist, err := gitops.History(s.cfg.Home)
+	switch {
+	case err == nil:
+		slices.Reverse(hist)
+		if len(hist) > maxHistory {
+			hist = hist[:maxHistory]
+		}
+		d.History = hist
+	case !errors.Is(err, fs.ErrNotExist):
+		d.HistoryErr = "reading the policy history: " + err.Error()
+	}
+	rep, err := audit.Verify(audit.Dir(s.cfg.Home))
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			d.ChainErr = "checking the audit log: " + err.Error()
+		}
+	} else {
+		d.Chain = &rep
 	}
 	s.render(w, http.StatusOK, "policy", s.page(sess, "Policy", "policy", d))
 }

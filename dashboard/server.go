@@ -46,6 +46,13 @@ func parseTemplates() (map[string]*template.Template, error) {
 var funcs = template.FuncMap{
 	"clock": clock,
 	"stamp": stamp,
+	// short is a commit hash's first 12 digits.
+	"short": func(h string) string {
+		if len(h) > 12 {
+			return h[:12]
+		}
+		return h
+	},
 	"until": func(t time.Time) string {
 		d := time.Until(t).Round(time.Second)
 		if d <= 0 {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/rules"
@@ -79,11 +80,20 @@ type trafficData struct {
 	After uint64
 	// Effects lists the decisions the filter offers.
 	Effects []rules.Effect
+	// Ranges lists the window presets the filter offers.
+	Ranges []string
+	// Older is the query of the next page of older rows, when there may
+	// be one.
+	Older string
+	// Chart counts the decisions of the window (the last 24 hours when
+	// the filter sets none).
+	Chart *chart
 }
 
 func (s *Server) handleTraffic(w http.ResponseWriter, r *http.Request, sess *session) {
-	tf, f, err := parseFilter(r.URL.Query())
-	data := trafficData{Filter: tf, Effects: []rules.Effect{rules.Allow, rules.Deny, rules.RequireApproval}}
+	now := time.Now().UTC()
+	tf, f, err := parseFilter(r.URL.Query(), now)
+	data := trafficData{Filter: tf, Effects: []rules.Effect{rules.Allow, rules.Deny, rules.RequireApproval}, Ranges: []string{"1h", "24h", "7d"}}
 	if err != nil {
 		v := s.page(sess, "Traffic", "traffic", data)
 		v.Error = err.Error()
@@ -104,6 +114,19 @@ func (s *Server) handleTraffic(w http.ResponseWriter, r *http.Request, sess *ses
 	}
 	data.After = after
 	slices.Reverse(data.Rows)
+	if len(data.Rows) == initialRows {
+		data.Older = tf.Older(data.Rows[len(data.Rows)-1].Seq)
+	}
+	if err == nil {
+		from, to := f.Since, f.Until
+		if to.IsZero() {
+			to = now
+		}
+		if from.IsZero() {
+			from = to.Add(-24 * time.Hour)
+		}
+		data.Chart, err = decisionsChart(dir, f, from, to)
+	}
 	v := s.page(sess, "Traffic", "traffic", data)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		v.Error = "reading the audit log: " + err.Error()
@@ -114,7 +137,7 @@ func (s *Server) handleTraffic(w http.ResponseWriter, r *http.Request, sess *ses
 // handleTrafficEvents streams new decisions that pass the filter, and the
 // outcomes of requests, as server-sent events.
 func (s *Server) handleTrafficEvents(w http.ResponseWriter, r *http.Request, _ *session) {
-	_, f, err := parseFilter(r.URL.Query())
+	_, f, err := parseFilter(r.URL.Query(), time.Now().UTC())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return

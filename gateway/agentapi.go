@@ -33,6 +33,8 @@ type decideRequest struct {
 	Server  string         `json:"server"`
 	Actions []rules.Action `json:"actions"`
 	Error   string         `json:"error,omitempty"`
+	// IDs are the JSON-RPC ids of the line's messages, for the records.
+	IDs []string `json:"ids,omitempty"`
 }
 
 type decideReply struct {
@@ -43,6 +45,7 @@ type decideReply struct {
 }
 
 type doneRequest struct {
+	IsError  *bool         `json:"is_error,omitempty"`
 	Refused  bool          `json:"refused,omitempty"`
 	Err      string        `json:"err,omitempty"`
 	Duration time.Duration `json:"duration"`
@@ -52,6 +55,8 @@ type doneRequest struct {
 type hideRequest struct {
 	Server string   `json:"server"`
 	Tools  []string `json:"tools"`
+	// Kinds says what list each name is of (mcp.ListKind); absent, tools.
+	Kinds []mcp.ListKind `json:"kinds,omitempty"`
 }
 
 // pendingLine is what the gateway keeps of a line between its decision
@@ -118,7 +123,7 @@ func (a *agentAPI) decide(w http.ResponseWriter, r *http.Request) {
 		classErr = errors.New(req.Error)
 		req.Actions = nil
 	}
-	ru := a.g.MCPGovernor(req.Server).Decide(r.Context(), req.Actions, classErr)
+	ru := a.g.MCPGovernor(req.Server).(mcp.BatchGovernor).DecideLines(r.Context(), []mcp.Line{{Actions: req.Actions, Err: classErr, IDs: req.IDs}})[0]
 	a.keep(ru.RequestID, &pendingLine{ruling: ru, cut: ru.Cut})
 	writeJSON(w, decideReply{RequestID: ru.RequestID, Decisions: ru.Decisions, Held: ru.Hold != nil, Cuttable: ru.Cut != nil})
 }
@@ -197,7 +202,7 @@ func (a *agentAPI) done(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p.ruling.Done != nil {
-		o := mcp.Outcome{Refused: d.Refused, Duration: d.Duration, Bytes: d.Bytes}
+		o := mcp.Outcome{Refused: d.Refused, Duration: d.Duration, Bytes: d.Bytes, IsError: d.IsError}
 		if d.Err != "" {
 			o.Err = errors.New(d.Err)
 		}
@@ -213,9 +218,13 @@ func (a *agentAPI) hide(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hidden := make([]bool, len(req.Tools))
-	if f := a.g.MCPGovernor(req.Server).HideTools(); f != nil {
+	if f := a.g.MCPGovernor(req.Server).HideItems(); f != nil {
 		for i, t := range req.Tools {
-			hidden[i] = f(t)
+			kind := mcp.ToolList
+			if i < len(req.Kinds) {
+				kind = req.Kinds[i]
+			}
+			hidden[i] = f(kind, t)
 		}
 	}
 	writeJSON(w, hidden)
@@ -238,6 +247,8 @@ func RemoteMCPGovernor(socket, token, server string) mcp.Governor {
 		},
 	}}}
 }
+
+var _ mcp.BatchGovernor = (*remoteGovernor)(nil)
 
 type remoteGovernor struct {
 	server, token string
@@ -270,7 +281,21 @@ func (rg *remoteGovernor) call(ctx context.Context, path string, in, out any) er
 }
 
 func (rg *remoteGovernor) Decide(ctx context.Context, actions []rules.Action, classErr error) mcp.Ruling {
-	req := decideRequest{Server: rg.server, Actions: actions}
+	return rg.decide(ctx, mcp.Line{Actions: actions, Err: classErr})
+}
+
+// DecideLines decides each line in turn, with its ids for the records.
+func (rg *remoteGovernor) DecideLines(ctx context.Context, lines []mcp.Line) []mcp.Ruling {
+	out := make([]mcp.Ruling, len(lines))
+	for i, l := range lines {
+		out[i] = rg.decide(ctx, l)
+	}
+	return out
+}
+
+func (rg *remoteGovernor) decide(ctx context.Context, l mcp.Line) mcp.Ruling {
+	actions, classErr := l.Actions, l.Err
+	req := decideRequest{Server: rg.server, Actions: actions, IDs: l.IDs}
 	if classErr != nil {
 		req.Error = classErr.Error()
 	}
@@ -300,7 +325,7 @@ func (rg *remoteGovernor) Decide(ctx context.Context, actions []rules.Action, cl
 			stop()
 		}
 		mu.Unlock()
-		d := doneRequest{Refused: o.Refused, Duration: o.Duration, Bytes: o.Bytes}
+		d := doneRequest{Refused: o.Refused, Duration: o.Duration, Bytes: o.Bytes, IsError: o.IsError}
 		if o.Err != nil {
 			d.Err = o.Err.Error()
 		}
@@ -347,19 +372,23 @@ func (rg *remoteGovernor) cutContext(id string) (cut context.Context, stop func(
 	return cutCtx, stop
 }
 
-func (rg *remoteGovernor) HideTools() func(string) bool {
-	cache := map[string]bool{}
-	return func(tool string) bool {
-		if h, ok := cache[tool]; ok {
+func (rg *remoteGovernor) HideItems() mcp.Hider {
+	type key struct {
+		kind mcp.ListKind
+		name string
+	}
+	cache := map[key]bool{}
+	return func(kind mcp.ListKind, name string) bool {
+		if h, ok := cache[key{kind, name}]; ok {
 			return h
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		var hidden []bool
-		if err := rg.call(ctx, "/v1/mcp/hide", hideRequest{Server: rg.server, Tools: []string{tool}}, &hidden); err != nil || len(hidden) != 1 {
+		if err := rg.call(ctx, "/v1/mcp/hide", hideRequest{Server: rg.server, Tools: []string{name}, Kinds: []mcp.ListKind{kind}}, &hidden); err != nil || len(hidden) != 1 {
 			return false // the call itself is still decided
 		}
-		cache[tool] = hidden[0]
+		cache[key{kind, name}] = hidden[0]
 		return hidden[0]
 	}
 }

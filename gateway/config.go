@@ -12,6 +12,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/tameflare/tf/approval"
+	"github.com/tameflare/tf/audit"
 )
 
 // ConfigFile is the optional file of gateway settings in $TF_HOME: where
@@ -37,6 +38,19 @@ type ConfigFile struct {
 	// Approvals configures where pending approvals are announced and
 	// answered (see approval.Config).
 	Approvals approval.Config `yaml:"approvals,omitempty"`
+	// Audit configures the audit log.
+	Audit AuditConfig `yaml:"audit,omitempty"`
+}
+
+// AuditConfig is the audit: section of the config file.
+//
+//	audit:
+//	  sync: always   # fdatasync each decision before forwarding
+type AuditConfig struct {
+	// Sync is "group" (the default: a decision is written before the
+	// request is forwarded and made durable within a few milliseconds)
+	// or "always" (made durable before the request is forwarded).
+	Sync string `yaml:"sync,omitempty"`
 }
 
 // GitHubConfig configures the github connector.
@@ -77,6 +91,9 @@ func LoadConfigFile(path string) (*ConfigFile, error) {
 	var c ConfigFile
 	if err := yaml.UnmarshalWithOptions(data, &c, yaml.Strict()); err != nil {
 		return nil, fmt.Errorf("%s: %s", path, yaml.FormatError(err, false, false))
+	}
+	if _, err := audit.ParseSyncMode(c.Audit.Sync); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	for host, addr := range c.Upstreams {
 		if err := CheckUpstream(host, addr); err != nil {

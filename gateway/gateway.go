@@ -25,7 +25,9 @@ import (
 	"github.com/tameflare/tf/connectors"
 	"github.com/tameflare/tf/httpproxy"
 	"github.com/tameflare/tf/keyring"
+	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
+	"github.com/tameflare/tf/version"
 )
 
 // Config describes a gateway to start.
@@ -61,6 +63,9 @@ type Config struct {
 	// ApprovalTimeout is how long a held request waits when its rule sets
 	// no timeout; zero means approval.DefaultTimeout.
 	ApprovalTimeout time.Duration
+	// AuditSync is the audit log's durability mode; empty means the
+	// audit: sync setting of $TF_HOME/config.yaml, else audit.SyncGroup.
+	AuditSync audit.SyncMode
 	// GitHubEnterpriseHosts are served by the github connector, besides
 	// the github: enterprise_hosts of $TF_HOME/config.yaml.
 	GitHubEnterpriseHosts []string
@@ -100,6 +105,13 @@ type Gateway struct {
 	authFails authFailures
 	// plainOnce warns once that a credential was kept off plain HTTP.
 	plainOnce sync.Once
+	// mcpConn is the MCP connector of the default registry (nil with
+	// Config.Connectors); legacy holds the open streams of the legacy
+	// HTTP+SSE transport by the endpoint their client posts to.
+	mcpConn *mcp.Connector
+	legacy  sync.Map
+	// pins keeps the digests of the tools of listed MCP servers.
+	pins *mcp.PinStore
 }
 
 // Start starts a gateway: it loads or creates the CA, opens the audit log,
@@ -138,6 +150,7 @@ func Start(cfg Config) (*Gateway, error) {
 	if limits.MaxInspectedBody == 0 {
 		limits.MaxInspectedBody = file.Limits.MaxInspectedBody
 	}
+	g.pins = mcp.OpenPins(mcp.PinDir(cfg.Home), g.now)
 	if g.conns == nil {
 		reg, err := connectors.NewRegistry(connectors.Options{GitHub: connectors.GitHubOptions{
 			EnterpriseHosts: append(append([]string(nil), cfg.GitHubEnterpriseHosts...), file.GitHub.EnterpriseHosts...),
@@ -148,7 +161,8 @@ func Start(cfg Config) (*Gateway, error) {
 		if err != nil {
 			return nil, err
 		}
-		reg.AddSniffer(g.mcpConnector()) // MCP is recognised by content, on hosts no other connector serves
+		g.mcpConn = g.mcpConnector()
+		reg.AddSniffer(g.mcpConn) // MCP is recognised by content, on hosts no other connector serves
 		g.conns = reg
 	}
 	if g.secrets, err = openSecrets(cfg.Policy, cfg.Secrets); err != nil {
@@ -174,7 +188,11 @@ func Start(cfg Config) (*Gateway, error) {
 	}
 	g.token = base64.RawURLEncoding.EncodeToString(tok)
 
-	if g.log, err = audit.Open(filepath.Join(cfg.Home, "audit"), audit.Options{Gateway: g.name, Now: g.now}); err != nil {
+	sync := cfg.AuditSync
+	if sync == "" {
+		sync = audit.SyncMode(file.Audit.Sync)
+	}
+	if g.log, err = audit.Open(filepath.Join(cfg.Home, "audit"), audit.Options{Gateway: g.name, Now: g.now, Sync: sync}); err != nil {
 		return nil, fmt.Errorf("opening the audit log: %w", err)
 	}
 	g.proxy, err = httpproxy.New(httpproxy.Config{
@@ -212,7 +230,7 @@ func Start(cfg Config) (*Gateway, error) {
 	p := g.policy.Load()
 	_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStarted, map[string]any{
 		"proxy": g.listener.Addr().String(), "pid": os.Getpid(), "revision": p.Revision,
-		"policy": p.Source, "mode": string(g.Mode()), "isolated": g.isolated,
+		"policy": p.Source, "mode": string(g.Mode()), "isolated": g.isolated, "tf_version": version.Get().Short(),
 	})
 	return g, nil
 }
@@ -232,6 +250,11 @@ func matchHost(patterns []string, host string) bool {
 // NotIsolated is what tf says of a gateway whose agent runs outside the
 // sandbox.
 const NotIsolated = "not isolated: the agent runs outside tf's sandbox and could bypass tf (connect directly, disarm the kill switch, rewrite the audit log); governance is advisory"
+
+// RecordEvent appends an event of this gateway to the audit log.
+func (g *Gateway) RecordEvent(ctx context.Context, event string, details map[string]any) error {
+	return g.log.Event(ctx, g.name, event, details)
+}
 
 // Isolated says whether the agent runs in tf's sandbox.
 func (g *Gateway) Isolated() bool { return g.isolated }

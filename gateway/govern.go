@@ -26,7 +26,11 @@ var _ httpproxy.Governor = (*Gateway)(nil)
 func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy.Verdict {
 	conn := g.conns.For(req)
 	actions, err := g.conns.Classify(req)
-	r := g.decideAll(ctx, actions, err, func(err error) rules.Action {
+	var refs []*audit.MCP
+	if conn.Name() == "mcp" {
+		refs = mcpRefs(req, len(actions), err)
+	}
+	r := g.decideAll(ctx, actions, err, refs, func(err error) rules.Action {
 		// What cannot be classified is recorded as what little is known
 		// of it.
 		return rules.Action{
@@ -45,7 +49,8 @@ func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy
 
 	k := strongest(decisions)
 	dec, act := decisions[k], actions[k]
-	done := func(o httpproxy.Outcome) { g.recordOutcome(id, o) }
+	out := outcomeRef(refs)
+	done := func(o httpproxy.Outcome) { g.recordOutcome(id, o, out.get()) }
 	if dec.Effect == rules.RequireApproval {
 		// Held for a person: hold returns the decision they made (or the
 		// expiry's), recorded; an approved request goes on as allowed.
@@ -56,13 +61,18 @@ func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy
 		v := httpproxy.Verdict{Allow: true, Done: done, Prepare: g.prepare(req, actions), Ctx: g.cutOff(actions),
 			// Classify refuses an upgrade no connector governs.
 			Upgrade: req.HTTP.Header.Get("Upgrade") != ""}
-		g.mcpVerdict(&v, req, actions, r.policy)
+		g.mcpVerdict(&v, req, actions, r.policy, out)
 		g.guardResponse(&v, id, req, actions)
 		g.meterUsage(&v, id, actions)
 		return v
 	}
 	if er, ok := conn.(connectors.EachRefuser); ok {
 		if status, h, body, ok := er.RefuseEach(req, actions, decisions, id); ok {
+			if conn.Name() == "mcp" && g.legacyRefusal(req, body) {
+				// Delivered on the legacy SSE stream, where the client
+				// reads its answers.
+				status, h, body = http.StatusAccepted, http.Header{"Content-Type": {"text/plain"}}, []byte("Accepted")
+			}
 			return connectorRefusal(status, h, body, id, dec, done)
 		}
 	}
@@ -131,10 +141,10 @@ type ruling struct {
 // stamps the actions with the request id, and records the decisions
 // durably. When classErr is set the request could not be classified: it is
 // recorded as the one action unclassified returns, refused.
-func (g *Gateway) decideAll(ctx context.Context, actions []rules.Action, classErr error, unclassified func(error) rules.Action) ruling {
+func (g *Gateway) decideAll(ctx context.Context, actions []rules.Action, classErr error, refs []*audit.MCP, unclassified func(error) rules.Action) ruling {
 	r := g.decideOnly(actions, classErr, unclassified)
 	// The decision records are durable before anything is forwarded.
-	r.recordErr = g.recordDecisions(ctx, r.id, r.actions, r.decisions)
+	r.recordErr = g.log.AppendAll(ctx, g.decisionRecords(nil, r.id, r.actions, r.decisions, refs))
 	return r
 }
 
@@ -156,6 +166,9 @@ func (g *Gateway) decideOnly(actions []rules.Action, classErr error, unclassifie
 			r.decisions[i] = d.Decide(&actions[i])
 			if actions[i].Connector == "mcp" {
 				r.decisions[i] = mcp.Baseline(&actions[i], r.decisions[i])
+				if p.MCPPinTools != "" && !r.decisions[i].KillSwitch {
+					r.decisions[i] = g.pinDecision(p, &actions[i], r.decisions[i])
+				}
 			}
 		}
 	}
@@ -184,10 +197,10 @@ func (g *Gateway) GovernTunnel(ctx context.Context, host string, port int) httpp
 		Request:  rules.Request{Method: http.MethodConnect, Host: host, Port: port},
 	}
 	dec := (&rules.Decider{Policy: p, Mode: g.mode, Now: g.now, KillSwitch: g.killSwitch}).Decide(&a)
-	if err := g.recordDecisions(ctx, id, []rules.Action{a}, []rules.Decision{dec}); err != nil {
+	if err := g.log.AppendAll(ctx, g.decisionRecords(nil, id, []rules.Action{a}, []rules.Decision{dec}, nil)); err != nil {
 		return refusal(http.StatusServiceUnavailable, id, "", a.Type, rules.Deny, "tf could not write the audit log: "+err.Error())
 	}
-	done := func(o httpproxy.Outcome) { g.recordOutcome(id, o) }
+	done := func(o httpproxy.Outcome) { g.recordOutcome(id, o, nil) }
 	if dec.Effect == rules.Allow {
 		return httpproxy.Verdict{Allow: true, Done: done, Ctx: g.cutOff([]rules.Action{a})}
 	}
@@ -208,40 +221,53 @@ func strongest(ds []rules.Decision) int {
 	return best
 }
 
-func (g *Gateway) recordDecisions(ctx context.Context, id string, actions []rules.Action, decisions []rules.Decision) error {
-	return g.log.AppendAll(ctx, g.decisionRecords(nil, id, actions, decisions))
-}
-
-// decisionRecords appends the decision records of one request to recs.
-func (g *Gateway) decisionRecords(recs []*audit.Record, id string, actions []rules.Action, decisions []rules.Decision) []*audit.Record {
+// decisionRecords appends the decision records of one request to recs;
+// refs, when not nil, holds each action's MCP message reference.
+func (g *Gateway) decisionRecords(recs []*audit.Record, id string, actions []rules.Action, decisions []rules.Decision, refs []*audit.MCP) []*audit.Record {
 	for i := range actions {
 		a := actions[i]
 		a.Params = g.redactParams(a.Params)
 		dec := decisions[i]
-		recs = append(recs, &audit.Record{Time: a.Time, Kind: audit.KindDecision, RequestID: id, Gateway: g.name, Action: &a, Decision: &dec})
+		rec := &audit.Record{Time: a.Time, Kind: audit.KindDecision, RequestID: id, Gateway: g.name, Action: &a, Decision: &dec}
+		if i < len(refs) {
+			rec.MCP = refs[i]
+		}
+		recs = append(recs, rec)
 	}
 	return recs
 }
 
-func (g *Gateway) recordOutcome(id string, o httpproxy.Outcome) { g.recordOutcomeUsage(id, o, nil) }
+func (g *Gateway) recordOutcome(id string, o httpproxy.Outcome, ref *audit.MCP) {
+	r := g.outcomeRecord(id, o)
+	r.MCP = ref
+	g.appendOutcome(r)
+}
 
-// recordOutcomeUsage records an outcome with a model call's token usage.
+// recordOutcomeUsage records the outcome of a model call with its token
+// usage.
 func (g *Gateway) recordOutcomeUsage(id string, o httpproxy.Outcome, u *audit.Usage) {
+	r := g.outcomeRecord(id, o)
+	r.Usage = u
+	g.appendOutcome(r)
+}
+
+func (g *Gateway) outcomeRecord(id string, o httpproxy.Outcome) *audit.Record {
 	r := &audit.Record{
 		Time: g.now(), Kind: audit.KindOutcome, RequestID: id, Gateway: g.name,
 		Status: o.Status, BytesIn: o.RequestBytes, BytesOut: o.ResponseBytes, DurationMS: o.Duration.Milliseconds(),
-		Usage: u,
 	}
 	if o.Err != nil {
 		r.Error = g.redact(o.Err.Error())
 	}
-	// Queued, not waited for: nothing depends on an outcome being durable
-	// (the decision is on record already), and the exchange's goroutine
-	// goes on at once. A write failure is sticky, so the next decision
-	// record fails and refuses; an outcome lost to a closing log is not a
-	// refusal.
-	_ = g.log.AppendAsync(r)
+	return r
 }
+
+// appendOutcome queues r, not waited for: nothing depends on an outcome
+// being durable (the decision is on record already), and the exchange's
+// goroutine goes on at once. A write failure is sticky, so the next
+// decision record fails and refuses; an outcome lost to a closing log is
+// not a refusal.
+func (g *Gateway) appendOutcome(r *audit.Record) { _ = g.log.AppendAsync(r) }
 
 // redactParams masks secret-looking params and any known secret value.
 func (g *Gateway) redactParams(p map[string]any) map[string]any {

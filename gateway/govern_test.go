@@ -18,6 +18,7 @@ import (
 	"github.com/tameflare/tf/keyring"
 	"github.com/tameflare/tf/rules"
 	"github.com/tameflare/tf/testdata"
+	"github.com/tameflare/tf/version"
 )
 
 type fixture struct {
@@ -290,5 +291,23 @@ rules:
 	res, body = f.do(t, "PUT", "https://api.github.com/repos/acme/app/pulls/9/merge", `{}`)
 	if res.StatusCode != 403 || !strings.Contains(body, "base branch") {
 		t.Errorf("merge 9: %d %s", res.StatusCode, body)
+	}
+}
+
+// Every gateway.started event names the build of tf that started it, so a
+// decision can be traced to the code that made it.
+func TestStartedEventCarriesVersion(t *testing.T) {
+	f := start(t, policy(t, "version: 1\ndefault: deny\n"), nil)
+	var found bool
+	for _, r := range f.records(t, audit.KindEvent) {
+		if r.Event == audit.EventGatewayStarted {
+			found = true
+			if v, _ := r.Details["tf_version"].(string); v == "" || v != version.Get().Short() {
+				t.Errorf("gateway.started tf_version = %v, want %q", r.Details["tf_version"], version.Get().Short())
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no gateway.started event")
 	}
 }

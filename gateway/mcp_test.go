@@ -73,3 +73,36 @@ func TestMCPDecideLines(t *testing.T) {
 		t.Fatalf("deny reason %q", recs[1].Decision.Reason)
 	}
 }
+
+// TestPinToolsModes: a tool changed since it was pinned is refused under
+// pin_tools: deny, held under require_approval, and only recorded under
+// monitor; an unchanged tool is decided by the rules alone.
+func TestPinToolsModes(t *testing.T) {
+	for _, tc := range []struct {
+		mode string
+		want rules.Effect
+	}{{"deny", rules.Deny}, {"require_approval", rules.RequireApproval}, {"monitor", rules.Allow}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			f := start(t, policy(t, "version: 1\ndefault: deny\nmcp: {pin_tools: "+tc.mode+"}\nrules:\n  - {name: all, actions: [\"mcp.docs.*\"], decision: allow}\n"), nil)
+			pin := f.g.MCPGovernor("docs").(mcp.ToolPinner).PinTools()
+			if pin == nil {
+				t.Fatal("no pinner")
+			}
+			pin([]mcp.ToolDigest{{Name: "read", Digest: "sha256:1"}, {Name: "write", Digest: "sha256:2"}})
+			hidden := pin([]mcp.ToolDigest{{Name: "read", Digest: "sha256:1"}, {Name: "write", Digest: "sha256:3"}})
+			if hidden["write"] != (tc.mode == "deny") || hidden["read"] {
+				t.Fatalf("hidden: %v", hidden)
+			}
+			decide := func(tool string) rules.Decision {
+				a := rules.Action{Connector: "mcp", Type: mcp.ToolType("docs", tool), Resource: map[string]string{"server": "docs", "tool": tool, "method": "tools/call"}}
+				return f.g.pinDecision(f.g.Policy(), &a, rules.Decision{Effect: rules.Allow, Rule: "all"})
+			}
+			if d := decide("write"); d.Effect != tc.want || (tc.mode != "monitor" && d.Rule != mcp.PinRule) {
+				t.Fatalf("changed tool: %+v", d)
+			}
+			if d := decide("read"); d.Effect != rules.Allow || d.Rule != "all" {
+				t.Fatalf("unchanged tool: %+v", d)
+			}
+		})
+	}
+}

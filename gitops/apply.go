@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/tameflare/tf/audit"
@@ -356,6 +358,11 @@ type Shown struct {
 	Default string    `json:"default"`
 	Rules   int       `json:"rules"`
 	Source  string    `json:"source"`
+	// OnRef reports whether the pinned commit is on the pin's branch (its
+	// tip or an ancestor of it); Branches lists the branches that hold it
+	// when it is not (a commit applied from another branch).
+	OnRef    bool     `json:"on_ref"`
+	Branches []string `json:"branches,omitempty"`
 }
 
 // Show describes the pinned policy.
@@ -364,7 +371,7 @@ func Show(ctx context.Context, home string) (*Shown, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, c, err := pinnedCommit(ctx, home, pin)
+	r, c, err := pinnedCommit(ctx, home, pin)
 	if err != nil {
 		return nil, err
 	}
@@ -373,8 +380,45 @@ func Show(ctx context.Context, home string) (*Shown, error) {
 		return nil, err
 	}
 	subject, _, _ := strings.Cut(c.Message, "\n")
-	return &Shown{
+	s := &Shown{
 		Pin: pin, Author: fmt.Sprintf("%s <%s>", c.Author.Name, c.Author.Email), Date: c.Author.When,
 		Subject: subject, Mode: string(p.Mode), Default: string(p.Default), Rules: len(p.Rules), Source: p.Source,
-	}, nil
+	}
+	if tip, err := refTip(r, pin.Ref); err == nil {
+		s.OnRef = contains(tip, c)
+	}
+	if !s.OnRef {
+		s.Branches = branchesHolding(r, c)
+	}
+	return s, nil
+}
+
+// contains reports whether commit c is tip or one of its ancestors.
+func contains(tip, c *object.Commit) bool {
+	if tip.Hash == c.Hash {
+		return true
+	}
+	ok, err := c.IsAncestor(tip)
+	return err == nil && ok
+}
+
+// branchesHolding lists the local and origin branches whose tip holds c.
+func branchesHolding(r *git.Repository, c *object.Commit) []string {
+	var out []string
+	refs, err := r.References()
+	if err != nil {
+		return nil
+	}
+	_ = refs.ForEach(func(ref *plumbing.Reference) error {
+		n := ref.Name()
+		if ref.Type() != plumbing.HashReference || !(n.IsBranch() || n.IsRemote()) {
+			return nil
+		}
+		if tip, err := r.CommitObject(ref.Hash()); err == nil && contains(tip, c) {
+			out = append(out, n.Short())
+		}
+		return nil
+	})
+	sort.Strings(out)
+	return out
 }

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/rules"
 )
@@ -224,6 +227,22 @@ func TestShow(t *testing.T) {
 	if s.Pin.Commit != first || s.Rules != 3 || s.Mode != "enforce" || s.Author != "Pat Policy <pat@example.com>" || s.Subject != "base policy" {
 		t.Errorf("show %+v", s)
 	}
+	if !s.OnRef || len(s.Branches) != 0 {
+		t.Errorf("the first commit is on main: on_ref %v, branches %v", s.OnRef, s.Branches)
+	}
+
+	// A commit of another branch applied: show does not claim main.
+	if err := f.wt.Checkout(&git.CheckoutOptions{Branch: plumbing.NewBranchReferenceName("experiment"), Create: true}); err != nil {
+		t.Fatal(err)
+	}
+	other := f.commit(t, "an experiment", map[string]string{"tameflare.yaml": basePolicy + "# an experiment\n"}, nil)
+	pinTo(t, home, f.dir, other)
+	if s, err = Show(testCtx(t), home); err != nil {
+		t.Fatal(err)
+	}
+	if s.OnRef || len(s.Branches) != 1 || s.Branches[0] != "experiment" || s.Pin.Ref != "main" {
+		t.Errorf("a commit of branch experiment: on_ref %v, branches %v", s.OnRef, s.Branches)
+	}
 }
 
 func TestWatcherKeepsThePolicyWhenTheNewOneFails(t *testing.T) {
@@ -255,8 +274,10 @@ func TestWatcherKeepsThePolicyWhenTheNewOneFails(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no error reported")
 	}
-	// A garbage pin is reported too, once.
-	if err := os.WriteFile(filepath.Join(home, PinFile), []byte("{"), 0o600); err != nil {
+	// A garbage pin is reported too, once. It is renamed into place as
+	// WritePin does: a watcher poll between os.WriteFile's truncate and
+	// its write would see an empty file, a second error.
+	if err := writeFileAtomic(filepath.Join(home, PinFile), []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -13,12 +13,14 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/tameflare/tf/audit"
+	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
 )
 
@@ -89,6 +91,18 @@ type RuleChange struct {
 	// Where is file:line of the rule on the side that has it (the
 	// candidate's, for a change).
 	Where string `json:"where,omitempty"`
+	// Diffs holds each differing field's value before and after, as the
+	// policy file spells it; an added rule has only afters (its body), a
+	// removed one only befores.
+	Diffs []FieldDiff `json:"diffs,omitempty"`
+}
+
+// A FieldDiff is one field of a rule or of the policy on each side; a side
+// that lacks the field has an empty value.
+type FieldDiff struct {
+	Field  string `json:"field"`
+	Before string `json:"before,omitempty"`
+	After  string `json:"after,omitempty"`
 }
 
 // An Example is one recorded request of a group.
@@ -366,11 +380,14 @@ func (rd *replayer) add(rec *audit.Record) {
 		a.Gateway = rec.Gateway
 	}
 	rd.counts.Replayed++
-	cur := rd.base.Decide(a)
+	cur := rd.decide(&rd.base, a)
 	switch {
 	case rec.Decision.KillSwitch:
 		rd.counts.KillSwitch++
-	case rec.Decision.Effect != cur.Effect:
+	case rec.Decision.Effect != cur.Effect && rec.Decision.Revision != rd.base.Policy.Revision:
+		// Only a decision made under another revision: one the pinned
+		// revision made differently was shaped by the gateway (--mode
+		// monitor, a person's answer), not by another policy.
 		rd.counts.RecordedDiffers++
 	}
 	if rule, ok := rd.unknown(a); ok {
@@ -378,7 +395,7 @@ func (rd *replayer) add(rec *audit.Record) {
 		addExample(rd.unk, groupKey{rule, a.Type}, rec)
 		return
 	}
-	next := rd.cand.Decide(a)
+	next := rd.decide(&rd.cand, a)
 	if next.Effect == cur.Effect {
 		rd.counts.Unchanged++
 		return
@@ -398,6 +415,17 @@ func (rd *replayer) add(rec *audit.Record) {
 		rd.trans[k] = m
 	}
 	addExample(m, groupKey{next.Rule, a.Type}, rec)
+}
+
+// decide is how the gateway decides a: the rules, then for MCP the
+// built-in baseline that lets protocol plumbing through when no rule
+// decided it (a rule denying mcp.*.@tools/list changes that).
+func (rd *replayer) decide(d *rules.Decider, a *rules.Action) rules.Decision {
+	dec := d.Decide(a)
+	if a.Connector == "mcp" {
+		dec = mcp.Baseline(a, dec)
+	}
+	return dec
 }
 
 // unknown reports the first changed rule that applies to a and reads a
@@ -593,20 +621,25 @@ func sortedKeys[V any](m map[string]V) []string {
 func diffPolicies(base, cand *rules.Policy) []RuleChange {
 	var out []RuleChange
 	var fields []string
+	var diffs []FieldDiff
 	if base.Mode != cand.Mode {
 		fields = append(fields, fmt.Sprintf("mode %s → %s", base.Mode, cand.Mode))
+		diffs = append(diffs, FieldDiff{"mode", quote(string(base.Mode)), quote(string(cand.Mode))})
 	}
 	if base.Default != cand.Default {
 		fields = append(fields, fmt.Sprintf("default %s → %s", base.Default, cand.Default))
+		diffs = append(diffs, FieldDiff{"default", quote(string(base.Default)), quote(string(cand.Default))})
 	}
 	if !slices.Equal(base.Passthrough, cand.Passthrough) {
 		fields = append(fields, "passthrough")
+		diffs = append(diffs, FieldDiff{"passthrough", list(base.Passthrough), list(cand.Passthrough)})
 	}
 	if !slices.Equal(base.PrivateHosts, cand.PrivateHosts) {
 		fields = append(fields, "private_hosts")
+		diffs = append(diffs, FieldDiff{"private_hosts", list(base.PrivateHosts), list(cand.PrivateHosts)})
 	}
 	if len(fields) > 0 {
-		out = append(out, RuleChange{Rule: "(policy)", Change: "changed", Fields: fields})
+		out = append(out, RuleChange{Rule: "(policy)", Change: "changed", Fields: fields, Diffs: diffs})
 	}
 	old := map[string]*rules.CompiledRule{}
 	for _, r := range base.Rules {
@@ -617,19 +650,72 @@ func diffPolicies(base, cand *rules.Policy) []RuleChange {
 		seen[r.Name] = true
 		o, ok := old[r.Name]
 		if !ok {
-			out = append(out, RuleChange{Rule: r.Name, Change: "added", Where: where(cand, r)})
+			out = append(out, RuleChange{Rule: r.Name, Change: "added", Where: where(cand, r), Diffs: ruleDiffs(nil, &r.Rule)})
 			continue
 		}
 		if f := ruleFields(&o.Rule, &r.Rule); len(f) > 0 {
-			out = append(out, RuleChange{Rule: r.Name, Change: "changed", Fields: f, Where: where(cand, r)})
+			out = append(out, RuleChange{Rule: r.Name, Change: "changed", Fields: f, Where: where(cand, r), Diffs: ruleDiffs(&o.Rule, &r.Rule)})
 		}
 	}
 	for _, r := range base.Rules {
 		if !seen[r.Name] {
-			out = append(out, RuleChange{Rule: r.Name, Change: "removed", Where: where(base, r)})
+			out = append(out, RuleChange{Rule: r.Name, Change: "removed", Where: where(base, r), Diffs: ruleDiffs(&r.Rule, nil)})
 		}
 	}
 	return out
+}
+
+// ruleDiffs lists the fields of a rule that differ between a and b, with
+// their values; a nil side lists every field the other sets.
+func ruleDiffs(a, b *rules.Rule) []FieldDiff {
+	var out []FieldDiff
+	for _, f := range []struct {
+		name string
+		val  func(*rules.Rule) string
+	}{
+		{"actions", func(r *rules.Rule) string { return list(r.Actions) }},
+		{"when", func(r *rules.Rule) string { return quote(r.When) }},
+		{"decision", func(r *rules.Rule) string { return quote(string(r.Decision)) }},
+		{"reason", func(r *rules.Rule) string { return quote(r.Reason) }},
+		{"mode", func(r *rules.Rule) string {
+			if r.Mode == "" {
+				return ""
+			}
+			return quote(string(r.Mode))
+		}},
+		{"approval.timeout", func(r *rules.Rule) string { return quote(approvalTimeout(r)) }},
+	} {
+		var before, after string
+		if a != nil {
+			before = f.val(a)
+		}
+		if b != nil {
+			after = f.val(b)
+		}
+		if before != after {
+			out = append(out, FieldDiff{f.name, before, after})
+		}
+	}
+	return out
+}
+
+// quote is a string value as the plan prints it; empty stays empty.
+func quote(s string) string {
+	if s == "" {
+		return ""
+	}
+	return strconv.Quote(s)
+}
+
+func list(xs []string) string {
+	if len(xs) == 0 {
+		return ""
+	}
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = strconv.Quote(x)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
 }
 
 // where is a rule's file:line relative to its policy's directory.
@@ -720,7 +806,41 @@ func ParsePlan(data []byte) (*Plan, error) {
 }
 
 // WriteText prints the plan for people, Terraform-style.
-func (p *Plan) WriteText(w io.Writer) error {
+func (p *Plan) WriteText(w io.Writer) error { return p.WriteTextColor(w, false) }
+
+// ANSI colours of the text form: additions and what becomes allowed green,
+// removals and denials red, changes and holds yellow.
+const (
+	ansiRed    = "\x1b[31m"
+	ansiGreen  = "\x1b[32m"
+	ansiYellow = "\x1b[33m"
+	ansiBold   = "\x1b[1m"
+	ansiReset  = "\x1b[0m"
+)
+
+// WriteTextColor is WriteText, with ANSI colours when color is set.
+func (p *Plan) WriteTextColor(w io.Writer, color bool) error {
+	// paint's result is an argument of ew.printf, which makes strings
+	// terminal-safe: a styled value makes its text safe and keeps its own
+	// escape sequences.
+	paint := func(code, s string) any {
+		if !color || s == "" {
+			return s
+		}
+		return styled{code, s}
+	}
+	markColor := map[string]string{"+": ansiGreen, "-": ansiRed, "~": ansiYellow}
+	effColor := func(e rules.Effect) any {
+		switch e {
+		case rules.Deny:
+			return paint(ansiRed, string(e))
+		case rules.Allow:
+			return paint(ansiGreen, string(e))
+		case rules.RequireApproval:
+			return paint(ansiYellow, string(e))
+		}
+		return string(e)
+	}
 	ew := &errWriter{w: w}
 	ew.printf("Policy %s: pinned %s → candidate %s\n", repoLabel(p.Repository), p.Base.Label(), p.Candidate.Label())
 	window := "in the whole audit log"
@@ -735,7 +855,7 @@ func (p *Plan) WriteText(w io.Writer) error {
 			ew.printf("  %s\n", l)
 		}
 	case p.Tests.Failed > 0:
-		ew.printf("\nCandidate tests FAILED: %d passed, %d failed\n", p.Tests.Passed, p.Tests.Failed)
+		ew.printf("\nCandidate tests %s: %d passed, %d failed\n", paint(ansiRed, "FAILED"), p.Tests.Passed, p.Tests.Failed)
 		for _, f := range p.Tests.Failures {
 			ew.printf("  %s\n", f)
 		}
@@ -743,28 +863,42 @@ func (p *Plan) WriteText(w io.Writer) error {
 		ew.printf("Candidate tests: %d passed.\n", p.Tests.Passed)
 	}
 
-	ew.printf("\nRule changes:\n")
+	ew.printf("\n%s\n", paint(ansiBold, "Rule changes:"))
 	if len(p.Policy) == 0 {
 		ew.printf("  (none)\n")
 	}
 	for _, c := range p.Policy {
 		mark := map[string]string{"added": "+", "removed": "-", "changed": "~"}[c.Change]
-		line := fmt.Sprintf("  %s %s", mark, c.Rule)
+		line := c.Rule
 		if len(c.Fields) > 0 {
 			line += ": " + strings.Join(c.Fields, ", ")
 		}
 		if c.Where != "" {
 			line += "  (" + c.Where + ")"
 		}
-		ew.printf("%s\n", line)
+		ew.printf("  %s %s\n", paint(markColor[mark], mark), line)
+		width := 0
+		for _, d := range c.Diffs {
+			width = max(width, len(d.Field))
+		}
+		for _, d := range c.Diffs {
+			switch {
+			case d.Before == "":
+				ew.printf("      %s %-*s = %s\n", paint(markColor["+"], "+"), width, d.Field, paint(ansiGreen, d.After))
+			case d.After == "":
+				ew.printf("      %s %-*s = %s\n", paint(markColor["-"], "-"), width, d.Field, paint(ansiRed, d.Before))
+			default:
+				ew.printf("      %s %-*s = %s -> %s\n", paint(markColor["~"], "~"), width, d.Field, paint(ansiRed, d.Before), paint(ansiGreen, d.After))
+			}
+		}
 	}
 
-	ew.printf("\nDecision changes:\n")
+	ew.printf("\n%s\n", paint(ansiBold, "Decision changes:"))
 	if len(p.Changes) == 0 {
 		ew.printf("  (none)\n")
 	}
 	for _, t := range p.Changes {
-		ew.printf("  %s → %s: %s\n", t.From, t.To, actions(t.Count))
+		ew.printf("  %s → %s: %s\n", effColor(t.From), effColor(t.To), actions(t.Count))
 		writeGroups(ew, t.Groups, func(g *Group) string {
 			if g.Rule == "" {
 				return "the default"
@@ -799,6 +933,15 @@ func writeGroups(ew *errWriter, groups []*Group, name func(*Group) string) {
 			ew.printf("      %s\n", strings.Join(parts, "  "))
 		}
 	}
+}
+
+// styled is text printed in an ANSI style: the text is made
+// terminal-safe, the style's own sequences are kept. It formats itself
+// (not a Stringer), so that termtext.Args passes it through.
+type styled struct{ code, s string }
+
+func (v styled) Format(f fmt.State, _ rune) {
+	io.WriteString(f, v.code+termtext.Safe(v.s)+ansiReset)
 }
 
 func orDash(s string) string {

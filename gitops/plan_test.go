@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/rules"
 )
 
@@ -204,18 +207,40 @@ func TestRuleDiffFields(t *testing.T) {
 	).Replace(basePolicy) + releaseRule)
 	got := diffPolicies(a, b)
 	want := []RuleChange{
-		{Rule: "(policy)", Change: "changed", Fields: []string{"default deny → allow"}},
-		{Rule: "pushes", Change: "changed", Fields: []string{"when", "reason"}, Where: "tameflare.yaml:8"},
-		{Rule: "merges", Change: "changed", Fields: []string{"approval"}, Where: "tameflare.yaml:13"},
-		{Rule: "no-release-pushes", Change: "added", Where: "tameflare.yaml:17"},
+		{Rule: "(policy)", Change: "changed", Fields: []string{"default deny → allow"}, Diffs: []FieldDiff{{"default", `"deny"`, `"allow"`}}},
+		{Rule: "pushes", Change: "changed", Fields: []string{"when", "reason"}, Where: "tameflare.yaml:8", Diffs: []FieldDiff{
+			{"when", "", `"params.branch != \"main\""`}, {"reason", `"Agents push branches."`, `"Pushes are fine."`}}},
+		{Rule: "merges", Change: "changed", Fields: []string{"approval"}, Where: "tameflare.yaml:13", Diffs: []FieldDiff{{"approval.timeout", "", `"5m"`}}},
+		{Rule: "no-release-pushes", Change: "added", Where: "tameflare.yaml:17", Diffs: []FieldDiff{
+			{"actions", "", `["github.repo.push"]`}, {"when", "", `"params.branch startsWith \"release/\""`},
+			{"decision", "", `"deny"`}, {"reason", "", `"Release branches are cut by people."`}}},
 	}
 	gj, _ := json.Marshal(got)
 	wj, _ := json.Marshal(want)
 	if !bytes.Equal(gj, wj) {
 		t.Errorf("diff\n got %s\nwant %s", gj, wj)
 	}
-	if rm := diffPolicies(b, a); rm[len(rm)-1].Change != "removed" || rm[len(rm)-1].Rule != "no-release-pushes" {
+	rm := diffPolicies(b, a)
+	if last := rm[len(rm)-1]; last.Change != "removed" || last.Rule != "no-release-pushes" || len(last.Diffs) != 4 || last.Diffs[2] != (FieldDiff{"decision", `"deny"`, ""}) {
 		t.Errorf("reverse diff %+v", rm)
+	}
+
+	// The text form, plain and coloured: before -> after for each changed
+	// field, the body of an added or removed rule.
+	for _, tc := range []struct {
+		color  bool
+		golden string
+	}{{false, "plan_fields.golden"}, {true, "plan_fields_color.golden"}} {
+		pl := &Plan{Base: Side{Commit: strings.Repeat("a", 40)}, Candidate: Side{Commit: strings.Repeat("b", 40)},
+			Policy: append(got, rm[len(rm)-1]), Changes: []*Transition{{From: rules.Allow, To: rules.Deny, Count: 1}}}
+		var text bytes.Buffer
+		if err := pl.WriteTextColor(&text, tc.color); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(text.String(), "\x1b[") != tc.color {
+			t.Errorf("color %v: escape sequences present = %v", tc.color, !tc.color)
+		}
+		golden(t, tc.golden, text.Bytes())
 	}
 }
 
@@ -263,5 +288,81 @@ func TestPlanFileRoundTrip(t *testing.T) {
 	}
 	if _, err := ParsePlan([]byte(`{"format_version":2}`)); err == nil {
 		t.Error("a plan of another format version was accepted")
+	}
+}
+
+// The plan decides MCP actions as the gateway does, with the built-in
+// baseline: a rule denying mcp.*.@tools/list turns the baseline's allow
+// into deny. The "made under another revision" note counts only records
+// of another revision.
+func TestPlanReplaysMCPBaselineAndCountsOtherRevisions(t *testing.T) {
+	home := testHome(t)
+	f := newFixture(t)
+	first := f.commit(t, "base policy", map[string]string{"tameflare.yaml": basePolicy, "tests/base.yaml": baseTests}, nil)
+	second := f.commit(t, "no tool lists", map[string]string{"tameflare.yaml": basePolicy + `  - name: no-tool-lists
+    actions: ["mcp.*.@tools/list"]
+    decision: deny
+`}, nil)
+	pinTo(t, home, f.dir, first)
+	c, err := f.repo.CommitObject(plumbing.NewHash(first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, _, err := LoadCommit(c, "policy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := audit.Open(audit.Dir(home), audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range []struct {
+		conn, typ string
+		recorded  rules.Effect
+		revision  string
+	}{
+		{"mcp", "mcp.files.@tools/list", rules.Allow, base.Revision},
+		{"mcp", "mcp.files.@initialize", rules.Allow, base.Revision},
+		// The pinned revision allows reads; this one was refused by a
+		// gateway for another reason, not by another policy: no note.
+		{"github", "github.repo.get", rules.Deny, base.Revision},
+		// Another revision decided this differently: the note counts it.
+		{"github", "github.repo.get", rules.Deny, "old"},
+	} {
+		a := &rules.Action{ID: idOf(i), Type: r.typ, Connector: r.conn}
+		if err := l.Append(testCtx(t), &audit.Record{Kind: audit.KindDecision, Time: epoch.Add(time.Duration(i) * time.Second),
+			RequestID: idOf(i), Gateway: "gw1", Action: a, Decision: &rules.Decision{Effect: r.recorded, Revision: r.revision}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pl, err := ComputePlan(testCtx(t), PlanOptions{Home: home, Rev: second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pl.Changes) != 1 || pl.Changes[0].From != rules.Allow || pl.Changes[0].To != rules.Deny || pl.Changes[0].Count != 1 ||
+		pl.Changes[0].Groups[0].Rule != "no-tool-lists" || pl.Changes[0].Groups[0].Action != "mcp.files.@tools/list" {
+		t.Fatalf("changes %+v", pl.Changes)
+	}
+	want := Counts{Replayed: 4, NewlyDenied: 1, Unchanged: 3, RecordedDiffers: 1}
+	if pl.Counts != want {
+		t.Errorf("counts %+v, want %+v", pl.Counts, want)
+	}
+}
+
+// Colour keeps values terminal-safe: an escape sequence inside a field's
+// value is shown escaped, only tf's own styles reach the terminal.
+func TestPlanColorKeepsValuesSafe(t *testing.T) {
+	pl := &Plan{Base: Side{Commit: strings.Repeat("a", 40)}, Candidate: Side{Commit: strings.Repeat("b", 40)},
+		Policy: []RuleChange{{Rule: "r", Change: "changed", Fields: []string{"reason"}, Diffs: []FieldDiff{{"reason", `"old"`, "\"\x1b[2Jwiped\""}}}}}
+	var text bytes.Buffer
+	if err := pl.WriteTextColor(&text, true); err != nil {
+		t.Fatal(err)
+	}
+	out := text.String()
+	if strings.Contains(out, "\x1b[2J") || !strings.Contains(out, ansiRed+`"old"`+ansiReset) {
+		t.Errorf("colour output:\n%q", out)
 	}
 }

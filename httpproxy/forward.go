@@ -330,9 +330,11 @@ func isHopByHop(name string) bool {
 	return false
 }
 
-// countingWriter records the final status and the body bytes written, and
-// flushes after every write so that a response streams as it arrives
-// (server-sent events reach the client event by event). It unwraps for
+// countingWriter records the final status and the body bytes written. It
+// does not flush: ReverseProxy flushes each write of a stream (unknown
+// length, event streams) through Flush, and a body of known length goes
+// out through the server's buffer in as few writes as it can (a flush per
+// copied chunk cost a write(2) each). It unwraps for
 // http.ResponseController (hijack).
 type countingWriter struct {
 	http.ResponseWriter
@@ -354,9 +356,6 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 	}
 	n, err := c.ResponseWriter.Write(b)
 	c.n += int64(n)
-	if err == nil {
-		c.Flush()
-	}
 	return n, err
 }
 

@@ -153,7 +153,7 @@ type Outcome struct {
 type Proxy struct {
 	cfg       Config
 	upstreams map[string]string
-	transport *http.Transport
+	transport *upstreamTransport
 	rp        *httputil.ReverseProxy
 	dialer    net.Dialer
 	resolver  *net.Resolver
@@ -237,27 +237,14 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p.idle = sync.NewCond(&p.mu)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.transport = &http.Transport{
-		Proxy:       nil, // never chain to a proxy from the environment
-		DialContext: p.dial,
-		TLSClientConfig: &tls.Config{
-			RootCAs:    cfg.RootCAs,
-			MinVersion: tls.VersionTLS12,
-		},
-		ForceAttemptHTTP2:      true,
-		DisableCompression:     true, // pass encodings through untouched
-		MaxIdleConns:           256,
-		MaxIdleConnsPerHost:    64,
-		IdleConnTimeout:        90 * time.Second,
-		TLSHandshakeTimeout:    10 * time.Second,
-		ExpectContinueTimeout:  time.Second,
-		MaxResponseHeaderBytes: 1 << 20,
-	}
+	p.transport = newUpstreamTransport(p.dial, cfg.RootCAs)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   p.rewrite,
 		Transport: p.transport,
-		// Writes are flushed one by one by countingWriter; an interval
-		// here would add a timer and a separate header flush per request.
+		// Zero: a response of known length is written through the
+		// server's buffer and flushed once, at the end; ReverseProxy
+		// flushes every write of a stream (unknown length, event
+		// streams) by itself.
 		FlushInterval:  0,
 		BufferPool:     bufferPool{},
 		ErrorLog:       cfg.ErrorLog,

@@ -427,6 +427,10 @@ func (r *Redactor) scrub(v any) any {
 	}
 }
 
+// Mentions reports whether s holds any form of a known secret: a cheap
+// test before Redact, for text that rarely holds one (MCP tool results).
+func (r *Redactor) Mentions(s string) bool { return r.mentions(s) }
+
 // mentions reports whether s holds any form of a known secret.
 func (r *Redactor) mentions(s string) bool {
 	fs := r.forms.Load()

@@ -102,7 +102,7 @@ func (allowAll) Decide(_ context.Context, actions []rules.Action, err error) mcp
 	return mcp.Ruling{RequestID: "x", Decisions: ds}
 }
 
-func (allowAll) HideTools() func(string) bool { return nil }
+func (allowAll) HideItems() mcp.Hider { return nil }
 
 // echoServer answers every request line at once with an empty result.
 func echoServer(in io.Reader, out io.WriteCloser) {

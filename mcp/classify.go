@@ -5,11 +5,19 @@ package mcp
 
 import (
 	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/url"
+	"path"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/tameflare/tf/connectors"
@@ -28,17 +36,70 @@ const (
 // actions.
 const maxNameLen = 1024
 
-// ToolType is the action type of a call of tool on server: mcp.<server>.<tool>,
-// the tool's name in lower case (action patterns are lower case;
-// resource.tool keeps the name as the server spells it).
+// ToolType is the action type of a call of tool on server:
+// mcp.<server>.<tool>, the tool's name as the server spells it (case and
+// all), with the bytes that could make it read as something else escaped
+// as %XX: "@" (a tool named "@ping" must not pass for the method ping),
+// "%", "*" (a pattern's wildcard), and everything outside printable ASCII.
+// resource.tool keeps the name exactly.
 func ToolType(server, tool string) string {
-	return "mcp." + server + "." + strings.ToLower(tool)
+	return "mcp." + server + "." + escapeSegment(tool)
 }
 
-// MethodType is the action type of any other message: mcp.<server>.@<method>.
+// MethodType is the action type of any other message:
+// mcp.<server>.@<method>, the method escaped like a tool name (methods are
+// case-sensitive: "Tools/List" is not tools/list).
 func MethodType(server, method string) string {
-	return "mcp." + server + ".@" + strings.ToLower(method)
+	return "mcp." + server + ".@" + escapeSegment(method)
 }
+
+// escapeSegment escapes the bytes of a tool or method name that an action
+// type must not hold as they are.
+func escapeSegment(s string) string {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if !segmentByte(s[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return s
+	}
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(s)+2*n)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if segmentByte(c) {
+			b = append(b, c)
+			continue
+		}
+		b = append(b, '%', hex[c>>4], hex[c&0xf])
+	}
+	return string(b)
+}
+
+// segmentByte reports the bytes a tool or method name keeps in an action
+// type.
+func segmentByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	case c == '_', c == '-', c == '.', c == '/', c == ':':
+		return true
+	}
+	return false
+}
+
+// UnlistedServer is the name of an MCP server that the policy does not
+// list: its host in parentheses, "(docs.evil.test)" or
+// "(127.0.0.1:8080)". Listed names hold only [a-z0-9_-], so no pattern
+// written for a listed server (mcp.docs.*) reaches an unlisted one, and
+// the parentheses say where the host ends and the tool begins.
+func UnlistedServer(host string) string { return "(" + host + ")" }
+
+// Listed reports whether server is a name the policy (or tf mcp wrap
+// --server) gave, not an unlisted host.
+func Listed(server string) bool { return !strings.HasPrefix(server, "(") }
 
 // MessageAction returns the action of one message to server. It fails on
 // what cannot be decided safely: a tool call without a name, arguments
@@ -113,6 +174,21 @@ func MessageAction(server string, m *Message) (rules.Action, error) {
 		if m.Params != nil && m.Params[0] != '{' && m.Params[0] != '[' {
 			return a, fmt.Errorf("%s params are neither an object nor an array", m.Method)
 		}
+		if _, ok := protocolMethods[m.Method]; ok && m.Params != nil && m.Params[0] == '[' {
+			return a, fmt.Errorf("%s params are an array; MCP's are objects", m.Method)
+		} else if ok && m.Params != nil {
+			// The protocol's own methods show their params to rules, and
+			// the baseline checks their shape.
+			d := &decoder{b: m.Params}
+			v, err := d.value()
+			if err == nil {
+				err = d.end()
+			}
+			if err != nil {
+				return a, fmt.Errorf("%s params: %w", m.Method, err)
+			}
+			a.Params, _ = v.(map[string]any)
+		}
 	}
 	a.Type = MethodType(server, m.Method)
 	return a, nil
@@ -146,36 +222,108 @@ func Actions(server string, msgs []Message) ([]rules.Action, error) {
 	return out, nil
 }
 
-// plumbing reports the methods the built-in baseline allows: the protocol's
-// own housekeeping, which a session cannot do without and which does
-// nothing on the server's side.
+// A paramKind is what a member of a protocol method's params must be.
+type paramKind uint8
+
+const (
+	pString paramKind = iota + 1
+	pObject
+	pNumber
+	pID // a string or a number: a request id or progress token
+)
+
+// protocolMethods are the client's messages that the built-in baseline
+// allows to a listed server, with the members their params may have
+// (_meta, an object, always may): the protocol's own housekeeping, which
+// a session cannot do without and which does nothing on the server's
+// side. Anything else, and these with other members or members of
+// another type, is decided by the rules alone.
+var protocolMethods = map[string]map[string]paramKind{
+	"initialize":                       {"protocolVersion": pString, "capabilities": pObject, "clientInfo": pObject},
+	"ping":                             {},
+	"notifications/initialized":        {},
+	"notifications/cancelled":          {"requestId": pID, "reason": pString},
+	"notifications/progress":           {"progressToken": pID, "progress": pNumber, "total": pNumber, "message": pString},
+	"notifications/roots/list_changed": {},
+	"tools/list":                       {"cursor": pString},
+	"resources/list":                   {"cursor": pString},
+	"resources/templates/list":         {"cursor": pString},
+	"prompts/list":                     {"cursor": pString},
+	// 2025-11-25 tasks: the client polls, fetches and cancels the tasks
+	// of calls that were decided already.
+	"tasks/list":   {"cursor": pString},
+	"tasks/get":    {"taskId": pString},
+	"tasks/result": {"taskId": pString},
+	"tasks/cancel": {"taskId": pString},
+	// The 2026-07-28 revision's successors of initialize and of the GET
+	// stream.
+	"server/discover":      {},
+	"subscriptions/listen": {},
+}
+
+// wellFormed reports whether params (decoded) hold only what the protocol
+// method's params may hold.
+func wellFormed(params map[string]any, kinds map[string]paramKind) bool {
+	for k, v := range params {
+		if k == "_meta" {
+			if _, ok := v.(map[string]any); !ok {
+				return false
+			}
+			continue
+		}
+		kind, ok := kinds[k]
+		if !ok {
+			return false
+		}
+		switch v.(type) {
+		case string:
+			ok = kind == pString || kind == pID
+		case map[string]any:
+			ok = kind == pObject
+		case float64:
+			ok = kind == pNumber || kind == pID
+		default:
+			ok = false
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// plumbing reports what the built-in baseline allows: on a listed server
+// only, the protocol's own methods with well-formed params, the GET
+// stream, ending a session, and the client's answers to the server's own
+// requests.
 func plumbing(a *rules.Action) bool {
-	_, rest, ok := strings.Cut(a.Type, ".@")
-	if !ok || a.Connector != "mcp" {
+	if a.Connector != "mcp" || !Listed(a.Resource["server"]) {
 		return false
 	}
-	switch {
-	case rest == "initialize", rest == "ping",
-		// The 2026-07-28 revision's successors of initialize and of the
-		// GET stream.
-		rest == "server/discover", rest == "subscriptions/listen",
-		strings.HasPrefix(rest, "notifications/"),
-		strings.HasSuffix(rest, "/list"),
-		rest == MethodStream[1:], rest == MethodSessionDelete[1:], rest == MethodResponse[1:]:
-		return true
+	method, ok := a.Resource["method"]
+	if ok && a.Resource["from"] == "server" {
+		kinds, ok := serverPlumbing[method]
+		return ok && a.Type == MethodType(a.Resource["server"], method) && wellFormed(a.Params, kinds)
 	}
-	return false
+	if !ok {
+		// Not a JSON-RPC request or notification: the GET stream, the
+		// DELETE, a response.
+		_, rest, _ := strings.Cut(a.Type, ".@")
+		return "@"+rest == MethodStream || "@"+rest == MethodSessionDelete || "@"+rest == MethodResponse
+	}
+	kinds, ok := protocolMethods[method]
+	return ok && a.Type == MethodType(a.Resource["server"], method) && wellFormed(a.Params, kinds)
 }
+
+// PinRule names tool pinning in decisions (mcp: {pin_tools}).
+const PinRule = "tf:mcp-pin"
 
 // BaselineRule names the built-in baseline in decisions.
 const BaselineRule = "tf:mcp-baseline"
 
 // Baseline applies the built-in baseline to the decision rules made for a:
-// protocol plumbing (initialize and server/discover, ping,
-// notifications/*, the */list methods, the GET stream and
-// subscriptions/listen, ending a session, and the client's answers to the
-// server's own requests) is allowed when no rule decided it, that is when
-// the policy's default did. A rule that matches plumbing, of any effect,
+// protocol plumbing to a listed server (see plumbing) is allowed when no
+// rule decided it, that is when the policy's default did. A rule that matches plumbing, of any effect,
 // still decides it; so does the kill switch.
 func Baseline(a *rules.Action, d rules.Decision) rules.Decision {
 	if d.KillSwitch || !plumbing(a) {
@@ -211,6 +359,39 @@ func enforcedMatch(d rules.Decision) bool {
 type Connector struct {
 	servers func() []rules.MCPServer
 	reads   func() rules.ParamsRead
+	// endpoints maps the endpoints that listed servers of the legacy
+	// HTTP+SSE transport announced (scheme://host/path, normalised) to
+	// their server's name.
+	endpoints  sync.Map
+	nEndpoints atomic.Int32
+}
+
+// maxEndpoints bounds the endpoints a connector learns.
+const maxEndpoints = 4096
+
+// LearnEndpoint notes the endpoint that the GET stream of the legacy
+// HTTP+SSE transport at stream (a URL of listed server) announced: data,
+// resolved against stream. It returns the endpoint's absolute URL, and
+// false when it is on another origin (which clients refuse too) or
+// unreadable. Posts to the endpoint's path are then the server's.
+func (c *Connector) LearnEndpoint(stream *url.URL, data, server string) (*url.URL, bool) {
+	ref, err := url.Parse(data)
+	if err != nil {
+		return nil, false
+	}
+	u := stream.ResolveReference(ref)
+	if u.Scheme != stream.Scheme || !strings.EqualFold(u.Host, stream.Host) {
+		return nil, false
+	}
+	key := u.Scheme + "://" + stripDefaultPort(u.Scheme, strings.ToLower(u.Host)) + normalPath(u.Path)
+	if _, loaded := c.endpoints.LoadOrStore(key, server); !loaded {
+		if c.nEndpoints.Add(1) > maxEndpoints {
+			c.endpoints.Delete(key)
+			c.nEndpoints.Add(-1)
+			return nil, false
+		}
+	}
+	return u, true
 }
 
 var (
@@ -255,24 +436,32 @@ func (*Connector) Name() string { return "mcp" }
 func (*Connector) Handles(string) bool { return false }
 
 // Server returns the name of the server r goes to: the mcp_servers entry
-// whose URL it falls under, else its host.
+// whose URL it falls under, else UnlistedServer of its host.
 func (c *Connector) Server(r *connectors.Request) (name string, listed bool) {
-	scheme, host, path := target(r)
+	scheme, host, p := target(r)
 	for _, s := range c.servers() {
-		if urlMatch(s.URL, scheme, host, path) {
+		if urlMatch(s.URL, scheme, host, p) {
 			return s.Name, true
 		}
 	}
-	h := r.Host()
-	if h == "" {
-		h = "unknown"
+	if name, ok := c.endpoints.Load(scheme + "://" + host + p); ok {
+		for _, s := range c.servers() {
+			if s.Name == name {
+				return s.Name, true
+			}
+		}
 	}
-	return h, false
+	if host == "" {
+		host = "unknown"
+	}
+	return UnlistedServer(host), false
 }
 
-// target returns r's scheme, lower-case host[:port] without a default port,
-// and path.
-func target(r *connectors.Request) (scheme, host, path string) {
+// target returns r's scheme, lower-case host[:port] without a default port
+// or a trailing dot, and its path normalised the way servers route:
+// percent-escapes decoded, lower case, dot segments resolved, repeated
+// slashes merged.
+func target(r *connectors.Request) (scheme, host, p string) {
 	scheme = r.Scheme
 	if scheme == "" {
 		scheme = r.HTTP.URL.Scheme
@@ -284,7 +473,46 @@ func target(r *connectors.Request) (scheme, host, path string) {
 	if host == "" {
 		host = r.HTTP.Host
 	}
-	return scheme, stripDefaultPort(scheme, strings.ToLower(host)), r.HTTP.URL.Path
+	host = stripDefaultPort(scheme, strings.ToLower(host))
+	if strings.HasSuffix(host, ".") || strings.Contains(host, ".:") {
+		if h, port, err := net.SplitHostPort(host); err == nil {
+			host = net.JoinHostPort(strings.TrimRight(h, "."), port)
+		} else {
+			host = strings.TrimRight(host, ".")
+		}
+	}
+	return scheme, host, normalPath(r.HTTP.URL.Path)
+}
+
+// normalPath is p (decoded) as servers that route without regard to case
+// (Express, the TypeScript SDK's default) and that resolve dot segments
+// see it; a trailing slash is kept off.
+func normalPath(p string) string {
+	if p == "" || p == "/" {
+		return "/"
+	}
+	if normalAlready(p) {
+		return p
+	}
+	return path.Clean("/" + strings.ToLower(strings.ReplaceAll(p, "\\", "/")))
+}
+
+// normalAlready reports a path that normalPath leaves as it is: absolute,
+// lower case, without a trailing slash, a backslash, repeated slashes or
+// a segment that starts with a dot.
+func normalAlready(p string) bool {
+	if p[0] != '/' || p[len(p)-1] == '/' {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case 'A' <= c && c <= 'Z', c == '\\':
+			return false
+		case c == '/' && i+1 < len(p) && (p[i+1] == '/' || p[i+1] == '.'):
+			return false
+		}
+	}
+	return true
 }
 
 func stripDefaultPort(scheme, host string) string {
@@ -298,25 +526,32 @@ func stripDefaultPort(scheme, host string) string {
 }
 
 // urlMatch reports whether the request falls under u, a URL the policy
-// loader normalised (scheme://host[:port]/path, no trailing slash).
-func urlMatch(u, scheme, host, path string) bool {
+// loader normalised (scheme://host[:port]/path, no trailing slash); p is
+// normalised by normalPath.
+func urlMatch(u, scheme, host, p string) bool {
 	rest, ok := strings.CutPrefix(u, scheme+"://")
 	if !ok {
 		return false
 	}
-	uhost, upath, _ := strings.Cut(rest, "/")
+	uhost, upath := rest, ""
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		uhost, upath = rest[:i], rest[i:]
+	}
 	if stripDefaultPort(scheme, uhost) != host {
 		return false
 	}
-	if upath == "" {
+	if upath == "" || upath == "/" {
 		return true
 	}
-	upath = "/" + upath
-	return path == upath || path == upath+"/" || strings.HasPrefix(path, upath+"/")
+	upath = normalPath(upath)
+	return p == upath || len(p) > len(upath) && p[len(upath)] == '/' && strings.HasPrefix(p, upath)
 }
 
 // Sniff reports whether r is MCP: it goes to a listed server, carries an
-// MCP header, or posts a JSON-RPC body.
+// MCP header, or posts a body that is or may be JSON-RPC: a JSON object
+// or array with a "jsonrpc" key anywhere in what tf sees of it (escaped
+// or in any case), JSON in UTF-16 or UTF-32, or a Content-Encoding tf
+// cannot read. What is claimed and is not valid MCP is refused.
 func (c *Connector) Sniff(r *connectors.Request) bool {
 	if _, listed := c.Server(r); listed {
 		return true
@@ -328,11 +563,108 @@ func (c *Connector) Sniff(r *connectors.Request) bool {
 	if r.HTTP.Method != http.MethodPost {
 		return false
 	}
-	b := bytes.TrimLeft(r.Body, " \t\r\n")
+	body, err := decodedBody(r, true)
+	if err != nil {
+		return true // an encoding tf cannot read: refused by Classify
+	}
+	return looksLikeJSONRPC(body)
+}
+
+// looksLikeJSONRPC reports whether b (the start of a body) may be a
+// JSON-RPC message for a server's parser.
+func looksLikeJSONRPC(b []byte) bool {
+	if wideJSON(b) {
+		return true
+	}
+	b = bytes.TrimPrefix(b, utf8BOM)
+	b = bytes.TrimLeft(b, " \t\r\n")
 	if len(b) == 0 || (b[0] != '{' && b[0] != '[') {
 		return false
 	}
-	return bytes.Contains(b[:min(len(b), 4096)], []byte(`"jsonrpc"`))
+	if bytes.Contains(b, []byte(`"jsonrpc"`)) {
+		return true
+	}
+	// Slower paths for what a server's parser reads as the same key:
+	// another case (encoding/json ignores case) or \u escapes.
+	return containsFold(b, "jsonrpc") || bytes.Contains(b, []byte(`\u`)) || bytes.Contains(b, []byte(`\U`))
+}
+
+var utf8BOM = []byte{0xef, 0xbb, 0xbf}
+
+// wideJSON reports a body in UTF-16 or UTF-32: a byte-order mark, or a NUL
+// beside the first non-space character, which UTF-8 JSON never has.
+func wideJSON(b []byte) bool {
+	switch {
+	case bytes.HasPrefix(b, []byte{0xfe, 0xff}), bytes.HasPrefix(b, []byte{0xff, 0xfe}),
+		bytes.HasPrefix(b, []byte{0, 0, 0xfe, 0xff}):
+		return true
+	}
+	return len(b) >= 2 && (b[0] == 0 || b[1] == 0)
+}
+
+// containsFold reports whether b holds s (lower case ASCII) in any case.
+func containsFold(b []byte, s string) bool {
+	for i := 0; i+len(s) <= len(b); i++ {
+		if b[i]|0x20 == s[0] && bytes.EqualFold(b[i:i+len(s)], []byte(s)) {
+			return true
+		}
+	}
+	return false
+}
+
+// maxDecodedBytes bounds what tf inflates of a compressed body.
+const maxDecodedBytes = 4 << 20
+
+// errTruncated says that a body is larger than what tf inspects.
+var errTruncated = errors.New("larger than tf inspects")
+
+// decodedBody returns r's body with its Content-Encoding undone (gzip,
+// x-gzip, deflate; identity or none as it is). Other encodings are an
+// error: tf cannot see what the server would. With partial, a body that
+// tf saw only the start of gives what inflates of that start; otherwise
+// it is errTruncated.
+func decodedBody(r *connectors.Request, partial bool) ([]byte, error) {
+	encs := r.HTTP.Header.Values("Content-Encoding")
+	var list []string
+	for _, v := range encs {
+		for _, e := range strings.Split(v, ",") {
+			if e = strings.ToLower(strings.TrimSpace(e)); e != "" && e != "identity" {
+				list = append(list, e)
+			}
+		}
+	}
+	if len(list) == 0 {
+		return r.Body, nil
+	}
+	if r.Truncated && !partial {
+		return nil, errTruncated
+	}
+	b := r.Body
+	// Encodings are listed in the order they were applied.
+	for i := len(list) - 1; i >= 0; i-- {
+		var zr io.Reader
+		var err error
+		switch list[i] {
+		case "gzip", "x-gzip":
+			zr, err = gzip.NewReader(bytes.NewReader(b))
+		case "deflate":
+			zr, err = zlib.NewReader(bytes.NewReader(b))
+		default:
+			return nil, fmt.Errorf("Content-Encoding %q, which tf cannot read", list[i])
+		}
+		if err != nil {
+			return nil, fmt.Errorf("Content-Encoding %s: %w", list[i], err)
+		}
+		out, err := io.ReadAll(io.LimitReader(zr, maxDecodedBytes+1))
+		if len(out) > maxDecodedBytes {
+			return nil, fmt.Errorf("Content-Encoding %s: more than %d bytes decoded: %w", list[i], maxDecodedBytes, errTruncated)
+		}
+		if err != nil && !(partial && r.Truncated && errors.Is(err, io.ErrUnexpectedEOF)) {
+			return nil, fmt.Errorf("Content-Encoding %s: %w", list[i], err)
+		}
+		b = out
+	}
+	return b, nil
 }
 
 // Classify returns one action per JSON-RPC message of a POST (every
@@ -341,11 +673,15 @@ func (c *Connector) Sniff(r *connectors.Request) bool {
 func (c *Connector) Classify(r *connectors.Request) ([]rules.Action, error) {
 	server, _ := c.Server(r)
 	switch r.HTTP.Method {
-	case http.MethodGet:
-		return []rules.Action{{Connector: "mcp", Type: "mcp." + server + "." + MethodStream,
-			Resource: map[string]string{"server": server}}}, nil
-	case http.MethodDelete:
-		return []rules.Action{{Connector: "mcp", Type: "mcp." + server + "." + MethodSessionDelete,
+	case http.MethodGet, http.MethodDelete:
+		if len(r.Body) > 0 || r.Truncated || r.HTTP.ContentLength > 0 {
+			return nil, fmt.Errorf("an MCP %s with a body, which MCP does not define", r.HTTP.Method)
+		}
+		m := MethodStream
+		if r.HTTP.Method == http.MethodDelete {
+			m = MethodSessionDelete
+		}
+		return []rules.Action{{Connector: "mcp", Type: "mcp." + server + "." + m,
 			Resource: map[string]string{"server": server}}}, nil
 	case http.MethodPost:
 	default:
@@ -354,7 +690,14 @@ func (c *Connector) Classify(r *connectors.Request) ([]rules.Action, error) {
 	if r.Truncated {
 		return nil, fmt.Errorf("MCP message larger than the %d bytes tf inspects", len(r.Body))
 	}
-	msgs, batch, err := parse(r.Body, argsRead(c.reads))
+	body, err := decodedBody(r, false)
+	if err != nil {
+		return nil, fmt.Errorf("MCP message: %w", err)
+	}
+	if wideJSON(body) {
+		return nil, errors.New("MCP message in UTF-16 or UTF-32; JSON-RPC over MCP is UTF-8")
+	}
+	msgs, batch, err := parse(body, argsRead(c.reads))
 	if err != nil {
 		return nil, err
 	}
@@ -437,4 +780,40 @@ func describe(m *Message) string {
 		return "a response"
 	}
 	return m.Method
+}
+
+// ServerRequestAction returns the action of a request the server sends
+// the client (sampling/createMessage, elicitation/create, roots/list,
+// ping): mcp.<server>.@<method>, with resource.from "server" and the
+// request's params, so that rules decide what a server may ask of the
+// client and its model.
+func ServerRequestAction(server string, m *Message) (rules.Action, error) {
+	a := rules.Action{Connector: "mcp", Type: MethodType(server, m.Method),
+		Resource: map[string]string{"server": server, "method": m.Method, "from": "server"}}
+	if err := checkName("method", m.Method); err != nil {
+		return a, err
+	}
+	if m.Params != nil && m.Params[0] == '{' {
+		d := &decoder{b: m.Params}
+		v, err := d.value()
+		if err == nil {
+			err = d.end()
+		}
+		if err != nil {
+			return a, fmt.Errorf("%s params: %w", m.Method, err)
+		}
+		a.Params, _ = v.(map[string]any)
+	} else if m.Params != nil {
+		return a, fmt.Errorf("%s params are not an object", m.Method)
+	}
+	return a, nil
+}
+
+// serverPlumbing are the server's requests that the baseline allows: a
+// ping, and asking for the client's roots (the workspace it was started
+// in), which sessions do as a matter of course. Sampling and elicitation
+// are decided by the rules.
+var serverPlumbing = map[string]map[string]paramKind{
+	"ping":       {},
+	"roots/list": {},
 }

@@ -1,6 +1,8 @@
 package mcp
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -8,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"unicode/utf16"
 
 	"github.com/tameflare/tf/connectors"
 	"github.com/tameflare/tf/rules"
@@ -43,16 +46,23 @@ func TestClassifyMessages(t *testing.T) {
 			name: "tool call with arguments",
 			url:  "https://mcp.example.com/mcp",
 			body: `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"Search","arguments":{"q":"x","n":2,"deep":{"a":[1,"b",null,true]}}}}`,
-			want: []rules.Action{{Connector: "mcp", Type: "mcp.docs.search",
+			want: []rules.Action{{Connector: "mcp", Type: "mcp.docs.Search",
 				Resource: map[string]string{"server": "docs", "tool": "Search", "method": "tools/call"},
 				Params:   map[string]any{"q": "x", "n": 2.0, "deep": map[string]any{"a": []any{1.0, "b", nil, true}}}}},
 		},
 		{
-			name: "an unlisted host is named after itself",
-			url:  "https://other.example.org/x",
+			name: "an unlisted host is named after itself, in parentheses",
+			url:  "https://Other.Example.org:443/x",
 			body: `{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"t"}}`,
-			want: []rules.Action{{Connector: "mcp", Type: "mcp.other.example.org.t",
-				Resource: map[string]string{"server": "other.example.org", "tool": "t", "method": "tools/call"}, Params: map[string]any{}}},
+			want: []rules.Action{{Connector: "mcp", Type: "mcp.(other.example.org).t",
+				Resource: map[string]string{"server": "(other.example.org)", "tool": "t", "method": "tools/call"}, Params: map[string]any{}}},
+		},
+		{
+			name: "a listed server under another spelling of its path",
+			url:  "https://MCP.example.com./%4dCP//",
+			body: `{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"t"}}`,
+			want: []rules.Action{{Connector: "mcp", Type: "mcp.docs.t",
+				Resource: map[string]string{"server": "docs", "tool": "t", "method": "tools/call"}, Params: map[string]any{}}},
 		},
 		{
 			name: "resources/read carries the uri",
@@ -76,6 +86,23 @@ func TestClassifyMessages(t *testing.T) {
 				{Connector: "mcp", Type: "mcp.docs.@notifications/initialized", Resource: map[string]string{"server": "docs", "method": "notifications/initialized"}},
 				{Connector: "mcp", Type: "mcp.docs.@response", Resource: map[string]string{"server": "docs"}, Params: map[string]any{"error": false}},
 				{Connector: "mcp", Type: "mcp.docs.@tools/list", Resource: map[string]string{"server": "docs", "method": "tools/list"}},
+			},
+		},
+		{
+			name: "protocol methods show their params",
+			url:  "https://mcp.example.com/mcp",
+			body: `{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{"cursor":"c2"}}`,
+			want: []rules.Action{{Connector: "mcp", Type: "mcp.docs.@tools/list",
+				Resource: map[string]string{"server": "docs", "method": "tools/list"}, Params: map[string]any{"cursor": "c2"}}},
+		},
+		{
+			name: "tool names that look like methods are escaped",
+			url:  "https://mcp.example.com/mcp",
+			body: `[{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"x.@ping"}},{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"@tools/list"}},{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"a*b %"}}]`,
+			want: []rules.Action{
+				{Connector: "mcp", Type: "mcp.docs.x.%40ping", Resource: map[string]string{"server": "docs", "tool": "x.@ping", "method": "tools/call"}, Params: map[string]any{}},
+				{Connector: "mcp", Type: "mcp.docs.%40tools/list", Resource: map[string]string{"server": "docs", "tool": "@tools/list", "method": "tools/call"}, Params: map[string]any{}},
+				{Connector: "mcp", Type: "mcp.docs.a%2Ab%20%25", Resource: map[string]string{"server": "docs", "tool": "a*b %", "method": "tools/call"}, Params: map[string]any{}},
 			},
 		},
 	}
@@ -111,6 +138,12 @@ func TestClassifyRefuses(t *testing.T) {
 		{"empty batch", `[]`, nil, false, "empty JSON-RPC batch"},
 		{"batch with garbage", `[` + call + `,7]`, nil, false, "batch element 2 is not an object"},
 		{"oversized", call, nil, true, "larger than"},
+		{"protocol method with array params", `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":[1]}`, nil, false, "params are an array"},
+		{"UTF-16", "\xff\xfe" + utf16le(call), nil, false, "UTF-16"},
+		{"UTF-16 without a mark", utf16le(call), nil, false, "UTF-16"},
+		{"UTF-32", "\x00\x00\xfe\xff" + strings.Repeat("\x00\x00\x00{", 1), nil, false, "UTF-16"},
+		{"unknown encoding", call, http.Header{"Content-Encoding": {"br"}}, false, `Content-Encoding "br"`},
+		{"gzip that is not", call, http.Header{"Content-Encoding": {"gzip"}}, false, "Content-Encoding gzip"},
 		{"Mcp-Name mismatch", call, http.Header{"Mcp-Method": {"tools/call"}, "Mcp-Name": {"harmless"}}, false, `Mcp-Name header "harmless" does not match`},
 		{"Mcp-Method mismatch", call, http.Header{"Mcp-Method": {"tools/list"}}, false, "Mcp-Method header"},
 		{"headers on a batch", `[` + call + `]`, http.Header{"Mcp-Method": {"tools/call"}}, false, "on a batch"},
@@ -152,6 +185,20 @@ func TestSniff(t *testing.T) {
 		{"https://api.example.org/rpc", "POST", ` {"jsonrpc":"2.0","id":1,"method":"x"}`, nil, true},
 		{"https://api.example.org/rpc", "POST", `{"query":"{ viewer }"}`, nil, false},
 		{"https://api.example.org/rpc", "GET", ``, http.Header{"Mcp-Protocol-Version": {"2025-06-18"}}, true},
+		// A listed server whatever the spelling of its host and path.
+		{"https://MCP.Example.com/MCP", "POST", "garbage", nil, true},
+		{"https://mcp.example.com/a/../mcp/", "POST", "garbage", nil, true},
+		{"https://mcp.example.com//mcp", "POST", "garbage", nil, true},
+		// JSON-RPC however it hides on an unlisted host.
+		{"https://api.example.org/rpc", "POST", `{"json\u0072pc":"2.0","id":1,"method":"x"}`, nil, true},
+		{"https://api.example.org/rpc", "POST", `{"JSONRPC":"2.0","id":1,"method":"x"}`, nil, true},
+		{"https://api.example.org/rpc", "POST", strings.Repeat(" ", 5000) + `{"id":1,"method":"x","jsonrpc":"2.0"}`, nil, true},
+		{"https://api.example.org/rpc", "POST", `{"id":1,"method":"x","params":{"pad":"` + strings.Repeat("x", 5000) + `"},"jsonrpc":"2.0"}`, nil, true},
+		{"https://api.example.org/rpc", "POST", "\xef\xbb\xbf" + `{"jsonrpc":"2.0","id":1,"method":"x"}`, nil, true},
+		{"https://api.example.org/rpc", "POST", utf16le(`{"jsonrpc":"2.0","id":1,"method":"x"}`), nil, true},
+		{"https://api.example.org/rpc", "POST", gzipped(`{"jsonrpc":"2.0","id":1,"method":"x"}`), http.Header{"Content-Encoding": {"gzip"}}, true},
+		{"https://api.example.org/rpc", "POST", gzipped(`{"query":"{ viewer }"}`), http.Header{"Content-Encoding": {"gzip"}}, false},
+		{"https://api.example.org/rpc", "POST", `anything`, http.Header{"Content-Encoding": {"br"}}, true},
 	}
 	for _, tc := range cases {
 		r := post(t, tc.url, tc.body, tc.header)
@@ -172,44 +219,137 @@ func loadPolicy(t testing.TB, src string) *rules.Policy {
 }
 
 func TestBaseline(t *testing.T) {
-	strict := loadPolicy(t, "version: 1\ndefault: deny\nrules:\n  - {name: no-lists, actions: [mcp.docs.@resources/list], decision: deny, reason: no}\n")
-	act := func(typ string) *rules.Action {
-		return &rules.Action{Connector: "mcp", Type: typ, Resource: map[string]string{"server": "docs"}}
+	strict := loadPolicy(t, "version: 1\ndefault: deny\nmcp_servers: [{name: docs, url: \"https://mcp.example.com/mcp\"}]\nrules:\n  - {name: no-lists, actions: [mcp.docs.@resources/list], decision: deny, reason: no}\n")
+	c := NewConnector(servers(strict.MCPServers...))
+	act := func(url, method, body string) *rules.Action {
+		t.Helper()
+		r := post(t, url, body, nil)
+		r.HTTP.Method = method
+		as, err := c.Classify(r)
+		if err != nil || len(as) != 1 {
+			t.Fatalf("%s %s: %v", url, body, err)
+		}
+		return &as[0]
 	}
+	msg := func(method, params string) string {
+		if params != "" {
+			params = `,"params":` + params
+		}
+		return `{"jsonrpc":"2.0","id":1,"method":"` + method + `"` + params + `}`
+	}
+	note := func(method, params string) string {
+		if params != "" {
+			params = `,"params":` + params
+		}
+		return `{"jsonrpc":"2.0","method":"` + method + `"` + params + `}`
+	}
+	const listed, unlisted = "https://mcp.example.com/mcp", "https://evil.example.org/mcp"
 	for _, tc := range []struct {
-		typ  string
-		want rules.Effect
-		rule string
+		url, method, body string
+		want              rules.Effect
+		rule              string
 	}{
-		{"mcp.docs.@initialize", rules.Allow, BaselineRule},
-		{"mcp.docs.@ping", rules.Allow, BaselineRule},
-		{"mcp.docs.@notifications/initialized", rules.Allow, BaselineRule},
-		{"mcp.docs.@tools/list", rules.Allow, BaselineRule},
-		{"mcp.docs.@resources/templates/list", rules.Allow, BaselineRule},
-		{"mcp.docs.@resources/list", rules.Deny, "no-lists"}, // a rule overrides the baseline
-		{"mcp.docs.@resources/read", rules.Deny, ""},
-		{"mcp.docs.search", rules.Deny, ""},
+		{listed, "POST", msg("initialize", `{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"c","version":"1"}}`), rules.Allow, BaselineRule},
+		{listed, "POST", msg("ping", ""), rules.Allow, BaselineRule},
+		{listed, "POST", msg("ping", `{"_meta":{"progressToken":1}}`), rules.Allow, BaselineRule},
+		{listed, "POST", note("notifications/initialized", ""), rules.Allow, BaselineRule},
+		{listed, "POST", note("notifications/cancelled", `{"requestId":3,"reason":"user"}`), rules.Allow, BaselineRule},
+		{listed, "POST", msg("tools/list", `{"cursor":"abc"}`), rules.Allow, BaselineRule},
+		{listed, "POST", msg("resources/templates/list", ""), rules.Allow, BaselineRule},
+		{listed, "POST", msg("tasks/get", `{"taskId":"t1"}`), rules.Allow, BaselineRule},
+		{listed, "POST", msg("tasks/result", `{"taskId":"t1"}`), rules.Allow, BaselineRule},
+		{listed, "POST", msg("tasks/cancel", `{"taskId":"t1"}`), rules.Allow, BaselineRule},
+		{listed, "GET", "", rules.Allow, BaselineRule},
+		{listed, "DELETE", "", rules.Allow, BaselineRule},
+		{listed, "POST", `{"jsonrpc":"2.0","id":9,"result":{}}`, rules.Allow, BaselineRule},
+		{listed, "POST", msg("resources/list", ""), rules.Deny, "no-lists"}, // a rule overrides the baseline
+		{listed, "POST", msg("resources/read", `{"uri":"file:///x"}`), rules.Deny, ""},
+		{listed, "POST", msg("tools/call", `{"name":"search"}`), rules.Deny, ""},
+		// Not the protocol's own methods, or not well-formed: decided as
+		// what they are.
+		{listed, "POST", msg("anything/list", `{"data":"x"}`), rules.Deny, ""},
+		{listed, "POST", note("notifications/anything", `{"data":"x"}`), rules.Deny, ""},
+		{listed, "POST", msg("ping", `{"data":"exfiltrated"}`), rules.Deny, ""},
+		{listed, "POST", msg("tools/list", `{"cursor":{"data":"x"}}`), rules.Deny, ""},
+		{listed, "POST", msg("Tools/List", ""), rules.Deny, ""},
+		{listed, "POST", msg("initialize", `{"protocolVersion":"2025-06-18","data":"x"}`), rules.Deny, ""},
+		// Nothing is plumbing to a server the policy does not list.
+		{unlisted, "POST", msg("initialize", `{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"c","version":"1"}}`), rules.Deny, ""},
+		{unlisted, "POST", msg("ping", ""), rules.Deny, ""},
+		{unlisted, "POST", note("notifications/initialized", ""), rules.Deny, ""},
+		{unlisted, "POST", msg("tools/list", ""), rules.Deny, ""},
+		{unlisted, "GET", "", rules.Deny, ""},
+		{unlisted, "DELETE", "", rules.Deny, ""},
+		{unlisted, "POST", `{"jsonrpc":"2.0","id":9,"result":{}}`, rules.Deny, ""},
 	} {
-		a := act(tc.typ)
+		var h http.Header
+		if tc.method != "POST" {
+			h = http.Header{"Mcp-Session-Id": {"s1"}}
+		}
+		r := post(t, tc.url, tc.body, h)
+		r.HTTP.Method = tc.method
+		as, err := c.Classify(r)
+		if err != nil || len(as) != 1 {
+			t.Fatalf("%s %s %s: %v", tc.method, tc.url, tc.body, err)
+		}
+		a := &as[0]
 		d := Baseline(a, strict.Decide(a))
 		if d.Effect != tc.want || d.Rule != tc.rule {
-			t.Errorf("%s: %s by %q, want %s by %q", tc.typ, d.Effect, d.Rule, tc.want, tc.rule)
+			t.Errorf("%s %s %s (%s): %s by %q, want %s by %q", tc.method, tc.url, tc.body, a.Type, d.Effect, d.Rule, tc.want, tc.rule)
 		}
 	}
 	// Monitor mode: plumbing is not reported as "would deny".
 	mon := &rules.Decider{Policy: strict, Mode: rules.Monitor}
-	a := act("mcp.docs.@ping")
+	a := act(listed, "POST", msg("ping", ""))
 	if d := Baseline(a, mon.Decide(a)); d.Monitor || d.Would != "" || d.Rule != BaselineRule {
 		t.Errorf("monitor: %+v", d)
 	}
-	a = act("mcp.docs.search")
+	a = act(listed, "POST", msg("tools/call", `{"name":"search"}`))
 	if d := Baseline(a, mon.Decide(a)); !d.Monitor || d.Would != rules.Deny {
 		t.Errorf("monitor call: %+v", d)
 	}
 	// The kill switch is never overridden.
-	killed := Baseline(act("mcp.docs.@ping"), rules.Decision{Effect: rules.Deny, KillSwitch: true})
+	killed := Baseline(act(listed, "POST", msg("ping", "")), rules.Decision{Effect: rules.Deny, KillSwitch: true})
 	if killed.Effect != rules.Deny {
 		t.Errorf("kill switch overridden: %+v", killed)
+	}
+}
+
+// A rule for a listed server reaches none of the unlisted ones, and a rule
+// for a tool none of another case.
+func TestNamesDoNotCollide(t *testing.T) {
+	p := loadPolicy(t, `version: 1
+default: deny
+mcp_servers: [{name: docs, url: "https://mcp.example.com/mcp"}]
+rules:
+  - {name: docs, actions: ["mcp.docs.*"], decision: allow}
+  - {name: safe, actions: [mcp.other.safe], decision: allow}
+  - {name: pings, actions: ["mcp.*.@ping"], decision: allow}
+`)
+	c := NewConnector(servers(p.MCPServers...))
+	for _, tc := range []struct{ url, tool string }{
+		{"https://docs.evil.test/mcp", "echo"},
+		{"https://docs/mcp", "echo"},
+		{"https://other/mcp", "SAFE"},
+		{"https://mcp.example.com/mcp", "x.@ping"},
+	} {
+		as, err := c.Classify(post(t, tc.url, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"`+tc.tool+`"}}`, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.tool == "x.@ping" {
+			// docs allows every tool of docs; but no @ping rule reads it.
+			if d := p.Decide(&as[0]); d.Rule != "docs" {
+				t.Errorf("%s on %s: %+v", tc.tool, tc.url, d)
+			}
+			if plumbing(&as[0]) {
+				t.Errorf("tool %s is plumbing", tc.tool)
+			}
+			continue
+		}
+		if d := Baseline(&as[0], p.Decide(&as[0])); d.Effect != rules.Deny {
+			t.Errorf("%s on %s (%s): %s by %s", tc.tool, tc.url, as[0].Type, d.Effect, d.Rule)
+		}
 	}
 }
 
@@ -228,7 +368,7 @@ rules:
 		want bool
 	}{
 		{"read_file", false}, // denied only for some arguments
-		{"Read_File", false},
+		{"Read_File", true},  // another tool: names keep their case
 		{"delete", true},
 		{"readme", false}, // a shadow rule refuses nothing
 		{"write", false},  // a person may approve it
@@ -351,5 +491,48 @@ rules:
 	}
 	if !reflect.DeepEqual(acts[0].Params["options"], []any{map[string]any{"k": 1.0}}) {
 		t.Fatalf("options = %#v, want decoded", acts[0].Params["options"])
+	}
+}
+
+func utf16le(s string) string {
+	var b []byte
+	for _, u := range utf16.Encode([]rune(s)) {
+		b = append(b, byte(u), byte(u>>8))
+	}
+	return string(b)
+}
+
+func gzipped(s string) string {
+	var b bytes.Buffer
+	w := gzip.NewWriter(&b)
+	w.Write([]byte(s))
+	w.Close()
+	return b.String()
+}
+
+// A gzip body is classified as what it decodes to.
+func TestClassifyDecodesGzip(t *testing.T) {
+	c := NewConnector(nil)
+	r := post(t, "https://api.example.org/rpc", gzipped(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete"}}`), http.Header{"Content-Encoding": {"gzip"}})
+	got, err := c.Classify(r)
+	if err != nil || len(got) != 1 || got[0].Type != "mcp.(api.example.org).delete" {
+		t.Fatalf("%+v %v", got, err)
+	}
+}
+
+// GET and DELETE carry no body: one with a body is refused, not forwarded
+// unread.
+func TestClassifyRefusesBodiesOfGetAndDelete(t *testing.T) {
+	c := NewConnector(servers(rules.MCPServer{Name: "docs", URL: "https://mcp.example.com/mcp"}))
+	for _, m := range []string{"GET", "DELETE"} {
+		r := post(t, "https://mcp.example.com/mcp", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete"}}`, nil)
+		r.HTTP.Method = m
+		if _, err := c.Classify(r); err == nil || !strings.Contains(err.Error(), "with a body") {
+			t.Errorf("%s: %v", m, err)
+		}
+		r.Body = nil
+		if _, err := c.Classify(r); err != nil {
+			t.Errorf("%s without a body: %v", m, err)
+		}
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-func hideDelete(tool string) bool { return tool == "delete" }
+func hideDelete(kind ListKind, name string) bool { return kind == ToolList && name == "delete" }
 
 const toolList = `{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"read","inputSchema":{"type":"object"}},{"name":"delete","inputSchema":{"type":"object"}}],"nextCursor":"c2"}}`
 
@@ -41,7 +41,7 @@ func toolNames(t *testing.T, msg []byte) []string {
 func TestFilterJSONResponse(t *testing.T) {
 	res := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}, "Content-Length": {"999"}},
 		Body: io.NopCloser(strings.NewReader(toolList))}
-	if err := ResponseFilter(map[string]bool{idKey([]byte("7")): true}, hideDelete)(res); err != nil {
+	if err := ResponseFilter(map[string]ListKind{idKey([]byte("7")): ToolList}, hideDelete)(res); err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(res.Body)
@@ -53,14 +53,14 @@ func TestFilterJSONResponse(t *testing.T) {
 	}
 	// Another id is not touched.
 	res = &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(toolList))}
-	_ = ResponseFilter(map[string]bool{idKey([]byte(`"7"`)): true}, hideDelete)(res)
+	_ = ResponseFilter(map[string]ListKind{idKey([]byte(`"7"`)): ToolList}, hideDelete)(res)
 	body, _ = io.ReadAll(res.Body)
 	if string(body) != toolList {
 		t.Errorf("answer to another id changed: %s", body)
 	}
 	// What cannot be read is replaced, not passed on (fail closed).
 	res = &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(`{"jsonrpc":"2.0","id":7,"result":{"tools":"nope"}}`))}
-	_ = ResponseFilter(map[string]bool{idKey([]byte("7")): true}, hideDelete)(res)
+	_ = ResponseFilter(map[string]ListKind{idKey([]byte("7")): ToolList}, hideDelete)(res)
 	body, _ = io.ReadAll(res.Body)
 	if !bytes.Contains(body, []byte("could not filter")) || bytes.Contains(body, []byte("nope")) {
 		t.Errorf("unreadable list passed on: %s", body)
@@ -75,7 +75,7 @@ func TestFilterSSEStreams(t *testing.T) {
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	res := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/event-stream"}}, Body: pr}
-	if err := ResponseFilter(map[string]bool{idKey([]byte("7")): true}, hideDelete)(res); err != nil {
+	if err := ResponseFilter(map[string]ListKind{idKey([]byte("7")): ToolList}, hideDelete)(res); err != nil {
 		t.Fatal(err)
 	}
 	events := make(chan Event, 4)

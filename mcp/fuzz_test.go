@@ -150,3 +150,54 @@ func FuzzSSE(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAnswerReaders: the readers of answers and of messages too large to
+// read whole never panic, agree with encoding/json on what they find, and
+// redaction leaves valid JSON valid and without the secret.
+func FuzzAnswerReaders(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"s3cret"}],"isError":true}}`,
+		`{"jsonrpc":"2.0","id":"a","result":{"tools":[{"name":"x"}]}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage","params":{}}`,
+		`{"id":"\u0073\u0033cret","result":{"text":"\u0073\u0033cret"}}`,
+		`[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"x"}]`,
+		`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"x","arguments":{"a":"`,
+	} {
+		f.Add([]byte(s))
+	}
+	const secret = "s3cret"
+	mentions := func(s string) bool { return bytes.Contains([]byte(s), []byte(secret)) }
+	redact := func(s string) string {
+		return string(bytes.ReplaceAll([]byte(s), []byte(secret), []byte("[redacted]")))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, ok := responseHead(b)
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method *string         `json:"method"`
+		}
+		if ok && json.Valid(b) && json.Unmarshal(b, &m) == nil && m.Method == nil && h.id != nil {
+			var a, c any
+			if json.Unmarshal(h.id, &a) != nil || json.Unmarshal(m.ID, &c) != nil || !reflect.DeepEqual(a, c) {
+				t.Fatalf("id %s, encoding/json %s", h.id, m.ID)
+			}
+		}
+		if h.spelt && !bytes.Contains(b, []byte(`\u`)) && !bytes.Contains(b, []byte(`\/`)) {
+			t.Fatalf("%s: a \\u or \\/ escape where there is none", b)
+		}
+		if id := leadingID(b); id != nil && !json.Valid(id) {
+			t.Fatalf("leadingID %q", id)
+		}
+		listShape(h.result)
+		ResultText(b)
+		out, changed := RedactMessage(b, mentions, redact)
+		if changed && json.Valid(b) {
+			if !json.Valid(out) {
+				t.Fatalf("redacting %s gave %s", b, out)
+			}
+			if bytes.Contains(out, []byte(secret)) {
+				t.Fatalf("the secret is left in %s", out)
+			}
+		}
+	})
+}

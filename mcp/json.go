@@ -57,6 +57,9 @@ type decoder struct {
 	// spaced is set whenever whitespace between tokens is skipped, so
 	// that a kept value without any is copied rather than compacted.
 	spaced bool
+	// spelt is set when a string holds a \u or \/ escape: text that a
+	// byte search cannot find as it is (see RedactMessage).
+	spelt bool
 }
 
 // Strings up to arenaMax bytes are copied into an arena of arenaSize.
@@ -569,9 +572,13 @@ func (d *decoder) scanString() (raw []byte, escaped bool, err error) {
 				return nil, false, errEnd
 			}
 			switch b[i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case '"', '\\', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case '/':
+				d.spelt = true
 				i += 2
 			case 'u':
+				d.spelt = true
 				if i+6 > len(b) {
 					d.i = i
 					return nil, false, errEnd

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/tameflare/tf/connectors"
 )
 
 // Limits on what one HTTP body or stdio line may hold.
@@ -389,6 +391,158 @@ func (d *decoder) members(want ...string) (map[string]any, error) {
 		if c != ',' {
 			d.i--
 			return nil, d.errorf("want , or }")
+		}
+	}
+}
+
+// leadingID returns the raw id of the message that b, the start of a
+// message too large to read whole, begins: the value of a top-level "id"
+// member (a string or a number) found before b ends, else nil. It lets
+// tf answer a message it refuses for its size to the request it is.
+func leadingID(b []byte) []byte {
+	d := &decoder{b: b}
+	if c, err := d.peek(); err != nil || c != '{' {
+		return nil
+	}
+	d.i++
+	for {
+		k, err := d.key()
+		if err != nil {
+			return nil
+		}
+		v, err := d.skip()
+		if err != nil {
+			return nil
+		}
+		if k == "id" {
+			if len(v) > 0 && (v[0] == '"' || v[0] == '-' || ('0' <= v[0] && v[0] <= '9')) {
+				return append([]byte(nil), v...)
+			}
+			return nil
+		}
+		c, err := d.peek()
+		if err != nil || c != ',' {
+			return nil
+		}
+		d.i++
+	}
+}
+
+// ResultIsError returns the isError member of a tool call's result (raw
+// JSON); ok is false when the result has none.
+func ResultIsError(result []byte) (isError, ok bool) { return resultIsError(result) }
+
+// resultIsError returns the isError member of a tool call's result (raw
+// JSON); ok is false when the result has none.
+func resultIsError(result []byte) (isError, ok bool) {
+	if len(result) == 0 || result[0] != '{' {
+		return false, false
+	}
+	d := &decoder{b: result}
+	d.i++
+	if c, err := d.peek(); err != nil || c == '}' {
+		return false, false
+	}
+	for {
+		k, err := d.key()
+		if err != nil {
+			return false, false
+		}
+		v, err := d.skip()
+		if err != nil {
+			return false, false
+		}
+		if k == "isError" {
+			return string(v) == "true", string(v) == "true" || string(v) == "false"
+		}
+		c, err := d.peek()
+		if err != nil || c != ',' {
+			return false, false
+		}
+		d.i++
+	}
+}
+
+// MessageIDs returns the JSON-RPC id (as JSON; "" for none) of each
+// message of a POST body that Classify accepted, in order, for the
+// records; nil when the body is not such a message or batch.
+func MessageIDs(r *connectors.Request) []string {
+	body, err := decodedBody(r, false)
+	if err != nil {
+		return nil
+	}
+	d := &decoder{b: body}
+	c, err := d.peek()
+	if err != nil {
+		return nil
+	}
+	if c == '{' {
+		id, ok := d.memberID()
+		if !ok {
+			return nil
+		}
+		return []string{id}
+	}
+	if c != '[' {
+		return nil
+	}
+	d.i++
+	var ids []string
+	for {
+		id, ok := d.memberID()
+		if !ok {
+			return nil
+		}
+		ids = append(ids, id)
+		c, err := d.peek()
+		if err != nil {
+			return nil
+		}
+		d.i++
+		if c == ']' {
+			return ids
+		}
+		if c != ',' {
+			return nil
+		}
+	}
+}
+
+// memberID reads the object at d.i and returns its "id" member as JSON.
+func (d *decoder) memberID() (string, bool) {
+	if c, err := d.peek(); err != nil || c != '{' {
+		return "", false
+	}
+	d.i++
+	id := ""
+	if c, err := d.peek(); err != nil {
+		return "", false
+	} else if c == '}' {
+		d.i++
+		return "", true
+	}
+	for {
+		k, err := d.key()
+		if err != nil {
+			return "", false
+		}
+		v, err := d.skip()
+		if err != nil {
+			return "", false
+		}
+		if k == "id" && string(v) != "null" {
+			id = string(v)
+		}
+		c, err := d.peek()
+		if err != nil {
+			return "", false
+		}
+		d.i++
+		if c == '}' {
+			return id, true
+		}
+		if c != ',' {
+			return "", false
 		}
 	}
 }

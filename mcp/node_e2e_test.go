@@ -73,6 +73,17 @@ type clientReport struct {
 // runClient runs client.mjs and returns its report.
 func runClient(t *testing.T, ctx context.Context, env []string, args ...string) clientReport {
 	t.Helper()
+	out := runClientRaw(t, ctx, env, args...)
+	var r clientReport
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("client output %q: %v", out, err)
+	}
+	return r
+}
+
+// runClientRaw runs client.mjs and returns its output.
+func runClientRaw(t *testing.T, ctx context.Context, env []string, args ...string) []byte {
+	t.Helper()
 	node, dir := nodeDir(t)
 	cmd := exec.CommandContext(ctx, node, append([]string{filepath.Join(dir, "client.mjs")}, args...)...)
 	cmd.Dir = dir
@@ -82,11 +93,7 @@ func runClient(t *testing.T, ctx context.Context, env []string, args ...string) 
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("client: %v\n%s", err, stderr.String())
 	}
-	var r clientReport
-	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
-		t.Fatalf("client output %q: %v\n%s", stdout.String(), err, stderr.String())
-	}
-	return r
+	return stdout.Bytes()
 }
 
 func checkReport(t *testing.T, r clientReport) {
@@ -129,9 +136,16 @@ func freePort(t *testing.T) int {
 // startEverything runs the reference server in Streamable HTTP mode.
 func startEverything(t *testing.T) string {
 	t.Helper()
+	return startEverythingMode(t, "streamableHttp")
+}
+
+// startEverythingMode runs the reference server with a transport:
+// streamableHttp or sse.
+func startEverythingMode(t *testing.T, mode string) string {
+	t.Helper()
 	node, dir := nodeDir(t)
 	port := freePort(t)
-	cmd := exec.Command(node, filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), "streamableHttp")
+	cmd := exec.Command(node, filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), mode)
 	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
 	agent.SetOwnGroup(cmd)
 	var logs bytes.Buffer
@@ -194,7 +208,8 @@ func checkRecords(t *testing.T, home string) {
 	if err := audit.Scan(filepath.Join(home, "audit"), audit.Filter{Kind: audit.KindDecision}, func(r *audit.Record) error {
 		types[r.Action.Type] = true
 		if r.Action.Type == "mcp.everything.get-sum" && r.Decision.Effect == rules.Deny && r.Decision.Rule == "no-sums" &&
-			r.Action.Params["a"] == 1.0 && r.Action.Resource["tool"] == "get-sum" {
+			r.Action.Params["a"] == 1.0 && r.Action.Resource["tool"] == "get-sum" &&
+			r.MCP != nil && r.MCP.ID != "" && (r.MCP.Session != "") == (r.Action.Request.Scheme != "stdio") {
 			found = true
 		}
 		return nil
@@ -206,27 +221,61 @@ func checkRecords(t *testing.T, home string) {
 	}
 }
 
-func TestTypeScriptSDKOverStdioWrap(t *testing.T) {
-	node, dir := nodeDir(t)
+// wrapFixture builds tf and writes nodePolicy into a temporary directory,
+// for the tests of tf mcp wrap with the SDK's client.
+func wrapFixture(t *testing.T, ctx context.Context) (tf, policyDir, home string) {
+	t.Helper()
 	tmp := t.TempDir()
-	tf := filepath.Join(tmp, "tf")
-	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
-	defer cancel()
+	tf = filepath.Join(tmp, "tf")
 	build := exec.CommandContext(ctx, "go", "build", "-o", tf, "github.com/tameflare/tf/cmd/tf")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building tf: %v\n%s", err, out)
 	}
-	policyDir := filepath.Join(tmp, "policy")
+	policyDir = filepath.Join(tmp, "policy")
 	if err := os.MkdirAll(policyDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(policyDir, "tameflare.yaml"), []byte(nodePolicy), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	home := filepath.Join(tmp, "home")
+	return tf, policyDir, filepath.Join(tmp, "home")
+}
+
+func TestTypeScriptSDKOverStdioWrap(t *testing.T) {
+	node, dir := nodeDir(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
+	defer cancel()
+	tf, policyDir, home := wrapFixture(t, ctx)
 	env := append(os.Environ(), "TF_HOME="+home)
 	server := filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js")
 	r := runClient(t, ctx, env, "stdio", tf, "mcp", "wrap", "--server", "everything", "--policy", policyDir, "--", node, server, "stdio")
 	checkReport(t, r)
+	checkRecords(t, home)
+}
+
+// Issue 17, item 5: the legacy HTTP+SSE transport (2024-11-05), with the
+// TypeScript SDK's SSEClientTransport against server-everything's SSE
+// mode: the endpoint the stream announces is the listed server's, the
+// tool list on the stream is filtered, and a refused call is answered on
+// the stream, where the client waits for it.
+func TestTypeScriptSDKOverLegacySSE(t *testing.T) {
+	addr := startEverythingMode(t, "sse")
+	home := t.TempDir()
+	t.Setenv("TF_HOME", home)
+	policy := strings.Replace(nodePolicy, "http://everything.test/mcp", "http://everything.test/sse", 1)
+	p, err := rules.LoadFS(fstest.MapFS{"tameflare.yaml": {Data: []byte(policy)}}, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.Start(gateway.Config{Name: "ts-sse", Home: home, Policy: p, Upstreams: map[string]string{"everything.test": addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	r := runClient(t, ctx, os.Environ(), "sse", "http://everything.test/sse", g.ProxyURL())
+	checkReport(t, r)
+	g.Close()
 	checkRecords(t, home)
 }

@@ -182,6 +182,7 @@ func (c *Connector) RefuseEach(r *connectors.Request, actions []rules.Action, de
 		msgs, batch, err := Parse(r.Body)
 		switch {
 		case r.Truncated:
+			id = leadingID(r.Body)
 		case err != nil && !isNotJSONRPC(err):
 			code = CodeParse
 		case err == nil && !batch && msgs[0].Kind == Request:
@@ -191,7 +192,11 @@ func (c *Connector) RefuseEach(r *connectors.Request, actions []rules.Action, de
 		body := ErrorMessage(id, code, reason, map[string]string{"rule": "", "reason": reason, "request_id": requestID})
 		return http.StatusBadRequest, h, body, true
 	}
-	msgs, batch, err := Parse(r.Body)
+	body, err := decodedBody(r, false)
+	if err != nil {
+		return 0, nil, nil, false
+	}
+	msgs, batch, err := Parse(body)
 	if err != nil || len(msgs) != len(actions) || len(decisions) != len(actions) {
 		return 0, nil, nil, false
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,9 +23,10 @@ type Governor interface {
 	// denials. When err is set the line could not be classified: actions
 	// is nil, and Decide records a refusal with err as the reason.
 	Decide(ctx context.Context, actions []rules.Action, err error) Ruling
-	// HideTools returns which tools to remove from tool lists now, or nil
-	// when the policy does not filter them.
-	HideTools() func(tool string) bool
+	// HideItems returns which items to remove from lists (tools,
+	// resources, resource templates, prompts) now, or nil when the policy
+	// does not filter them.
+	HideItems() Hider
 }
 
 // A BatchGovernor decides several lines at once, recording all their
@@ -34,6 +36,19 @@ type BatchGovernor interface {
 	Governor
 	// DecideLines is Decide for each line, in order: one Ruling per line.
 	DecideLines(ctx context.Context, lines []Line) []Ruling
+}
+
+// A ResultInspector is a Governor that reads tool results and resource
+// contents before the client does (see Inspector); InspectResults
+// returns nil when there is nothing to look for.
+type ResultInspector interface {
+	InspectResults() Inspector
+}
+
+// A ToolPinner is a Governor that pins the tools lists show (see
+// Pinner); PinTools returns nil when the policy pins nothing.
+type ToolPinner interface {
+	PinTools() Pinner
 }
 
 // A ParamsReader is a Governor that says what its rules read of params, so
@@ -48,6 +63,9 @@ type ParamsReader interface {
 type Line struct {
 	Actions []rules.Action
 	Err     error
+	// IDs holds the JSON-RPC id of each action's message, as JSON ("" for
+	// a notification), for the records.
+	IDs []string
 }
 
 // Ruling is a Governor's answer for one line.
@@ -80,6 +98,9 @@ type Outcome struct {
 	Duration time.Duration
 	// Bytes is the length of the line sent to the server.
 	Bytes int
+	// IsError is the isError of the line's tool results: true when one
+	// of them reported an error, nil when none said.
+	IsError *bool
 }
 
 // Relay relays newline-delimited JSON-RPC between an MCP client and a
@@ -123,6 +144,10 @@ type pendingLine struct {
 	done    func(Outcome)
 	bytes   int
 	errText string
+	isError *bool
+	// calls holds the line's tools/call and resources/read requests by
+	// the keys of their ids.
+	calls map[string]Call
 	// slot and cut are the line and the context that the kill switch
 	// ends, for cutting the line off while it awaits answers.
 	slot *slot
@@ -139,7 +164,7 @@ type relay struct {
 
 	mu        sync.Mutex
 	pending   map[string]*pendingLine // request id key → its line
-	lists     map[string]bool         // ids of forwarded tools/list requests
+	lists     map[string]ListKind     // ids of forwarded list requests
 	closed    bool                    // the server's output ended
 	stopped   bool                    // Run is returning: work runs inline
 	inputDone bool                    // the client's input ended
@@ -195,7 +220,7 @@ func (rl *Relay) Run(ctx context.Context) error {
 	if rl.Governor == nil || rl.Server == "" {
 		return errors.New("mcp relay: no governor or no server name")
 	}
-	r := &relay{Relay: rl, pending: map[string]*pendingLine{}, lists: map[string]bool{}, watched: map[context.Context]bool{}}
+	r := &relay{Relay: rl, pending: map[string]*pendingLine{}, lists: map[string]ListKind{}, watched: map[context.Context]bool{}}
 	if pr, ok := rl.Governor.(ParamsReader); ok {
 		r.reads = pr.ParamsRead
 	}
@@ -307,10 +332,18 @@ func (r *relay) decideGroup(group []*slot) {
 	for i, s := range group {
 		errs[i] = r.classify(s)
 	}
-	if bg, ok := r.Governor.(BatchGovernor); ok && len(group) > 1 {
+	if bg, ok := r.Governor.(BatchGovernor); ok {
 		lines := make([]Line, len(group))
 		for i, s := range group {
 			lines[i] = Line{Actions: s.actions, Err: errs[i]}
+			if errs[i] == nil {
+				lines[i].IDs = make([]string, len(s.msgs))
+				for j := range s.msgs {
+					lines[i].IDs[j] = string(s.msgs[j].ID)
+				}
+			} else if s.errID != nil {
+				lines[i].IDs = []string{string(s.errID)}
+			}
 		}
 		for i, ruling := range bg.DecideLines(r.ctx, lines) {
 			group[i].ruling = ruling
@@ -334,6 +367,7 @@ func (r *relay) classify(s *slot) error {
 	switch {
 	case s.readErr != nil:
 		err = fmt.Errorf("MCP message larger than %d bytes", r.MaxMessage)
+		s.errID = leadingID(s.line)
 		s.line = nil
 	default:
 		s.msgs, s.batch, err = parse(s.line, argsRead(r.reads))
@@ -450,8 +484,14 @@ func (r *relay) forward(s *slot) {
 			r.pending[k] = p
 			keys = append(keys, k)
 			p.left++
-			if m.Method == "tools/list" {
-				r.lists[k] = true
+			if kind, ok := listMethods[m.Method]; ok {
+				r.lists[k] = kind
+			}
+			if c, ok := callOf(m); ok {
+				if p.calls == nil {
+					p.calls = map[string]Call{}
+				}
+				p.calls[k] = c
 			}
 		}
 	}
@@ -561,12 +601,22 @@ func (r *relay) fromServer() error {
 // answer to a request the kill switch cut off).
 func (r *relay) fromServerLine(line []byte) ([]byte, bool) {
 	line = bytes.TrimRight(line, "\r\n")
-	msgs, _, err := Parse(line)
+	msgs, batch, err := Parse(line)
 	if err != nil {
 		// The server's own output is not governed; the client judges it.
 		return line, true
 	}
-	var lists map[string]bool
+	for i := range msgs {
+		if msgs[i].Kind == Request {
+			return r.serverRequests(line, msgs, batch)
+		}
+	}
+	var lists map[string]ListKind
+	var calls map[string]Call
+	var inspect Inspector
+	if ri, ok := r.Governor.(ResultInspector); ok {
+		inspect = ri.InspectResults()
+	}
 	answered, dropped := 0, 0
 	var finished []*pendingLine
 	r.mu.Lock()
@@ -583,15 +633,27 @@ func (r *relay) fromServerLine(line []byte) ([]byte, bool) {
 			continue
 		}
 		delete(r.pending, k)
-		if r.lists[k] {
+		if kind, ok := r.lists[k]; ok {
 			delete(r.lists, k)
 			if lists == nil {
-				lists = map[string]bool{}
+				lists = map[string]ListKind{}
 			}
-			lists[k] = true
+			lists[k] = kind
 		}
 		if m.Error != nil && p.errText == "" {
 			p.errText = string(m.Error)
+		}
+		if c, ok := p.calls[k]; ok && inspect != nil {
+			if calls == nil {
+				calls = map[string]Call{}
+			}
+			calls[k] = c
+		}
+		if m.Result != nil && p.calls[k].Method == "tools/call" {
+			e, _ := resultIsError(m.Result) // absent is false
+			if p.isError == nil || e {
+				p.isError = &e
+			}
 		}
 		if p.left--; p.left == 0 {
 			finished = append(finished, p)
@@ -599,7 +661,7 @@ func (r *relay) fromServerLine(line []byte) ([]byte, bool) {
 	}
 	r.mu.Unlock()
 	for _, p := range finished {
-		o := Outcome{Duration: time.Since(p.start), Bytes: p.bytes}
+		o := Outcome{Duration: time.Since(p.start), Bytes: p.bytes, IsError: p.isError}
 		if p.errText != "" {
 			o.Err = fmt.Errorf("the server answered with an error: %s", truncate(p.errText, 512))
 		}
@@ -610,11 +672,15 @@ func (r *relay) fromServerLine(line []byte) ([]byte, bool) {
 		// answered itself (a request cut off by the kill switch).
 		return nil, false
 	}
-	if lists != nil {
-		if hide := r.Governor.HideTools(); hide != nil {
-			out, err := filterMessages(line, lists, hide)
+	if lists != nil || calls != nil {
+		var pin Pinner
+		if p, ok := r.Governor.(ToolPinner); ok && lists != nil {
+			pin = p.PinTools()
+		}
+		if hide := r.Governor.HideItems(); hide != nil || pin != nil || calls != nil {
+			out, err := (&listFilter{ids: lists, hide: hide, pin: pin, calls: calls, inspect: inspect}).filterMessages(line)
 			if err != nil {
-				return ErrorMessage(nil, CodeRefused, "tf could not filter this tool list: "+err.Error(), nil), true
+				return ErrorMessage(nil, CodeRefused, "tf could not filter this list: "+err.Error(), nil), true
 			}
 			return out, true
 		}
@@ -666,22 +732,29 @@ func (r *relay) finish(err error) {
 
 var errLineTooLong = errors.New("line too long")
 
+// maxHead is how much of a line too long to read tf keeps, to find the
+// id of the request it refuses.
+const maxHead = 64 << 10
+
 // readLine reads one line (its newline included when present). A line
-// longer than max (when max > 0) is consumed up to its end and reported
+// longer than limit (when limit > 0) is consumed up to its end and reported
 // with errLineTooLong.
-func readLine(br *bufio.Reader, max int) ([]byte, error) {
+func readLine(br *bufio.Reader, limit int) ([]byte, error) {
 	var line []byte
 	for {
 		frag, err := br.ReadSlice('\n')
-		if max > 0 && len(line)+len(frag) > max {
-			// Skip to the end of the line, keeping nothing of it.
+		if limit > 0 && len(line)+len(frag) > limit {
+			// Skip to the end of the line, keeping only its start: the id
+			// of the request it is, for the refusal.
+			head := append(line, frag[:min(len(frag), max(0, maxHead-len(line)))]...)
+			head = head[:min(len(head), maxHead)]
 			for errors.Is(err, bufio.ErrBufferFull) {
 				_, err = br.ReadSlice('\n')
 			}
 			if err != nil && !errors.Is(err, io.EOF) {
 				return nil, err
 			}
-			return nil, errLineTooLong
+			return head, errLineTooLong
 		}
 		line = append(line, frag...)
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -689,4 +762,89 @@ func readLine(br *bufio.Reader, max int) ([]byte, error) {
 		}
 		return line, err
 	}
+}
+
+// serverRequests governs a line from the server that holds requests to
+// the client (sampling, elicitation, roots): each is decided as
+// ServerRequestAction. Allowed, the line goes to the client; refused, the
+// server is answered with JSON-RPC errors in the client's place and the
+// client sees only the rest of the line (a batch's other messages). A
+// request held for approval waits on its own.
+func (r *relay) serverRequests(line []byte, msgs []Message, batch bool) ([]byte, bool) {
+	var actions []rules.Action
+	var err error
+	for i := range msgs {
+		if msgs[i].Kind != Request {
+			continue
+		}
+		a, aerr := ServerRequestAction(r.Server, &msgs[i])
+		if aerr != nil {
+			err = aerr
+			actions = nil
+			break
+		}
+		actions = append(actions, a)
+	}
+	ruling := r.Governor.Decide(r.ctx, actions, err)
+	settle := func(ds []rules.Decision) ([]byte, bool) {
+		if err == nil && effectOf(ds) == rules.Allow {
+			r.done(ruling.Done, Outcome{Bytes: len(line)})
+			return line, true
+		}
+		reason := "tf refused this request of the server"
+		ref := Refusal{Type: "mcp." + r.Server + ".@?", Reason: reason, Effect: rules.Deny, RequestID: ruling.RequestID}
+		if len(ds) > 0 && len(actions) > 0 {
+			k := strongest(ds)
+			ref = Refusal{Type: actions[min(k, len(actions)-1)].Type, Rule: ds[k].Rule, Reason: ds[k].Reason, Effect: ds[k].Effect, KillSwitch: ds[k].KillSwitch, RequestID: ruling.RequestID}
+		} else if len(ds) > 0 {
+			ref.Reason = ds[0].Reason
+		}
+		var toServer, toClient [][]byte
+		for i := range msgs {
+			if msgs[i].Kind == Request {
+				toServer = append(toServer, RefuseRequest(msgs[i].ID, ref))
+				continue
+			}
+			toClient = append(toClient, encodeMessage(&msgs[i]))
+		}
+		r.serverMu.Lock()
+		for _, b := range toServer {
+			_, _ = r.ServerIn.Write(append(b, '\n'))
+		}
+		r.serverMu.Unlock()
+		r.done(ruling.Done, Outcome{Refused: true})
+		if len(toClient) == 0 {
+			return nil, false
+		}
+		return join(toClient, batch), true
+	}
+	if ruling.Hold != nil && err == nil && effectOf(ruling.Decisions) == rules.RequireApproval {
+		r.spawn(func() {
+			final, _ := ruling.Hold(r.ctx)
+			if out, ok := settle(final); ok {
+				r.toClient(out)
+			}
+		})
+		return nil, false
+	}
+	return settle(ruling.Decisions)
+}
+
+// encodeMessage writes m back as JSON.
+func encodeMessage(m *Message) []byte {
+	raw := func(b []byte) json.RawMessage {
+		if b == nil {
+			return nil
+		}
+		return json.RawMessage(b)
+	}
+	b, _ := json.Marshal(struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id,omitempty"`
+		Method  string          `json:"method,omitempty"`
+		Params  json.RawMessage `json:"params,omitempty"`
+		Result  json.RawMessage `json:"result,omitempty"`
+		Error   json.RawMessage `json:"error,omitempty"`
+	}{"2.0", raw(m.ID), m.Method, raw(m.Params), raw(m.Result), raw(m.Error)})
+	return b
 }

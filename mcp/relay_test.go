@@ -75,7 +75,7 @@ func (g *fakeGovernor) Decide(ctx context.Context, actions []rules.Action, err e
 	return r
 }
 
-func (g *fakeGovernor) HideTools() func(string) bool { return hideDelete }
+func (g *fakeGovernor) HideItems() Hider { return hideDelete }
 
 // fakeServer answers tools/list with toolList's tools, tools/call with the
 // tool's name, and records what reached it.
@@ -298,7 +298,7 @@ func (g *cutGovernor) Decide(_ context.Context, actions []rules.Action, err erro
 	return r
 }
 
-func (g *cutGovernor) HideTools() func(string) bool { return nil }
+func (g *cutGovernor) HideItems() Hider { return nil }
 
 // TestRelayKillSwitchCutsPendingLines checks that when the kill switch ends
 // the shared cut context, every forwarded line still awaiting its answer is

@@ -22,20 +22,9 @@ func TestTypeScriptSDKOverStdioWrapInSandbox(t *testing.T) {
 		t.Fatal("bubblewrap is not installed (.ci/run installs it)")
 	}
 	node, dir := nodeDir(t)
-	tmp := t.TempDir()
-	tf := filepath.Join(tmp, "tf")
 	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
-	build := exec.CommandContext(ctx, "go", "build", "-o", tf, "github.com/tameflare/tf/cmd/tf")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building tf: %v\n%s", err, out)
-	}
-	policyDir := filepath.Join(tmp, "policy")
-	os.MkdirAll(policyDir, 0o755)
-	if err := os.WriteFile(filepath.Join(policyDir, "tameflare.yaml"), []byte(nodePolicy), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	home := filepath.Join(tmp, "home")
+	tf, policyDir, home := wrapFixture(t, ctx)
 	server := filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js")
 	// Inside, `tf` is tf's own binary, first on PATH.
 	cmd := exec.CommandContext(ctx, tf, "run", "--name", "sandboxed", "--policy", policyDir, "--",

@@ -19,11 +19,16 @@ type WrapConfigOptions struct {
 	Policy string
 }
 
-// WrapConfig rewrites the JSON of a Claude Code .mcp.json so that every
-// stdio server (one with a command) runs under tf mcp wrap, named after
-// its key. Servers over HTTP, and servers wrapped already, are left as
-// they are, so running it twice changes nothing. Every other member is
-// kept. It returns the new JSON and the names of the servers it wrapped.
+// WrapConfig rewrites the JSON of a Claude Code configuration so that
+// every stdio server (one with a command) runs under tf mcp wrap, named
+// after its key. It reads each place Claude Code keeps servers: the
+// top-level mcpServers (a project's .mcp.json, and the user scope of
+// ~/.claude.json) and projects["/path"].mcpServers (the local scope that
+// `claude mcp add` writes by default, in ~/.claude.json). Servers over
+// HTTP, and servers wrapped already, are left as they are, so running it
+// twice changes nothing. Every other member is kept. It returns the new
+// JSON and the servers it wrapped: their keys, with "projects[/path]." in
+// front for the local scope.
 func WrapConfig(data []byte, o WrapConfigOptions) ([]byte, []string, error) {
 	if o.TF == "" {
 		o.TF = "tf"
@@ -32,13 +37,78 @@ func WrapConfig(data []byte, o WrapConfigOptions) ([]byte, []string, error) {
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return nil, nil, fmt.Errorf("reading the MCP configuration: %w", err)
 	}
-	rawServers, ok := doc["mcpServers"]
-	if !ok {
-		return nil, nil, errors.New("reading the MCP configuration: no mcpServers")
+	rawServers, hasTop := doc["mcpServers"]
+	rawProjects, hasProjects := doc["projects"]
+	if !hasTop && !hasProjects {
+		return nil, nil, errors.New("reading the MCP configuration: no mcpServers, and no projects with mcpServers")
 	}
+	var wrapped []string
+	if hasTop {
+		out, names, err := wrapServers(rawServers, o, "mcpServers")
+		if err != nil {
+			return nil, nil, err
+		}
+		doc["mcpServers"], wrapped = out, names
+	}
+	if hasProjects {
+		var projects map[string]map[string]json.RawMessage
+		if err := json.Unmarshal(rawProjects, &projects); err != nil {
+			return nil, nil, fmt.Errorf("reading projects: %w", err)
+		}
+		paths := make([]string, 0, len(projects))
+		for p := range projects {
+			paths = append(paths, p)
+		}
+		sort.Strings(paths)
+		changed := false
+		for _, p := range paths {
+			raw, ok := projects[p]["mcpServers"]
+			if !ok || string(raw) == "null" {
+				continue
+			}
+			prefix := "projects[" + p + "]"
+			out, names, err := wrapServers(raw, o, prefix+".mcpServers")
+			if err != nil {
+				return nil, nil, err
+			}
+			if len(names) == 0 {
+				continue
+			}
+			projects[p]["mcpServers"], changed = out, true
+			for _, n := range names {
+				wrapped = append(wrapped, prefix+"."+n)
+			}
+		}
+		if changed {
+			var err error
+			if doc["projects"], err = json.Marshal(projects); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	if len(wrapped) == 0 {
+		return data, nil, nil
+	}
+	out, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return nil, nil, err
+	}
+	// MarshalIndent leaves the re-marshalled members compact; indent all.
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, out, "", "  "); err != nil {
+		return nil, nil, err
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes(), wrapped, nil
+}
+
+// wrapServers wraps the stdio servers of one mcpServers object; where
+// names the object in errors. It returns the object unchanged when it
+// wraps none.
+func wrapServers(raw json.RawMessage, o WrapConfigOptions, where string) (json.RawMessage, []string, error) {
 	var servers map[string]map[string]json.RawMessage
-	if err := json.Unmarshal(rawServers, &servers); err != nil {
-		return nil, nil, fmt.Errorf("reading mcpServers: %w", err)
+	if err := json.Unmarshal(raw, &servers); err != nil {
+		return nil, nil, fmt.Errorf("reading %s: %w", where, err)
 	}
 	names := make([]string, 0, len(servers))
 	for k := range servers {
@@ -63,7 +133,7 @@ func WrapConfig(data []byte, o WrapConfigOptions) ([]byte, []string, error) {
 		var args []string
 		if raw, ok := s["args"]; ok {
 			if err := json.Unmarshal(raw, &args); err != nil {
-				return nil, nil, fmt.Errorf("mcpServers.%s.args: %w", key, err)
+				return nil, nil, fmt.Errorf("%s.%s.args: %w", where, key, err)
 			}
 		}
 		if isWrapped(args) {
@@ -86,23 +156,10 @@ func WrapConfig(data []byte, o WrapConfigOptions) ([]byte, []string, error) {
 		wrapped = append(wrapped, key)
 	}
 	if len(wrapped) == 0 {
-		return data, nil, nil
+		return raw, nil, nil
 	}
-	var err error
-	if doc["mcpServers"], err = json.Marshal(servers); err != nil {
-		return nil, nil, err
-	}
-	out, err := json.MarshalIndent(doc, "", "  ")
-	if err != nil {
-		return nil, nil, err
-	}
-	// MarshalIndent leaves the re-marshalled members compact; indent all.
-	var buf bytes.Buffer
-	if err := json.Indent(&buf, out, "", "  "); err != nil {
-		return nil, nil, err
-	}
-	buf.WriteByte('\n')
-	return buf.Bytes(), wrapped, nil
+	out, err := json.Marshal(servers)
+	return out, wrapped, err
 }
 
 // isWrapped reports args that already run under tf mcp wrap.

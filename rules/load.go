@@ -114,6 +114,14 @@ func (l *loader) load() (*Policy, error) {
 	}
 	p.MCPServers = l.mcpServers(body, main.MCPServers)
 	p.MCPFilterTools = main.MCP == nil || main.MCP.FilterTools == nil || *main.MCP.FilterTools
+	if main.MCP != nil && main.MCP.PinTools != "" {
+		switch main.MCP.PinTools {
+		case "deny", "require_approval", "monitor":
+			p.MCPPinTools = main.MCP.PinTools
+		default:
+			l.errorf(PolicyFile, valueOf(valueOf(body, "mcp"), "pin_tools"), "mcp.pin_tools %q: want deny, require_approval or monitor", main.MCP.PinTools)
+		}
+	}
 
 	frags, err := fs.Glob(l.fsys, "policies/*.yaml")
 	if err != nil {
@@ -288,6 +296,11 @@ func itemOf(n ast.Node, i int) ast.Node {
 
 var globChars = regexp.MustCompile(`^[a-z0-9_.*@/:\-]+$`)
 
+// mcpGlobChars are the characters of MCP action patterns: MCP tool names
+// keep their case (a rule for tool safe is not one for SAFE), unlisted
+// servers are named (host), and escaped bytes read %XX.
+var mcpGlobChars = regexp.MustCompile(`^mcp\.[A-Za-z0-9_.*@/:\-()%]*$`)
+
 func (l *loader) addRules(file string, body ast.Node, rules []Rule) {
 	if len(l.rules)+len(rules) > MaxRules {
 		l.errorf(file, valueOf(body, "rules"), "too many rules: %d in all, the limit is %d", len(l.rules)+len(rules), MaxRules)
@@ -322,7 +335,7 @@ func (l *loader) addRules(file string, body ast.Node, rules []Rule) {
 			switch {
 			case len(a) > maxGlobLength:
 				l.errorf(file, itemOf(at("actions"), j), "%s: action pattern longer than %d characters", label, maxGlobLength)
-			case !globChars.MatchString(a):
+			case !globChars.MatchString(a) && !mcpGlobChars.MatchString(a):
 				l.errorf(file, itemOf(at("actions"), j), "%s: action pattern %q: use lower-case action types such as github.pr.merge, with * for any run of characters", label, a)
 			default:
 				cr.globs = append(cr.globs, newGlob(a))

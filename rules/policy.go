@@ -53,7 +53,8 @@ type MCPServer struct {
 
 // MCPSettings configure MCP governance.
 type MCPSettings struct {
-	FilterTools *bool `yaml:"filter_tools,omitempty" json:"filter_tools,omitempty" jsonschema:"default=true" jsonschema_description:"Remove from tools/list answers the tools that every call of which the policy denies. Default true."`
+	FilterTools *bool  `yaml:"filter_tools,omitempty" json:"filter_tools,omitempty" jsonschema:"default=true" jsonschema_description:"Remove from tools/list answers the tools that every call of which the policy denies. Default true."`
+	PinTools    string `yaml:"pin_tools,omitempty" json:"pin_tools,omitempty" jsonschema:"enum=deny,enum=require_approval,enum=monitor" jsonschema_description:"Pin each tool of a listed server (a digest of its name, description and input schema) the first time it is listed, and treat a later change (a rug pull): deny hides the tool and refuses its calls, require_approval holds its calls for a person, monitor records the change only. Accept a change with tf mcp tools accept. Unset: no pinning."`
 }
 
 // Fragment is the document form of policies/*.yaml: more rules for the same
@@ -94,6 +95,9 @@ type Policy struct {
 	// MCPFilterTools removes always-denied tools from tools/list answers
 	// (mcp: {filter_tools: ...}, default true).
 	MCPFilterTools bool
+	// MCPPinTools is what a changed pinned tool gets (mcp: {pin_tools:
+	// ...}): deny, require_approval or monitor; empty pins nothing.
+	MCPPinTools string
 	// Revision identifies the policy: a content hash when loaded from
 	// files, the commit when loaded from a repository.
 	Revision string

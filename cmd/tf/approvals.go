@@ -82,10 +82,11 @@ func runApprovalsList(c *cli.Context) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tGATEWAY\tACTION\tRULE\tEXPIRES IN")
+	fmt.Fprintln(tw, "ID\tGATEWAY\tACTION\tTARGET\tRULE\tEXPIRES IN\tPARAMS")
 	now := time.Now()
 	for _, p := range pending {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", oneLine(p.ID), oneLine(p.Gateway), oneLine(p.Action), oneLine(p.Rule), p.Expires.Sub(now).Round(time.Second))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", oneLine(p.ID), oneLine(p.Gateway), oneLine(p.Action), oneLine(target(p.Resource, p.Host)), oneLine(p.Rule),
+			p.Expires.Sub(now).Round(time.Second), oneLine(paramsLine(p.Params, 80)))
 	}
 	return tw.Flush()
 }

@@ -91,8 +91,25 @@ cat "$TF_HOME"/ca/*key* >/dev/null 2>&1; report cakey $?
 # The governed path still works.
 curl -sS -o /dev/null -w '%{http_code}' https://api.github.com/repos/acme/app > ` + shared + `/governed
 `
+	// The agent's HOME holds a real credential, as a developer's does.
+	agentHome := t.TempDir()
+	os.MkdirAll(filepath.Join(agentHome, ".config", "gh"), 0o700)
+	os.WriteFile(filepath.Join(agentHome, ".config", "gh", "hosts.yml"), []byte("github.com:\n    oauth_token: "+secret+"\n"), 0o600)
+	os.WriteFile(filepath.Join(agentHome, ".bashrc"), []byte("# the user's\n"), 0o644)
+	if out, err := exec.Command("git", "init", "-q", filepath.Join(shared, "repo")).CombinedOutput(); err != nil {
+		t.Fatalf("git init: %v\n%s", err, out)
+	}
+	script += `cat ~/.config/gh/hosts.yml >/dev/null 2>&1; report ghconfig $?
+# What would run outside the sandbox later: the user's shell start-up, a repository's hooks.
+echo '/run/tf/bin/tf kill --off' >> ~/.bashrc 2>/dev/null; report bashrc $?
+printf '#!/bin/sh\ntf kill --off\n' > ` + shared + `/repo/.git/hooks/pre-commit 2>/dev/null; report githook $?
+# .git/config stays writable (push -u writes it); what git would run from it is removed afterwards.
+git -C ` + shared + `/repo config core.fsmonitor 'tf kill --off'
+git -C ` + shared + `/repo config alias.st '!tf kill --off'
+git -C ` + shared + `/repo config branch.main.remote origin
+`
 	args := append([]string{"run", "--name", "iso", "--policy", absPath(t, examplePolicy), "--rw", shared}, up.args()...)
-	r := runTF(t, home, []string{"TF_SECRET_GH_TOKEN=" + secret}, append(args, "--", "bash", "-c", script)...)
+	r := runTF(t, home, []string{"TF_SECRET_GH_TOKEN=" + secret, "HOME=" + agentHome}, append(args, "--", "bash", "-c", script)...)
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
@@ -102,7 +119,7 @@ curl -sS -o /dev/null -w '%{http_code}' https://api.github.com/repos/acme/app > 
 		k, v, _ := strings.Cut(line, "=")
 		report[k] = v
 	}
-	for _, k := range []string{"direct", "raw", "dns", "adminsock", "doublefork", "handoff", "killoff", "cakey"} {
+	for _, k := range []string{"direct", "raw", "dns", "adminsock", "doublefork", "handoff", "killoff", "cakey", "ghconfig", "bashrc", "githook"} {
 		if v, ok := report[k]; !ok || v == "0" {
 			t.Errorf("%s: the agent succeeded (exit %q); report:\n%s", k, v, b)
 		}
@@ -129,6 +146,19 @@ curl -sS -o /dev/null -w '%{http_code}' https://api.github.com/repos/acme/app > 
 	}
 
 	// Outside, nothing the agent did took effect.
+	if b, _ := os.ReadFile(filepath.Join(agentHome, ".bashrc")); string(b) != "# the user's\n" {
+		t.Errorf("the agent changed ~/.bashrc:\n%s", b)
+	}
+	if _, err := os.Stat(filepath.Join(shared, "repo", ".git", "hooks", "pre-commit")); err == nil {
+		t.Error("the agent wrote a git hook")
+	}
+	cfg, _ := exec.Command("git", "config", "--file", filepath.Join(shared, "repo", ".git", "config"), "--list").Output()
+	if strings.Contains(string(cfg), "fsmonitor") || strings.Contains(string(cfg), "alias.st") || !strings.Contains(string(cfg), "branch.main.remote=origin") {
+		t.Errorf("the repository's config after the session:\n%s", cfg)
+	}
+	if !strings.Contains(r.stderr, "core.fsmonitor=tf kill --off") || !strings.Contains(r.stderr, "tf removed it") {
+		t.Errorf("tf did not say it removed the agent's git settings:\n%s", r.stderr)
+	}
 	if after, _ := os.ReadFile(filepath.Join(home, "killswitch")); string(after) != string(killBefore) {
 		t.Errorf("the kill switch changed:\n%s", after)
 	}

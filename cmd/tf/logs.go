@@ -194,10 +194,10 @@ func (p *rowPrinter) row(r audit.Row) error {
 	}
 	if !p.header {
 		p.header = true
-		fmt.Fprintln(p.tw, "TIME\tGATEWAY\tDECISION\tACTION\tTARGET\tRULE\tSTATUS\tTOKENS\tREASON")
+		fmt.Fprintln(p.tw, "TIME\tGATEWAY\t"+paint(styleBold, "DECISION")+"\tACTION\tTARGET\tRULE\tSTATUS\tTOKENS\tREASON")
 	}
 	_, err := fmt.Fprintf(p.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Time.Local().Format("2006-01-02 15:04:05"),
-		cell(d.Gateway), cell(d.Label()), cell(d.Action.Type), cell(d.Target()), cell(d.Decision.Rule), cell(r.Status()), cell(r.Tokens()), oneLine(d.Decision.Reason))
+		cell(d.Gateway), paintDecision(string(d.Decision.Effect), cell(d.Label())), cell(d.Action.Type), cell(d.Target()), cell(d.Decision.Rule), cell(r.Status()), cell(r.Tokens()), oneLine(d.Decision.Reason))
 	return err
 }
 

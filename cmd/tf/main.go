@@ -4,11 +4,14 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sort"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/tameflare/tf/keyring"
+	"github.com/tameflare/tf/version"
 )
 
 // commands collects the top-level commands; each command's file adds its
@@ -19,14 +22,30 @@ func register(c *cli.Command) { commands = append(commands, c) }
 
 func newApp() *cli.App {
 	sort.Slice(commands, func(i, j int) bool { return commands[i].Name < commands[j].Name })
-	return &cli.App{
+	conventions(commands)
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print tf's version, commit, build time and Go version"}
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprint(c.App.Writer, version.Get().String()) }
+	app := &cli.App{
 		Name:                 "tf",
 		Usage:                "govern what AI coding agents do on the network",
+		Version:              version.Get().Version,
 		Commands:             commands,
 		EnableBashCompletion: true,
 		HideHelpCommand:      true,
-		ExitErrHandler:       exitErr,
+		Suggest:              false,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "color", Value: "auto", Usage: "colour the output: auto (on a terminal, unless NO_COLOR is set), always or never"},
+		},
+		Before: func(c *cli.Context) error {
+			return setColor(c.String("color"), c.App.Writer)
+		},
+		OnUsageError:   onUsageError,
+		ExitErrHandler: exitErr,
 	}
+	app.CommandNotFound = func(c *cli.Context, name string) {
+		exitErr(c, unknownCommand(c, name, app.Commands))
+	}
+	return app
 }
 
 // exitErr prints an error once, as "tf: message", and exits with its code
@@ -35,14 +54,16 @@ func exitErr(_ *cli.Context, err error) {
 	if err == nil {
 		return
 	}
-	code := 1
+	code := exitFailure
+	msg := err.Error()
 	if ec, ok := err.(cli.ExitCoder); ok {
 		code = ec.ExitCode()
-		if msg := err.Error(); msg != "" {
-			fmt.Fprintln(os.Stderr, "tf:", msg)
+	}
+	if msg != "" {
+		if !strings.HasPrefix(msg, "tf ") && !strings.HasPrefix(msg, "tf:") {
+			msg = "tf: " + msg
 		}
-	} else {
-		fmt.Fprintln(os.Stderr, "tf:", err)
+		fmt.Fprintln(os.Stderr, msg)
 	}
 	os.Exit(code)
 }
@@ -54,7 +75,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "tf:", err)
 		os.Exit(1)
 	}
-	if err := newApp().Run(os.Args); err != nil {
+	if os.Getenv("GOGC") == "" {
+		// A gateway keeps a live heap of a few MB and allocates per
+		// request: at the default target (100%) the collector runs every
+		// few hundred requests, over a tenth of tf run's CPU under load.
+		// GOGC still overrides.
+		debug.SetGCPercent(400)
+	}
+	app := newApp()
+	if err := app.Run(reorder(app, os.Args)); err != nil {
 		exitErr(nil, err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,7 +41,7 @@ forwarded or answered with the refusal. In .mcp.json:
    "docs": {"command": "tf", "args": ["mcp", "wrap", "--server", "docs", "--", "npx", "-y", "docs-mcp"]}`,
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "server", Usage: "the server's name in actions (mcp.NAME.<tool>)", Required: true},
-					&cli.StringFlag{Name: "policy", Usage: "policy directory (default: the built-in example)"},
+					&cli.StringFlag{Name: "policy", Usage: "policy directory (default: the pinned policy, else the built-in example)"},
 					&cli.StringFlag{Name: "mode", Usage: "enforce or monitor, replacing the policy's mode"},
 					&cli.StringFlag{Name: "name", Usage: "name of this governed session in the audit log (default mcp-NAME-PID)"},
 				},
@@ -47,18 +49,118 @@ forwarded or answered with the refusal. In .mcp.json:
 			},
 			{
 				Name:      "wrap-config",
-				Usage:     "rewrite a .mcp.json so that every stdio server runs under tf mcp wrap",
+				Usage:     "rewrite a .mcp.json or ~/.claude.json so that every stdio server runs under tf mcp wrap",
 				ArgsUsage: "FILE",
 				Description: `Rewrites FILE in place, keeping the old one as FILE.bak. HTTP servers and
-servers wrapped already are left alone, so running it again changes nothing.`,
+servers wrapped already are left alone, so running it again changes nothing.
+Every scope Claude Code keeps servers in is wrapped: a project's .mcp.json,
+and in ~/.claude.json the user scope (mcpServers) and the local scope that
+claude mcp add writes by default (projects["/path"].mcpServers).
+
+   tf mcp wrap-config .mcp.json --policy ./policy
+   tf mcp wrap-config ~/.claude.json`,
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "policy", Usage: "policy directory passed to every wrap"},
+					&cli.StringFlag{Name: "policy", Usage: "policy directory passed to every wrap, made absolute (default: each wrap's default, the pinned policy, else the built-in example)"},
 					&cli.StringFlag{Name: "tf", Usage: "the command that runs tf", Value: "tf"},
 				},
 				Action: mcpWrapConfigAction,
 			},
+			{
+				Name:  "tools",
+				Usage: "list the pinned tools of MCP servers (mcp: {pin_tools}), and accept changes",
+				Description: `Lists every tool pinned for each server: its digest (of name, description
+and input schema) and, for a tool listed since with another digest, the
+change, which pin_tools refuses, holds or records until it is accepted.`,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "server", Usage: "only this server"},
+				},
+				Action: mcpToolsAction,
+				Subcommands: []*cli.Command{{
+					Name:      "accept",
+					Usage:     "accept the changed tools of a server as their new pins",
+					ArgsUsage: "--server NAME [TOOL...]",
+					Flags: []cli.Flag{
+						&cli.StringFlag{Name: "server", Usage: "the server", Required: true},
+					},
+					Action: mcpToolsAcceptAction,
+				}},
+			},
 		},
 	}
+}
+
+func pinStore() (*mcp.PinStore, error) {
+	dir, err := home.Dir()
+	if err != nil {
+		return nil, err
+	}
+	return mcp.OpenPins(mcp.PinDir(dir), nil), nil
+}
+
+func mcpToolsAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return cli.Exit("tf mcp tools: unexpected argument "+c.Args().First()+" (tf mcp tools accept --server NAME TOOL to accept)", 2)
+	}
+	store, err := pinStore()
+	if err != nil {
+		return err
+	}
+	files, err := store.List(c.String("server"))
+	if err != nil {
+		return err
+	}
+	w := c.App.Writer
+	n := 0
+	for _, f := range files {
+		names := make([]string, 0, len(f.Tools))
+		for name := range f.Tools {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			p := f.Tools[name]
+			state := "pinned"
+			if p.Changed != "" {
+				state = "CHANGED " + p.ChangedAt.Format("2006-01-02T15:04:05Z") + " to " + shortDigest(p.Changed)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\tpinned %s\t%s\n", f.Server, name, shortDigest(p.Digest), p.PinnedAt.Format("2006-01-02T15:04:05Z"), state)
+			n++
+		}
+	}
+	if n == 0 {
+		fmt.Fprintln(w, "no tools are pinned (the policy pins them with mcp: {pin_tools: deny|require_approval|monitor})")
+	}
+	return nil
+}
+
+func shortDigest(digest string) string {
+	if len(digest) > len("sha256:")+16 {
+		return digest[:len("sha256:")+16]
+	}
+	return digest
+}
+
+func mcpToolsAcceptAction(c *cli.Context) error {
+	server := c.String("server")
+	if err := mcp.ValidServerName(server); err != nil {
+		return cli.Exit("tf mcp tools accept: "+err.Error(), 2)
+	}
+	store, err := pinStore()
+	if err != nil {
+		return err
+	}
+	accepted, err := store.Accept(server, c.Args().Slice())
+	if err != nil {
+		return cli.Exit("tf mcp tools accept: "+err.Error(), 1)
+	}
+	if len(accepted) == 0 {
+		fmt.Fprintf(c.App.Writer, "%s: no changed tool to accept\n", server)
+		return nil
+	}
+	for _, t := range accepted {
+		fmt.Fprintf(c.App.Writer, "%s: accepted the change of %s\n", server, t)
+	}
+	return nil
 }
 
 func mcpWrapAction(c *cli.Context) error {
@@ -114,11 +216,22 @@ func mcpWrapAction(c *cli.Context) error {
 }
 
 func mcpWrapConfigAction(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return cli.Exit("tf mcp wrap-config: give the .mcp.json to rewrite", 2)
+	args, err := positional(c)
+	if err != nil {
+		return usageError(c, "%v", err)
 	}
-	path := c.Args().First()
-	wrapped, backup, err := mcp.WrapConfigFile(path, mcp.WrapConfigOptions{TF: c.String("tf"), Policy: c.String("policy")})
+	if len(args) != 1 {
+		return usageError(c, "give the .mcp.json or ~/.claude.json to rewrite")
+	}
+	path := args[0]
+	policy := c.String("policy")
+	if policy != "" {
+		// The servers start in their project's directory, not this one.
+		if policy, err = filepath.Abs(policy); err != nil {
+			return err
+		}
+	}
+	wrapped, backup, err := mcp.WrapConfigFile(path, mcp.WrapConfigOptions{TF: c.String("tf"), Policy: policy})
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,11 @@ func TestOperatorCommands(t *testing.T) {
 	}
 	if r := runTF(t, home, nil, "status"); r.code != 0 || !strings.Contains(r.stdout, "ops") || !strings.Contains(r.stdout, "github.pr.merge") {
 		t.Errorf("tf status: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// The plain list names the target and the params a person decides on.
+	if r := runTF(t, home, nil, "approvals", "list"); r.code != 0 || !strings.Contains(r.stdout, "TARGET") || !strings.Contains(r.stdout, "acme/app") ||
+		!strings.Contains(r.stdout, `merge_method="merge"`) || !strings.Contains(r.stdout, "number=7") {
+		t.Errorf("tf approvals list: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if up.hits.Load() != 0 {
 		t.Fatal("a held request reached the upstream")
@@ -70,6 +76,10 @@ func TestOperatorCommands(t *testing.T) {
 	}
 	if r := runTF(t, home, nil, "kill", "--off"); r.code != 0 {
 		t.Fatalf("tf kill --off: exit %d\n%s", r.code, r.stderr)
+	}
+	// The refusal is among the last denials, with its action type.
+	if r := runTF(t, home, nil, "status"); !regexp.MustCompile(`(?m)^  \S+ \S+\s+ops\s+deny \(kill switch\)\s+github\.repo\.get\s+acme/app\s`).MatchString(r.stdout) {
+		t.Errorf("tf status last denials lack the action type:\n%s", r.stdout)
 	}
 	r = runTF(t, home, nil, get...)
 	if !strings.Contains(r.stdout, "200") || !strings.Contains(r.stdout, "fake-github") {

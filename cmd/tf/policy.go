@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 
@@ -32,13 +33,21 @@ func policyCommand() *cli.Command {
 				Name:      "validate",
 				Usage:     "load and type-check a policy; errors carry file:line:col",
 				ArgsUsage: "[DIR]",
-				Action:    policyValidate,
+				Description: "Besides syntax and types, every actions glob must match an action type some\n" +
+					"connector produces (tf actions); --declared adds a declared connector's types.",
+				Flags:  []cli.Flag{declaredFlag},
+				Action: policyValidate,
 			},
 			{
 				Name:      "test",
 				Usage:     "run the policy's tests/*.yaml",
 				ArgsUsage: "[DIR]",
-				Action:    policyTest,
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "run", Usage: "run only the cases whose name (or file) matches this regular expression"},
+					&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "print every case with the rule that decided it"},
+					&cli.BoolFlag{Name: "json", Usage: "print the results as JSON"},
+				},
+				Action: policyTest,
 			},
 			{
 				Name:      "explain",
@@ -115,6 +124,13 @@ func policyValidate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	cat, err := catalog(c)
+	if err != nil {
+		return err
+	}
+	if errs := cat.UnknownActions(p); len(errs) > 0 {
+		return policyErr(errs)
+	}
 	fmt.Fprintf(c.App.Writer, "%s: ok: %d rules, mode %s, default %s, revision %s\n",
 		label, len(p.Rules), p.Mode, p.Default, shortRev(p.Revision))
 	return nil
@@ -128,6 +144,13 @@ func shortRev(r string) string {
 }
 
 func policyTest(c *cli.Context) error {
+	var run *regexp.Regexp
+	if pat := c.String("run"); pat != "" {
+		var err error
+		if run, err = regexp.Compile(pat); err != nil {
+			return usageError(c, "--run %q: %v", pat, err)
+		}
+	}
 	p, fsys, label, err := loadPolicy(c)
 	if err != nil {
 		return err
@@ -136,17 +159,78 @@ func policyTest(c *cli.Context) error {
 	if err != nil {
 		return policyErr(err)
 	}
-	w := c.App.Writer
-	for _, r := range rep.Results {
-		if !r.Passed {
-			fmt.Fprintf(w, "FAIL %s\n", r.Pos.Error())
-		}
+	res := selectCases(rep, run)
+	if len(res.Cases) == 0 && run != nil {
+		return cli.Exit(fmt.Sprintf("tf policy test: no case matches --run %q (%d cases in all)", c.String("run"), len(rep.Results)), exitFailure)
 	}
-	fmt.Fprintln(w, rep.Summary())
-	if rep.Failed > 0 {
-		return cli.Exit("", 1)
+	w := c.App.Writer
+	if c.Bool("json") {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range res.Cases {
+			switch {
+			case !r.Passed:
+				fmt.Fprintf(w, "%s %s:%d:%d: %s\n", paint(styleRed, "FAIL"), r.File, r.Line, r.Col, r.Failure)
+			case c.Bool("verbose"):
+				fmt.Fprintf(w, "%s %s:%d:%d: %q: %s by %s\n", paint(styleGreen, "PASS"), r.File, r.Line, r.Col, r.Name, paintEffect(string(r.Got.Effect)), decidedBy(r.Got.Rule))
+			}
+		}
+		fmt.Fprintf(w, "%d passed, %d failed\n", res.Passed, res.Failed)
+	}
+	if res.Failed > 0 {
+		return cli.Exit("", exitFailure)
 	}
 	return nil
+}
+
+// testResults is what tf policy test prints, and its JSON form.
+type testResults struct {
+	Passed int          `json:"passed"`
+	Failed int          `json:"failed"`
+	Cases  []caseResult `json:"cases"`
+}
+
+type caseResult struct {
+	Name    string `json:"name"`
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Col     int    `json:"col"`
+	Passed  bool   `json:"passed"`
+	Failure string `json:"failure,omitempty"`
+	// Got is the decision, with the deciding rule and every rule that
+	// matched.
+	Got rules.Decision `json:"got"`
+}
+
+// selectCases keeps the cases whose name or file matches run (all when
+// run is nil).
+func selectCases(rep *rules.TestReport, run *regexp.Regexp) testResults {
+	out := testResults{Cases: []caseResult{}}
+	for _, r := range rep.Results {
+		if run != nil && !run.MatchString(r.Name) && !run.MatchString(r.Pos.File) {
+			continue
+		}
+		cr := caseResult{Name: r.Name, File: r.Pos.File, Line: r.Pos.Line, Col: r.Pos.Col, Passed: r.Passed, Got: r.Got}
+		if !r.Passed {
+			cr.Failure = r.Pos.Msg
+			out.Failed++
+		} else {
+			out.Passed++
+		}
+		out.Cases = append(out.Cases, cr)
+	}
+	return out
+}
+
+func decidedBy(rule string) string {
+	if rule == "" {
+		return "the default"
+	}
+	return "rule " + rule
 }
 
 func policyExplain(c *cli.Context) error {

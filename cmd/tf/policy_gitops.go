@@ -116,7 +116,7 @@ func runPlan(c *cli.Context) error {
 		if werr := enc.Encode(pl); werr != nil {
 			return werr
 		}
-	} else if werr := pl.WriteText(c.App.Writer); werr != nil {
+	} else if werr := pl.WriteTextColor(c.App.Writer, colorOn); werr != nil {
 		return werr
 	}
 	if err != nil {
@@ -198,7 +198,17 @@ func runShow(c *cli.Context) error {
 	}
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "repository\t%s\n", s.Pin.Repository)
-	fmt.Fprintf(tw, "branch\t%s\n", s.Pin.Ref)
+	branch := s.Pin.Ref
+	if !s.OnRef {
+		// A commit applied from another branch: the pin's branch is only
+		// what plans compare against.
+		branch = fmt.Sprintf("%s (the pinned commit is not on it", s.Pin.Ref)
+		if len(s.Branches) > 0 {
+			branch += "; it is on " + strings.Join(s.Branches, ", ")
+		}
+		branch += ")"
+	}
+	fmt.Fprintf(tw, "branch\t%s\n", branch)
 	fmt.Fprintf(tw, "commit\t%s\n", s.Pin.Commit)
 	fmt.Fprintf(tw, "subject\t%s\n", s.Subject)
 	fmt.Fprintf(tw, "author\t%s\n", s.Author)

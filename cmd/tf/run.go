@@ -16,10 +16,12 @@ import (
 
 	"github.com/tameflare/tf/admin"
 	"github.com/tameflare/tf/agent"
+	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/gateway"
 	"github.com/tameflare/tf/gitops"
 	"github.com/tameflare/tf/home"
 	"github.com/tameflare/tf/rules"
+	"github.com/tameflare/tf/termtext"
 	"github.com/tameflare/tf/testdata"
 )
 
@@ -42,7 +44,10 @@ runs it beside tf instead, where it could bypass tf.
 
    tf run -- claude
    tf run --policy ./policy -- curl -X DELETE https://api.github.com/repos/acme/app
-   eval "$(tf run --print-env)"   # wire a shell up by hand; the gateway runs until Ctrl-C`,
+   tf run --print-env -- CMD      # also show CMD's environment, in shell syntax, on stderr
+
+To wire a shell by hand, start a gateway in the background instead:
+tf gateway start NAME; eval "$(tf env NAME)"; tf gateway stop NAME.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "name", Usage: "name of this governed session in the audit log (default: the current directory's name, made unique)"},
 			&cli.StringFlag{Name: "policy", Usage: "policy directory (default: the pinned policy, else the built-in example)"},
@@ -54,7 +59,7 @@ runs it beside tf instead, where it could bypass tf.
 			&cli.StringSliceFlag{Name: "ro", Usage: "PATH: a directory the sandboxed agent may read but not write; repeatable"},
 			&cli.StringSliceFlag{Name: "rw", Usage: "PATH: a directory the sandboxed agent may write; repeatable"},
 			&cli.BoolFlag{Name: "dashboard", Usage: "also serve the dashboard on loopback and open its one-time link"},
-			&cli.BoolFlag{Name: "print-env", Usage: "print the environment a governed process needs (shell syntax) and serve until interrupted, or, with CMD, print it to stderr and run CMD"},
+			&cli.BoolFlag{Name: "print-env", Usage: "print the environment a governed process needs (shell syntax): with CMD on stderr, then run CMD; without CMD on stdout, then serve until interrupted (to wire a shell, use tf gateway start and tf env)"},
 		},
 		Action: runAction,
 	}
@@ -171,7 +176,12 @@ func runAction(c *cli.Context) error {
 
 	var code int
 	if sb != nil {
+		guard := agent.NewGitGuard(sb.Writable())
 		code, err = agent.RunSandboxed(context.Background(), sb, argv, env)
+		for _, ch := range guard.Revert() {
+			fmt.Fprintf(c.App.ErrWriter, "tf: the agent set %s in %s, which git would run outside the sandbox; tf removed it\n", termtext.Safe(ch.Entry), termtext.Safe(ch.File))
+			_ = g.RecordEvent(context.Background(), audit.EventSandboxGitReverted, map[string]any{"file": ch.File, "entry": ch.Entry})
+		}
 	} else {
 		code, err = agent.Run(context.Background(), argv, env)
 	}

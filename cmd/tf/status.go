@@ -72,9 +72,9 @@ func runStatus(c *cli.Context) error {
 		fmt.Fprintln(w, "pending approvals: none")
 	} else {
 		fmt.Fprintln(w, "pending approvals:")
-		fmt.Fprintln(tw, "  ID\tGATEWAY\tACTION\tRULE\tEXPIRES IN")
+		fmt.Fprintln(tw, "  ID\tGATEWAY\tACTION\tTARGET\tRULE\tEXPIRES IN")
 		for _, p := range o.Pending {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", oneLine(p.ID), oneLine(p.Gateway), oneLine(p.Action), oneLine(p.Rule), p.Expires.Sub(now).Round(time.Second))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", oneLine(p.ID), oneLine(p.Gateway), oneLine(p.Action), oneLine(target(p.Resource, p.Host)), oneLine(p.Rule), p.Expires.Sub(now).Round(time.Second))
 		}
 		tw.Flush()
 	}
@@ -91,7 +91,11 @@ func runStatus(c *cli.Context) error {
 			if r.Decision != nil {
 				reason = r.Decision.Reason
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format("2006-01-02 15:04:05"), oneLine(r.Gateway), oneLine(r.Label()), oneLine(r.Target()), oneLine(reason))
+			typ := ""
+			if r.Action != nil {
+				typ = r.Action.Type
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Local().Format("2006-01-02 15:04:05"), oneLine(r.Gateway), oneLine(r.Label()), oneLine(typ), oneLine(r.Target()), oneLine(reason))
 		}
 		tw.Flush()
 	}

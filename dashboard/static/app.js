@@ -7,9 +7,10 @@ function setState(state, text) {
   if (el) { el.dataset.state = state; el.textContent = text; }
 }
 
-function cell(text, cls) {
+function cell(text, cls, label) {
   const td = document.createElement("td");
   if (cls) td.className = cls;
+  if (label) td.dataset.label = label;
   td.textContent = text || "";
   return td;
 }
@@ -30,20 +31,22 @@ function startTraffic(table) {
     tr.className = "fresh d-" + r.class;
     const t = document.createElement("td");
     t.title = r.stamp;
+    t.dataset.label = "Time";
     const a = document.createElement("a");
     a.href = "/traffic/" + r.seq;
     a.textContent = r.time;
     t.appendChild(a);
     tr.appendChild(t);
     const d = document.createElement("td");
+    d.dataset.label = "Decision";
     const pill = document.createElement("span");
     pill.className = "pill";
     pill.textContent = r.label;
     d.appendChild(pill);
     tr.appendChild(d);
-    [r.action, r.target, r.rule, r.gateway].forEach((v) => tr.appendChild(cell(v)));
-    tr.appendChild(cell(r.status, "status"));
-    tr.appendChild(cell(r.latency, "latency"));
+    [[r.action, "Action"], [r.target, "Target"], [r.rule, "Rule"], [r.gateway, "Gateway"]].forEach(([v, l]) => tr.appendChild(cell(v, "", l)));
+    tr.appendChild(cell(r.status, "status", "Status"));
+    tr.appendChild(cell(r.latency, "latency", "Latency"));
     body.insertBefore(tr, body.firstChild);
     const none = document.getElementById("no-rows");
     if (none) none.remove();
@@ -60,7 +63,11 @@ function startTraffic(table) {
     }
   });
   es.addEventListener("failure", (ev) => { setState("down", ev.data); es.close(); });
-  body.addEventListener("click", (ev) => {
+}
+
+// A Traffic row opens its record, live or not.
+function rowLinks(table) {
+  table.tBodies[0].addEventListener("click", (ev) => {
     if (ev.target.closest("a")) return;
     const tr = ev.target.closest("tr");
     if (tr && tr.dataset.seq) window.location.href = "/traffic/" + tr.dataset.seq;
@@ -90,6 +97,7 @@ function startApprovals(box) {
 
 document.addEventListener("DOMContentLoaded", () => {
   const table = document.getElementById("traffic");
+  if (table) rowLinks(table);
   if (table && table.dataset.stream) startTraffic(table);
   const box = document.getElementById("approvals");
   if (box && box.dataset.stream) startApprovals(box);

@@ -5,10 +5,17 @@
 //
 //   node client.mjs http URL PROXY_URL   (Streamable HTTP through tf's proxy)
 //   node client.mjs stdio CMD [ARGS...]  (a stdio server, e.g. under tf mcp wrap)
+//   node client.mjs lists URL PROXY_URL  (only the four lists, as names)
+//   node client.mjs sse URL PROXY_URL    (as http, over the legacy HTTP+SSE transport)
+//   node client.mjs sampling http URL PROXY_URL | sampling stdio CMD [ARGS...]
+//        (a client that can sample: calls trigger-sampling-request and
+//        reports whether its sampling handler ran)
 import http from "node:http";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
+import { CreateMessageRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 
 // proxyFetch sends requests through an HTTP proxy in absolute form, as a
 // proxy-aware client does (Node 20's fetch ignores proxy settings).
@@ -58,11 +65,38 @@ function text(result) {
   return (result.content || []).filter((c) => c.type === "text").map((c) => c.text).join("");
 }
 
+async function sampling(how, rest) {
+  const transport =
+    how === "http"
+      ? new StreamableHTTPClientTransport(new URL(rest[0]), { fetch: proxyFetch(rest[1]) })
+      : new StdioClientTransport({ command: rest[0], args: rest.slice(1), env: process.env, stderr: "inherit" });
+  const client = new Client({ name: "tf-test", version: "1.0.0" }, { capabilities: { sampling: {} } });
+  const out = { sampled: false };
+  client.setRequestHandler(CreateMessageRequestSchema, async () => {
+    out.sampled = true;
+    return { role: "assistant", content: { type: "text", text: "sampled!" }, model: "test-model" };
+  });
+  await client.connect(transport);
+  try {
+    const r = await client.callTool({ name: "trigger-sampling-request", arguments: { prompt: "hi" } }, undefined, { timeout: 20000 });
+    out.text = text(r);
+    out.isError = !!r.isError;
+  } catch (e) {
+    out.error = String(e && e.message ? e.message : e);
+  }
+  await client.close();
+  process.stdout.write(JSON.stringify(out) + "\n");
+}
+
 async function main() {
   const [mode, ...rest] = process.argv.slice(2);
+  if (mode === "sampling") return sampling(rest[0], rest.slice(1));
   let transport;
-  if (mode === "http") {
+  if (mode === "http" || mode === "lists") {
     transport = new StreamableHTTPClientTransport(new URL(rest[0]), { fetch: proxyFetch(rest[1]) });
+  } else if (mode === "sse") {
+    // The legacy HTTP+SSE transport (protocol 2024-11-05).
+    transport = new SSEClientTransport(new URL(rest[0]), { fetch: proxyFetch(rest[1]) });
   } else if (mode === "stdio") {
     transport = new StdioClientTransport({ command: rest[0], args: rest.slice(1), env: process.env, stderr: "inherit" });
   } else {
@@ -72,6 +106,14 @@ async function main() {
   await client.connect(transport);
   const out = {};
   out.tools = (await client.listTools()).tools.map((t) => t.name).sort();
+  if (mode === "lists") {
+    out.resources = (await client.listResources()).resources.map((r) => r.uri).sort();
+    out.templates = (await client.listResourceTemplates()).resourceTemplates.map((r) => r.uriTemplate).sort();
+    out.prompts = (await client.listPrompts()).prompts.map((p) => p.name).sort();
+    await client.close();
+    process.stdout.write(JSON.stringify(out) + "\n");
+    return;
+  }
   const echo = await client.callTool({ name: "echo", arguments: { message: "hi" } });
   out.echo = { text: text(echo), isError: !!echo.isError };
   const sum = await client.callTool({ name: "get-sum", arguments: { a: 1, b: 2 } });
