@@ -12,22 +12,25 @@ import (
 	"time"
 )
 
-// BenchmarkAppend appends from many goroutines with fsync on, as a busy
-// gateway does, and reports records per second and records per fsync.
-// Throughput is bounded by fsync latency times the records one fsync
-// covers, which is about half the appenders, so it is measured at two
-// levels of concurrency.
+// BenchmarkAppend appends from many goroutines, as a busy gateway does,
+// in both durability modes, and reports records per second, per batch
+// (one write) and per segment fdatasync. With SyncAlways throughput is
+// bounded by fsync latency times the records one fsync covers, which is
+// about half the appenders, so it is measured at two levels of
+// concurrency.
 func BenchmarkAppend(b *testing.B) {
-	for _, appenders := range []int{128, 512} {
-		b.Run(fmt.Sprintf("appenders=%d", appenders), func(b *testing.B) {
-			benchmarkAppend(b, appenders)
-		})
+	for _, mode := range []SyncMode{SyncGroup, SyncAlways} {
+		for _, appenders := range []int{16, 128, 512} {
+			b.Run(fmt.Sprintf("sync=%s/appenders=%d", mode, appenders), func(b *testing.B) {
+				benchmarkAppend(b, mode, appenders)
+			})
+		}
 	}
 }
 
-func benchmarkAppend(b *testing.B, appenders int) {
+func benchmarkAppend(b *testing.B, mode SyncMode, appenders int) {
 	dir := b.TempDir()
-	l, err := Open(dir, Options{})
+	l, err := Open(dir, Options{Sync: mode})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -53,21 +56,27 @@ func benchmarkAppend(b *testing.B, appenders int) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "records/s")
-	b.ReportMetric(float64(b.N)/float64(l.batches), "records/fsync")
+	b.ReportMetric(float64(b.N)/float64(l.batches), "records/batch")
+	b.ReportMetric(float64(b.N)/float64(max(1, l.syncs.Load())), "records/fsync")
 }
 
 // BenchmarkAppendPaced appends at about 1,000 records/s, the rate of a
 // busy agent session, and reports the latency of Append: everything it
-// adds to a request, its fsync included. BenchmarkFdatasyncPaced is the
-// floor to compare it with: the same pace of bare appends and fdatasyncs.
+// adds to a request (with SyncAlways, its fsync). BenchmarkFdatasyncPaced
+// is the floor of SyncAlways: the same pace of bare appends and
+// fdatasyncs.
 func BenchmarkAppendPaced(b *testing.B) {
-	l, err := Open(b.TempDir(), Options{})
-	if err != nil {
-		b.Fatal(err)
+	for _, mode := range []SyncMode{SyncGroup, SyncAlways} {
+		b.Run("sync="+string(mode), func(b *testing.B) {
+			l, err := Open(b.TempDir(), Options{Sync: mode})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			ctx := context.Background()
+			paced(b, func(i int) error { return l.Append(ctx, decision(i)) })
+		})
 	}
-	defer l.Close()
-	ctx := context.Background()
-	paced(b, func(i int) error { return l.Append(ctx, decision(i)) })
 }
 
 func BenchmarkFdatasyncPaced(b *testing.B) {

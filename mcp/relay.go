@@ -404,8 +404,10 @@ func (r *relay) dispatch(s *slot) {
 		if len(ds) > 0 {
 			reason = ds[0].Reason
 		}
-		r.toClient(ErrorMessage(s.errID, s.errCode, reason, map[string]string{"rule": "", "reason": reason, "request_id": s.ruling.RequestID}))
+		// The outcome is queued before the client hears of it, so that it
+		// is on record whenever tf stops after the answer.
 		r.done(s.ruling.Done, Outcome{Refused: true})
+		r.toClient(ErrorMessage(s.errID, s.errCode, reason, map[string]string{"rule": "", "reason": reason, "request_id": s.ruling.RequestID}))
 		return
 	}
 	switch effectOf(ds) {
@@ -458,10 +460,11 @@ func (r *relay) refuse(s *slot, ds []rules.Decision) {
 	d := ds[k]
 	ref := Refusal{Type: s.actions[k].Type, Rule: d.Rule, Reason: d.Reason, Effect: d.Effect, KillSwitch: d.KillSwitch, RequestID: s.ruling.RequestID}
 	answers := AnswerAll(s.msgs, ds, ref, func(i int) string { return s.actions[i].Type })
+	// Queued before the client hears of the refusal (see dispatch).
+	r.done(s.ruling.Done, Outcome{Refused: true})
 	if len(answers) > 0 {
 		r.toClient(join(answers, s.batch))
 	}
-	r.done(s.ruling.Done, Outcome{Refused: true})
 }
 
 // forward sends an allowed line to the server and notes the requests
