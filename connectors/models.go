@@ -99,8 +99,10 @@ var anthropicRoutes = []modelRoute{
 	{"GET", "/v1/oauth/hello", "anthropic.connectivity.check", noBody},
 }
 
-// openaiRoutes cover api.openai.com and the token endpoint of ChatGPT
-// logins (auth.openai.com).
+// openaiRoutes cover api.openai.com, the token endpoint of ChatGPT
+// logins (auth.openai.com) and Codex's model calls under a ChatGPT login
+// (chatgpt.com/backend-api/codex); the rest of chatgpt.com is
+// openai.api.<method>.
 var openaiRoutes = []modelRoute{
 	{"POST", "/v1/responses", "openai.responses.create", openaiCall},
 	{"GET", "/v1/responses/{id}", "openai.responses.get", noBody},
@@ -118,6 +120,8 @@ var openaiRoutes = []modelRoute{
 	{"GET", "/v1/files/{id}/content", "openai.files.download", noBody},
 	{"DELETE", "/v1/files/{id}", "openai.files.delete", noBody},
 	{"POST", "/oauth/token", "openai.oauth.token", noBody},
+	// Codex CLI signed in with ChatGPT calls the Responses API there.
+	{"POST", "/backend-api/codex/responses", "openai.responses.create", openaiCall},
 }
 
 // googleRoutes cover the Gemini API (generativelanguage.googleapis.com).
@@ -144,7 +148,7 @@ func NewAnthropic() Connector {
 
 // NewOpenAI returns the openai connector.
 func NewOpenAI() Connector {
-	return newModelAPI("openai", []string{"api.openai.com", "auth.openai.com"}, openaiRoutes, false)
+	return newModelAPI("openai", []string{"api.openai.com", "auth.openai.com", "chatgpt.com"}, openaiRoutes, false)
 }
 
 // NewGoogle returns the google connector (the Gemini API).
