@@ -3,7 +3,9 @@ package gateway
 import (
 	"net/http"
 	"strings"
+	"sync/atomic"
 
+	"github.com/tameflare/tf/admin"
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/connectors"
 	"github.com/tameflare/tf/httpproxy"
@@ -58,8 +60,31 @@ func (g *Gateway) meterUsage(v *httpproxy.Verdict, id string, actions []rules.Ac
 			done(o)
 			return
 		}
+		g.tokens.add(u)
 		g.recordOutcomeUsage(id, o, u)
 	}
+}
+
+// tokenTotals sums the session's model-call usage for tf status.
+type tokenTotals struct {
+	calls, unknown, input, output, cacheRead, cacheWrite atomic.Int64
+}
+
+func (t *tokenTotals) add(u *audit.Usage) {
+	t.calls.Add(1)
+	if u.Unknown != "" {
+		t.unknown.Add(1)
+		return
+	}
+	t.input.Add(u.Input)
+	t.output.Add(u.Output)
+	t.cacheRead.Add(u.CacheRead)
+	t.cacheWrite.Add(u.CacheWrite)
+}
+
+func (t *tokenTotals) get() admin.Tokens {
+	return admin.Tokens{Calls: t.calls.Load(), Unknown: t.unknown.Load(), Input: t.input.Load(), Output: t.output.Load(),
+		CacheRead: t.cacheRead.Load(), CacheWrite: t.cacheWrite.Load()}
 }
 
 func identity(enc string) bool { return enc == "" || strings.EqualFold(enc, "identity") }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tameflare/tf/admin"
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/testdata"
 )
@@ -77,5 +78,11 @@ func TestModelCallUsage(t *testing.T) {
 				t.Errorf("usage = %+v, want %+v", out.Usage, c.want)
 			}
 		})
+	}
+	// tf status sums them: four model calls with usage records, two of
+	// them unknown; the error answer is not counted.
+	want := admin.Tokens{Calls: 4, Unknown: 2, Input: 24, Output: 13, CacheRead: 400}
+	if got := f.g.Status().Tokens; got != want {
+		t.Errorf("status tokens = %+v, want %+v", got, want)
 	}
 }
