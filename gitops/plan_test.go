@@ -330,9 +330,10 @@ func TestPlanReplaysMCPBaselineAndCountsOtherRevisions(t *testing.T) {
 		{"github", "github.repo.get", rules.Deny, "old"},
 	} {
 		a := &rules.Action{ID: idOf(i), Type: r.typ, Connector: r.conn}
-		if server, method, ok := strings.Cut(strings.TrimPrefix(r.typ, "mcp."), ".@"); ok && r.conn == "mcp" {
-			// As the MCP connector records plumbing: the server and method.
-			a.Resource = map[string]string{"server": server, "method": method}
+		if _, method, ok := strings.Cut(r.typ, ".@"); ok {
+			// As the MCP connector records a protocol method of a listed
+			// server: the baseline applies only to those.
+			a.Resource = map[string]string{"server": "files", "method": method}
 		}
 		if err := l.Append(testCtx(t), &audit.Record{Kind: audit.KindDecision, Time: epoch.Add(time.Duration(i) * time.Second),
 			RequestID: idOf(i), Gateway: "gw1", Action: a, Decision: &rules.Decision{Effect: r.recorded, Revision: r.revision}}); err != nil {

@@ -105,7 +105,8 @@ func claudeSession(t *testing.T, claude string, policy string) {
 			t.Fatalf("tf init: exit %d\n%s", r.code, r.stderr)
 		}
 	}
-	args := append([]string{"run", "--name", "claude"}, upstreamArgs(addr, caFile, hosts...)...)
+	// Claude Code is installed in the checkout, which may lie under /tmp.
+	args := append([]string{"run", "--name", "claude", "--ro", absPath(t, filepath.Join("testdata", "claude-code"))}, upstreamArgs(addr, caFile, hosts...)...)
 	if policy == "key" {
 		// The built-in agents' rules, and the key injected as x-api-key.
 		rules, err := os.ReadFile(filepath.Join("..", "..", "testdata", "policy", "policies", "agents.yaml"))
