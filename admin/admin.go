@@ -164,6 +164,19 @@ type Status struct {
 	// Notes are operator-facing remarks: a webhook failing, a Slack
 	// listener not started.
 	Notes []string `json:"notes,omitempty"`
+	// Tokens sums the token usage of the session's model calls so far.
+	Tokens Tokens `json:"tokens"`
+}
+
+// Tokens sums the usage of a gateway's model calls: Calls of them, Unknown
+// of which reported no usage tf could read.
+type Tokens struct {
+	Calls      int64 `json:"calls"`
+	Unknown    int64 `json:"unknown,omitempty"`
+	Input      int64 `json:"input"`
+	Output     int64 `json:"output"`
+	CacheRead  int64 `json:"cache_read,omitempty"`
+	CacheWrite int64 `json:"cache_write,omitempty"`
 }
 
 // A Backend is what the admin API operates: a gateway.

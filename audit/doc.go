@@ -51,6 +51,10 @@
 //	                {session (Mcp-Session-Id), id (the JSON-RPC id as
 //	                JSON: 7 or "a"), is_error (outcome of a tool call:
 //	                the result's isError)}
+//	usage           outcome of a model call, optional: {model,
+//	                input_tokens, output_tokens, cache_read_tokens,
+//	                cache_write_tokens, unknown}: the token usage its
+//	                response reported, or why it is unknown
 //	event, details  event: a name such as gateway.started,
 //	                kill_switch.activated, approval.approved,
 //	                policy.applied or audit.tail_repaired, and an object

@@ -20,13 +20,14 @@ import (
 
 // encodedFields lists, per type, the JSON members appendBody writes.
 var encodedFields = map[string][]string{
-	"Record":   {"schema_version", "seq", "time", "kind", "request_id", "gateway", "action", "decision", "approval", "status", "bytes_in", "bytes_out", "duration_ms", "error", "mcp", "event", "details", "prev", "hash"},
+	"Record":   {"schema_version", "seq", "time", "kind", "request_id", "gateway", "action", "decision", "approval", "status", "bytes_in", "bytes_out", "duration_ms", "error", "mcp", "usage", "event", "details", "prev", "hash"},
 	"MCP":      {"session", "id", "is_error"},
 	"Action":   {"id", "time", "gateway", "connector", "type", "resource", "params", "request"},
 	"Request":  {"method", "scheme", "host", "port", "path", "query", "headers"},
 	"Decision": {"decision", "rule", "reason", "matched", "default", "kill_switch", "monitor", "would", "would_rule", "would_reason", "approval_timeout", "revision"},
 	"Match":    {"rule", "decision", "reason", "monitor", "error"},
 	"Approval": {"id", "approver", "reason", "outcome", "at"},
+	"Usage":    {"model", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "unknown"},
 }
 
 // enc appends JSON object members, writing the separating commas.
@@ -201,6 +202,19 @@ func appendBody(b []byte, r *Record) ([]byte, error) {
 			e.key("is_error")
 			e.b = strconv.AppendBool(e.b, *m.IsError)
 		}
+		e.close()
+	}
+	if u := r.Usage; u != nil {
+		e.key("usage")
+		e.open()
+		e.optStr("model", u.Model)
+		e.key("input_tokens")
+		e.b = strconv.AppendInt(e.b, u.Input, 10)
+		e.key("output_tokens")
+		e.b = strconv.AppendInt(e.b, u.Output, 10)
+		e.optInt("cache_read_tokens", u.CacheRead)
+		e.optInt("cache_write_tokens", u.CacheWrite)
+		e.optStr("unknown", u.Unknown)
 		e.close()
 	}
 	e.optStr("event", r.Event)

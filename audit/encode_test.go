@@ -37,13 +37,15 @@ func fullRecord() *Record {
 
 func TestEncodeMatchesJSON(t *testing.T) {
 	recs := map[string]*Record{
-		"full":              fullRecord(),
-		"minimal decision":  {Kind: KindDecision, Time: time.Unix(0, 0).UTC(), Action: &rules.Action{Type: "x"}, Decision: &rules.Decision{Effect: rules.Allow}},
-		"empty headers map": {Kind: KindDecision, Time: time.Unix(1, 0).UTC(), Action: &rules.Action{Type: "x", Request: rules.Request{Headers: map[string]string{}}, Resource: map[string]string{}}, Decision: &rules.Decision{Effect: rules.Allow}},
-		"outcome":           {Kind: KindOutcome, Time: time.Unix(5, 5).UTC(), RequestID: "r", Status: 502, BytesIn: -1, BytesOut: 9, DurationMS: 3, Error: "upstream: <eof>"},
-		"mcp outcome":       {Kind: KindOutcome, Time: time.Unix(5, 5).UTC(), RequestID: "r", Status: 200, MCP: &MCP{ID: "7", IsError: new(true)}},
-		"event":             {Kind: KindEvent, Time: time.Unix(5, 5).UTC(), Event: EventPolicyApplied, Details: map[string]any{"commit": "abc", "n": 3, "f": 0.1, "list": []string{"a"}}},
-		"empty details":     {Kind: KindEvent, Time: time.Unix(5, 5).UTC(), Event: "e", Details: map[string]any{}},
+		"full":               fullRecord(),
+		"minimal decision":   {Kind: KindDecision, Time: time.Unix(0, 0).UTC(), Action: &rules.Action{Type: "x"}, Decision: &rules.Decision{Effect: rules.Allow}},
+		"empty headers map":  {Kind: KindDecision, Time: time.Unix(1, 0).UTC(), Action: &rules.Action{Type: "x", Request: rules.Request{Headers: map[string]string{}}, Resource: map[string]string{}}, Decision: &rules.Decision{Effect: rules.Allow}},
+		"outcome":            {Kind: KindOutcome, Time: time.Unix(5, 5).UTC(), RequestID: "r", Status: 502, BytesIn: -1, BytesOut: 9, DurationMS: 3, Error: "upstream: <eof>"},
+		"outcome with usage": {Kind: KindOutcome, Time: time.Unix(5, 5).UTC(), RequestID: "r", Status: 200, Usage: &Usage{Model: "claude-\u2028\"x", Input: 10, Output: 5, CacheRead: 3, CacheWrite: 2}},
+		"mcp outcome":        {Kind: KindOutcome, Time: time.Unix(5, 5).UTC(), RequestID: "r", Status: 200, MCP: &MCP{ID: "7", IsError: new(true)}},
+		"unknown usage":      {Kind: KindOutcome, Time: time.Unix(5, 5).UTC(), RequestID: "r", Status: 200, Usage: &Usage{Unknown: "malformed <event>"}},
+		"event":              {Kind: KindEvent, Time: time.Unix(5, 5).UTC(), Event: EventPolicyApplied, Details: map[string]any{"commit": "abc", "n": 3, "f": 0.1, "list": []string{"a"}}},
+		"empty details":      {Kind: KindEvent, Time: time.Unix(5, 5).UTC(), Event: "e", Details: map[string]any{}},
 	}
 	for name, r := range recs {
 		got, err := r.body()
@@ -75,6 +77,7 @@ func TestEncoderKnowsEveryField(t *testing.T) {
 		"Match":    reflect.TypeFor[rules.Match](),
 		"Approval": reflect.TypeFor[Approval](),
 		"MCP":      reflect.TypeFor[MCP](),
+		"Usage":    reflect.TypeFor[Usage](),
 	}
 	for name, typ := range types {
 		var tags []string

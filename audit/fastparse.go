@@ -408,6 +408,11 @@ func (p *fastParser) record(r *Record) bool {
 				r.MCP = new(MCP)
 				ok = p.mcp(r.MCP)
 			}
+		case "usage":
+			if seen.first(19) && p.peek() == '{' {
+				r.Usage = new(Usage)
+				ok = p.usage(r.Usage)
+			}
 		case "event":
 			if seen.first(14) {
 				r.Event, ok = p.str()
@@ -633,6 +638,40 @@ func (p *fastParser) matches() ([]rules.Match, bool) {
 		}
 		return nil, false
 	}
+}
+
+func (p *fastParser) usage(u *Usage) bool {
+	var seen fields
+	return p.object(func(k []byte) bool {
+		var ok bool
+		switch string(k) {
+		case "model":
+			if seen.first(0) {
+				u.Model, ok = p.str()
+			}
+		case "input_tokens":
+			if seen.first(1) {
+				u.Input, ok = p.int64()
+			}
+		case "output_tokens":
+			if seen.first(2) {
+				u.Output, ok = p.int64()
+			}
+		case "cache_read_tokens":
+			if seen.first(3) {
+				u.CacheRead, ok = p.int64()
+			}
+		case "cache_write_tokens":
+			if seen.first(4) {
+				u.CacheWrite, ok = p.int64()
+			}
+		case "unknown":
+			if seen.first(5) {
+				u.Unknown, ok = p.str()
+			}
+		}
+		return ok
+	})
 }
 
 func (p *fastParser) approval(a *Approval) bool {

@@ -85,6 +85,20 @@ type MCP struct {
 	IsError *bool `json:"is_error,omitempty"`
 }
 
+// Usage is the token usage a model API reported for one call (outcome
+// records). Counts are as the API reports them: OpenAI's input includes
+// its cached tokens, Anthropic's does not. Unknown, when set, says why the
+// usage could not be read (a malformed event, a field of the wrong type,
+// no usage in the response); the counts are then zero.
+type Usage struct {
+	Model      string `json:"model,omitempty"`
+	Input      int64  `json:"input_tokens"`
+	Output     int64  `json:"output_tokens"`
+	CacheRead  int64  `json:"cache_read_tokens,omitempty"`
+	CacheWrite int64  `json:"cache_write_tokens,omitempty"`
+	Unknown    string `json:"unknown,omitempty"`
+}
+
 // A Record is one line of the audit log. The field order is the order of
 // the keys on disk; see doc.go for the schema.
 type Record struct {
@@ -110,6 +124,10 @@ type Record struct {
 
 	// MCP identifies the MCP message of a decision or outcome record.
 	MCP *MCP `json:"mcp,omitempty"`
+
+	// Usage is the token usage of a model call (outcome records), as its
+	// response reported it.
+	Usage *Usage `json:"usage,omitempty"`
 
 	// Event records.
 	Event   string         `json:"event,omitempty"`
@@ -152,6 +170,9 @@ func (r *Record) validate() error {
 		if r.Event == "" {
 			return errors.New("event record has no event name")
 		}
+	}
+	if r.Usage != nil && r.Kind != KindOutcome {
+		return errors.New("only an outcome record carries usage")
 	}
 	if r.Kind != KindDecision && (r.Action != nil || r.Decision != nil || r.Approval != nil) {
 		return fmt.Errorf("%s record carries decision fields", r.Kind)

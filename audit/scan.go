@@ -593,3 +593,21 @@ func (w Row) Status() string {
 	}
 	return ""
 }
+
+// Tokens is the row's token usage for a table: "in 10 out 5", with
+// "cache r3 w2" when caching was reported, "?" when the usage of a model
+// call could not be read, "" for a request that is not a model call.
+func (w Row) Tokens() string {
+	if w.Outcome == nil || w.Outcome.Usage == nil {
+		return ""
+	}
+	u := w.Outcome.Usage
+	if u.Unknown != "" {
+		return "?"
+	}
+	s := "in " + strconv.FormatInt(u.Input, 10) + " out " + strconv.FormatInt(u.Output, 10)
+	if u.CacheRead != 0 || u.CacheWrite != 0 {
+		s += " cache r" + strconv.FormatInt(u.CacheRead, 10) + " w" + strconv.FormatInt(u.CacheWrite, 10)
+	}
+	return s
+}

@@ -44,7 +44,7 @@ func TestCatalogCoversTheConnectorsTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lit := regexp.MustCompile(`"((?:github|npm)\.[a-z_]+\.[a-z_]+)"`)
+	lit := regexp.MustCompile(`"((?:github|npm|anthropic|openai|google)\.[a-z_]+\.[a-z_]+)"`)
 	files, _ := filepath.Glob("*.go")
 	n := 0
 	for _, f := range files {

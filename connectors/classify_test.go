@@ -106,55 +106,8 @@ func TestClassifyTable(t *testing.T) {
 			}
 		}
 		t.Run(c.Name, func(t *testing.T) {
-			body := []byte(c.Body)
-			if c.BodyFile != "" {
-				body, err = os.ReadFile(filepath.Join("testdata", c.BodyFile))
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
-			truncated := c.Truncated
-			if c.Truncate > 0 && c.Truncate < len(body) {
-				body, truncated = body[:c.Truncate], true
-			}
-			r := newRequest(c.Method, c.Host, c.Path, c.Query, body, truncated)
-			for k, v := range c.Headers {
-				r.HTTP.Header.Set(k, v)
-			}
-			acts, err := reg.Classify(r)
-			if c.Error != "" {
-				if err == nil || !strings.Contains(err.Error(), c.Error) {
-					t.Fatalf("error = %v, want one containing %q (actions %+v)", err, c.Error, acts)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("Classify: %v", err)
-			}
-			if len(acts) != 1 {
-				t.Fatalf("got %d actions, want 1: %+v", len(acts), acts)
-			}
-			a := acts[0]
-			if a.Type != c.Type {
-				t.Errorf("type = %q, want %q", a.Type, c.Type)
-			}
-			wantConn := c.Connector
-			if wantConn == "" {
-				wantConn, _, _ = strings.Cut(c.Type, ".")
-			}
-			if a.Connector != wantConn {
-				t.Errorf("connector = %q, want %q", a.Connector, wantConn)
-			}
-			if !reflect.DeepEqual(asJSON(t, a.Resource), asJSON(t, c.Resource)) {
-				t.Errorf("resource = %v, want %v", a.Resource, c.Resource)
-			}
-			if !reflect.DeepEqual(asJSON(t, a.Params), asJSON(t, c.Params)) {
-				t.Errorf("params = %v, want %v", a.Params, c.Params)
-			}
-			if a.Request.Method != c.Method || a.Request.Path == "" || a.Request.Host == "" {
-				t.Errorf("request part not filled: %+v", a.Request)
-			}
-			if strings.HasPrefix(a.Type, "github.") && !strings.HasPrefix(a.Type, "github.api.") && !strings.HasPrefix(a.Type, "github.web.") {
+			a, ok := checkClassifyCase(t, reg, c)
+			if ok && strings.HasPrefix(a.Type, "github.") && !strings.HasPrefix(a.Type, "github.api.") && !strings.HasPrefix(a.Type, "github.web.") {
 				githubTypes[a.Type] = true
 			}
 		})
@@ -320,4 +273,60 @@ func TestUpgradeNeedsAGoverningConnector(t *testing.T) {
 			t.Errorf("%s: reason %v", c.host, err)
 		}
 	}
+}
+
+// checkClassifyCase classifies the request of one table case and checks
+// the action against it; ok is false when the case expects an error.
+func checkClassifyCase(t *testing.T, reg *Registry, c classifyCase) (a rules.Action, ok bool) {
+	t.Helper()
+	body := []byte(c.Body)
+	if c.BodyFile != "" {
+		var err error
+		body, err = os.ReadFile(filepath.Join("testdata", c.BodyFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	truncated := c.Truncated
+	if c.Truncate > 0 && c.Truncate < len(body) {
+		body, truncated = body[:c.Truncate], true
+	}
+	r := newRequest(c.Method, c.Host, c.Path, c.Query, body, truncated)
+	for k, v := range c.Headers {
+		r.HTTP.Header.Set(k, v)
+	}
+	acts, err := reg.Classify(r)
+	if c.Error != "" {
+		if err == nil || !strings.Contains(err.Error(), c.Error) {
+			t.Fatalf("error = %v, want one containing %q (actions %+v)", err, c.Error, acts)
+		}
+		return rules.Action{}, false
+	}
+	if err != nil {
+		t.Fatalf("Classify: %v", err)
+	}
+	if len(acts) != 1 {
+		t.Fatalf("got %d actions, want 1: %+v", len(acts), acts)
+	}
+	a = acts[0]
+	if a.Type != c.Type {
+		t.Errorf("type = %q, want %q", a.Type, c.Type)
+	}
+	wantConn := c.Connector
+	if wantConn == "" {
+		wantConn, _, _ = strings.Cut(c.Type, ".")
+	}
+	if a.Connector != wantConn {
+		t.Errorf("connector = %q, want %q", a.Connector, wantConn)
+	}
+	if !reflect.DeepEqual(asJSON(t, a.Resource), asJSON(t, c.Resource)) {
+		t.Errorf("resource = %v, want %v", a.Resource, c.Resource)
+	}
+	if !reflect.DeepEqual(asJSON(t, a.Params), asJSON(t, c.Params)) {
+		t.Errorf("params = %v, want %v", a.Params, c.Params)
+	}
+	if a.Request.Method != c.Method || a.Request.Path == "" || a.Request.Host == "" {
+		t.Errorf("request part not filled: %+v", a.Request)
+	}
+	return a, true
 }

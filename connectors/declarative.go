@@ -60,7 +60,7 @@ func NewDeclared(d Declared) (*DeclaredConnector, error) {
 		return nil, fmt.Errorf("declared connector %q: name must be lower-case letters, digits, _ or -", d.Name)
 	}
 	switch d.Name {
-	case "github", "npm", "http", "mcp":
+	case "github", "npm", "http", "mcp", "anthropic", "openai", "google":
 		return nil, fmt.Errorf("declared connector %q: name is reserved for a built-in connector", d.Name)
 	}
 	errf := func(format string, args ...any) error {

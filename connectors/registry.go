@@ -75,8 +75,9 @@ func NewEmptyRegistry() *Registry {
 	return &Registry{names: map[string]bool{g.Name(): true}, generic: g, headers: newHeaderMaps()}
 }
 
-// NewRegistry returns the default registry: github and npm, then the
-// declared connectors of opts.
+// NewRegistry returns the default registry: github, npm, the model APIs
+// (anthropic, openai, google), the built-in declared connectors (slack,
+// stripe), then the declared connectors of opts.
 func NewRegistry(opts Options) (*Registry, error) {
 	reg := NewEmptyRegistry()
 	gh, err := NewGitHub(opts.GitHub)
@@ -89,6 +90,20 @@ func NewRegistry(opts Options) (*Registry, error) {
 		return nil, fmt.Errorf("configuring the npm connector: %w", err)
 	}
 	reg.Register(np)
+	reg.Register(NewAnthropic())
+	reg.Register(NewOpenAI())
+	reg.Register(NewGoogle())
+	// The built-in declared connectors (Slack, Stripe) give way to a
+	// declared connector of the same name, which replaces them.
+	mine := map[string]bool{}
+	for _, d := range opts.Declared {
+		mine[d.Name] = true
+	}
+	for _, d := range builtinDeclared() {
+		if !mine[d.Name] {
+			reg.Register(mustDeclared(d))
+		}
+	}
 	for _, d := range opts.Declared {
 		dc, err := NewDeclared(d)
 		if err != nil {

@@ -87,6 +87,7 @@ type Gateway struct {
 	now      func() time.Time
 	policy   atomic.Pointer[rules.Policy]
 	secrets  *keyring.Resolver // nil when the policy names no credential
+	tokens   tokenTotals       // model-call usage so far, for tf status
 	direct   *http.Client      // the gateway's own requests (base lookups)
 	// killSwitch is consulted before every rule; nil never refuses.
 	killSwitch rules.KillSwitch

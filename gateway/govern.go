@@ -63,6 +63,7 @@ func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy
 			Upgrade: req.HTTP.Header.Get("Upgrade") != ""}
 		g.mcpVerdict(&v, req, actions, r.policy, out)
 		g.guardResponse(&v, id, req, actions)
+		g.meterUsage(&v, id, actions)
 		return v
 	}
 	if er, ok := conn.(connectors.EachRefuser); ok {
@@ -237,21 +238,36 @@ func (g *Gateway) decisionRecords(recs []*audit.Record, id string, actions []rul
 }
 
 func (g *Gateway) recordOutcome(id string, o httpproxy.Outcome, ref *audit.MCP) {
+	r := g.outcomeRecord(id, o)
+	r.MCP = ref
+	g.appendOutcome(r)
+}
+
+// recordOutcomeUsage records the outcome of a model call with its token
+// usage.
+func (g *Gateway) recordOutcomeUsage(id string, o httpproxy.Outcome, u *audit.Usage) {
+	r := g.outcomeRecord(id, o)
+	r.Usage = u
+	g.appendOutcome(r)
+}
+
+func (g *Gateway) outcomeRecord(id string, o httpproxy.Outcome) *audit.Record {
 	r := &audit.Record{
 		Time: g.now(), Kind: audit.KindOutcome, RequestID: id, Gateway: g.name,
 		Status: o.Status, BytesIn: o.RequestBytes, BytesOut: o.ResponseBytes, DurationMS: o.Duration.Milliseconds(),
-		MCP: ref,
 	}
 	if o.Err != nil {
 		r.Error = g.redact(o.Err.Error())
 	}
-	// Queued, not waited for: nothing depends on an outcome being durable
-	// (the decision is on record already), and the exchange's goroutine
-	// goes on at once. A write failure is sticky, so the next decision
-	// record fails and refuses; an outcome lost to a closing log is not a
-	// refusal.
-	_ = g.log.AppendAsync(r)
+	return r
 }
+
+// appendOutcome queues r, not waited for: nothing depends on an outcome
+// being durable (the decision is on record already), and the exchange's
+// goroutine goes on at once. A write failure is sticky, so the next
+// decision record fails and refuses; an outcome lost to a closing log is
+// not a refusal.
+func (g *Gateway) appendOutcome(r *audit.Record) { _ = g.log.AppendAsync(r) }
 
 // redactParams masks secret-looking params and any known secret value.
 func (g *Gateway) redactParams(p map[string]any) map[string]any {

@@ -3,7 +3,8 @@ package gitops
 // The files tf init writes into a new policy repository. The policy is a
 // safe start for a coding agent: read, propose through pull requests, and
 // leave merging, protected branches, branch deletion and publishing to
-// people. Everything else is denied until a rule says otherwise.
+// people; the agents' own model APIs are allowed and their telemetry
+// refused. Everything else is denied until a rule says otherwise.
 var starterFiles = []struct{ name, body string }{
 	{"tameflare.yaml", starterPolicy},
 	{"tests/starter.yaml", starterTests},
@@ -63,6 +64,43 @@ rules:
     actions: [npm.package.publish]
     decision: deny
     reason: Packages are published by people, not agents.
+
+  # The coding agents' own model APIs: Claude Code (anthropic), Codex CLI
+  # (openai), Gemini CLI (google).
+  - name: agent-model-calls
+    actions:
+      - anthropic.messages.create
+      - anthropic.messages.count_tokens
+      - anthropic.models.*
+      - openai.responses.create
+      - openai.responses.get
+      - openai.chat.create
+      - openai.models.*
+      - google.models.generate_content
+      - google.models.stream_generate_content
+      - google.models.count_tokens
+      - google.models.list
+      - google.models.get
+    decision: allow
+    reason: The agent's own model is the one endpoint every session needs.
+
+  - name: agent-service-endpoints
+    actions:
+      - anthropic.claude_code.get
+      - anthropic.feature_flags.evaluate
+      - anthropic.mcp_directory.get
+      - anthropic.connectivity.check
+      - anthropic.oauth.token
+      - anthropic.oauth.profile
+      - anthropic.oauth.roles
+      - openai.oauth.token
+    decision: allow
+    reason: The agent reads its settings, limits, feature flags and the MCP directory, and refreshes its own login; nothing of the work leaves through them.
+
+  - name: no-agent-telemetry
+    actions: [anthropic.telemetry.send, anthropic.claude_code.post, anthropic.feedback.send]
+    decision: deny
+    reason: Usage telemetry, metrics and feedback transcripts stay on the machine; tf keeps its own record. The agent works on without them.
 `
 
 const starterTests = `# Tests of tameflare.yaml: tf policy test runs them, and tf policy plan and
@@ -112,6 +150,26 @@ cases:
     action: {type: npm.package.publish, connector: npm, resource: {package: left-pad}}
     expect: deny
     rule: no-npm-publish
+  - name: Claude Code's model call is allowed
+    action: {type: anthropic.messages.create, connector: anthropic, params: {model: claude-sonnet-4-5, stream: true}}
+    expect: allow
+    rule: agent-model-calls
+  - name: Claude Code reads its settings
+    action: {type: anthropic.claude_code.get, connector: anthropic, params: {endpoint: settings}}
+    expect: allow
+    rule: agent-service-endpoints
+  - name: Claude Code's telemetry is refused
+    action: {type: anthropic.telemetry.send, connector: anthropic, params: {endpoint: v2/batch}}
+    expect: deny
+    rule: no-agent-telemetry
+  - name: Codex's model call is allowed
+    action: {type: openai.responses.create, connector: openai, params: {model: gpt-5-codex}}
+    expect: allow
+    rule: agent-model-calls
+  - name: Gemini CLI's model call is allowed
+    action: {type: google.models.stream_generate_content, connector: google, params: {model: gemini-2.5-pro}}
+    expect: allow
+    rule: agent-model-calls
   - name: anything else falls to the default
     action: {type: http.post, connector: http, resource: {host: example.com}}
     expect: deny

@@ -185,19 +185,19 @@ func (p *rowPrinter) row(r audit.Row) error {
 	if p.cw != nil {
 		if !p.header {
 			p.header = true
-			if err := p.cw.Write([]string{"time", "gateway", "request_id", "decision", "action", "target", "rule", "status", "reason"}); err != nil {
+			if err := p.cw.Write([]string{"time", "gateway", "request_id", "decision", "action", "target", "rule", "status", "tokens", "reason"}); err != nil {
 				return err
 			}
 		}
 		return p.cw.Write([]string{d.Time.UTC().Format(time.RFC3339Nano), oneLine(d.Gateway), oneLine(d.RequestID), oneLine(d.Label()),
-			oneLine(d.Action.Type), oneLine(d.Target()), oneLine(d.Decision.Rule), oneLine(r.Status()), oneLine(d.Decision.Reason)})
+			oneLine(d.Action.Type), oneLine(d.Target()), oneLine(d.Decision.Rule), oneLine(r.Status()), r.Tokens(), oneLine(d.Decision.Reason)})
 	}
 	if !p.header {
 		p.header = true
-		fmt.Fprintln(p.tw, "TIME\tGATEWAY\t"+paint(styleBold, "DECISION")+"\tACTION\tTARGET\tRULE\tSTATUS\tREASON")
+		fmt.Fprintln(p.tw, "TIME\tGATEWAY\t"+paint(styleBold, "DECISION")+"\tACTION\tTARGET\tRULE\tSTATUS\tTOKENS\tREASON")
 	}
-	_, err := fmt.Fprintf(p.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Time.Local().Format("2006-01-02 15:04:05"),
-		cell(d.Gateway), paintDecision(string(d.Decision.Effect), cell(d.Label())), cell(d.Action.Type), cell(d.Target()), cell(d.Decision.Rule), cell(r.Status()), oneLine(d.Decision.Reason))
+	_, err := fmt.Fprintf(p.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Time.Local().Format("2006-01-02 15:04:05"),
+		cell(d.Gateway), paintDecision(string(d.Decision.Effect), cell(d.Label())), cell(d.Action.Type), cell(d.Target()), cell(d.Decision.Rule), cell(r.Status()), cell(r.Tokens()), oneLine(d.Decision.Reason))
 	return err
 }
 

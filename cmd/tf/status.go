@@ -47,9 +47,9 @@ func runStatus(c *cli.Context) error {
 	if len(o.Gateways) == 0 {
 		fmt.Fprintln(w, "no running gateways")
 	} else {
-		fmt.Fprintln(tw, "GATEWAY\tPROXY\tUPTIME\tREVISION\tMODE\tPENDING")
+		fmt.Fprintln(tw, "GATEWAY\tPROXY\tUPTIME\tREVISION\tMODE\tPENDING\tTOKENS")
 		for _, g := range o.Gateways {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", oneLine(g.Name), oneLine(g.Proxy), now.Sub(g.Started).Round(time.Second), oneLine(short(g.Revision)), oneLine(string(g.Mode)), g.Pending)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", oneLine(g.Name), oneLine(g.Proxy), now.Sub(g.Started).Round(time.Second), oneLine(short(g.Revision)), oneLine(string(g.Mode)), g.Pending, tokens(g.Tokens))
 		}
 		tw.Flush()
 		for _, g := range o.Gateways {
@@ -113,4 +113,20 @@ func short(rev string) string {
 		rev = rev[:12]
 	}
 	return prefix + rev
+}
+
+// tokens is a gateway's model-call usage for the status table:
+// "3 calls: in 1200 out 310" ("-" before the first model call).
+func tokens(t admin.Tokens) string {
+	if t.Calls == 0 {
+		return "-"
+	}
+	s := fmt.Sprintf("%d calls: in %d out %d", t.Calls, t.Input, t.Output)
+	if t.CacheRead != 0 || t.CacheWrite != 0 {
+		s += fmt.Sprintf(" cache r%d w%d", t.CacheRead, t.CacheWrite)
+	}
+	if t.Unknown != 0 {
+		s += fmt.Sprintf(" (%d unknown)", t.Unknown)
+	}
+	return s
 }
