@@ -18,10 +18,8 @@ import (
 	"github.com/tameflare/tf/admin"
 	"github.com/tameflare/tf/agent"
 	"github.com/tameflare/tf/gateway"
-	"github.com/tameflare/tf/gitops"
 	"github.com/tameflare/tf/home"
 	"github.com/tameflare/tf/keyring"
-	"github.com/tameflare/tf/rules"
 )
 
 // A gateway started in the background lets a person wire a shell by hand:
@@ -238,16 +236,7 @@ func gatewayServe(c *cli.Context) error {
 	defer stop()
 	signal.Ignore(syscall.SIGHUP) // the terminal that started it may close
 	if pinned {
-		w := &gitops.Watcher{Home: dir, Commit: policy.Revision,
-			OnChange: func(p *rules.Policy, pin *gitops.Pin) {
-				g.SetPolicy(p)
-				fmt.Fprintf(c.App.ErrWriter, "tf: policy now %s@%s (%d rules)\n", pin.Repository, pin.Short(), len(p.Rules))
-			},
-			OnError: func(err error) {
-				fmt.Fprintf(c.App.ErrWriter, "tf: the pinned policy did not load; keeping %s: %v\n", shortRev(g.Policy().Revision), err)
-			},
-		}
-		go w.Run(ctx)
+		followPin(ctx, c, dir, g)
 	}
 	bundle := filepath.Join(dir, "ca", "bundle.pem")
 	if err := agent.WriteBundle(bundle, g.CA().CertPEM()); err != nil {

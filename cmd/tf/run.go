@@ -130,20 +130,9 @@ func runAction(c *cli.Context) error {
 	}
 	defer stopDashboard()
 	if pinned {
-		// Follow the pin: `tf policy apply` moves it and new requests use
-		// the new policy; a decision never mixes two revisions.
 		ctx, stop := context.WithCancel(context.Background())
 		defer stop()
-		w := &gitops.Watcher{Home: dir, Commit: policy.Revision,
-			OnChange: func(p *rules.Policy, pin *gitops.Pin) {
-				g.SetPolicy(p)
-				fmt.Fprintf(c.App.ErrWriter, "tf: policy now %s@%s (%d rules)\n", pin.Repository, pin.Short(), len(p.Rules))
-			},
-			OnError: func(err error) {
-				fmt.Fprintf(c.App.ErrWriter, "tf: the pinned policy did not load; keeping %s: %v\n", shortRev(g.Policy().Revision), err)
-			},
-		}
-		go w.Run(ctx)
+		followPin(ctx, c, dir, g)
 	}
 
 	bundle := filepath.Join(dir, "ca", "bundle.pem")
@@ -214,6 +203,22 @@ func runAction(c *cli.Context) error {
 		return cli.Exit("", code)
 	}
 	return nil
+}
+
+// followPin makes g follow the pin until ctx ends: tf policy apply moves
+// it and new requests use the new policy; a decision never mixes two
+// revisions.
+func followPin(ctx context.Context, c *cli.Context, dir string, g *gateway.Gateway) {
+	w := &gitops.Watcher{Home: dir, Commit: g.Policy().Revision,
+		OnChange: func(p *rules.Policy, pin *gitops.Pin) {
+			g.SetPolicy(p)
+			fmt.Fprintf(c.App.ErrWriter, "tf: policy now %s@%s (%d rules)\n", pin.Repository, pin.Short(), len(p.Rules))
+		},
+		OnError: func(err error) {
+			fmt.Fprintf(c.App.ErrWriter, "tf: the pinned policy did not load; keeping %s: %v\n", shortRev(g.Policy().Revision), err)
+		},
+	}
+	go w.Run(ctx)
 }
 
 // writeBundle writes the CA bundle the agent trusts (the system roots and
