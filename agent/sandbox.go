@@ -273,21 +273,28 @@ var hiddenRoots = []string{"/tmp", "/run", "/var/run", "/var/tmp", "/dev/shm"}
 
 // BwrapArgs are bubblewrap's arguments for running argv in the sandbox
 // (argv[0] resolved already). infoFD is the descriptor bwrap reports the
-// sandbox's first process on.
-func (s *Sandbox) BwrapArgs(argv []string, infoFD int) []string {
+// sandbox's first process on; seccompFD, when not negative, holds the
+// filter that keeps the agent from pushing input into the terminal
+// (ttyFilter). Without one, the agent gets a session of its own instead:
+// the terminal is then not its controlling terminal, and tf passes the
+// terminal's signals on.
+func (s *Sandbox) BwrapArgs(argv []string, infoFD, seccompFD int) []string {
 	a := []string{
 		"--unshare-all", // user (where possible), ipc, pid, net, uts, cgroup
 		"--die-with-parent",
-		// A session of its own: the terminal is not its controlling
-		// terminal, so it cannot push keystrokes into the operator's
-		// shell (TIOCSTI); tf passes on the terminal's signals instead.
-		"--new-session",
+	}
+	if seccompFD >= 0 {
+		a = append(a, "--seccomp", fmt.Sprint(seccompFD))
+	} else {
+		a = append(a, "--new-session")
+	}
+	a = append(a,
 		"--as-pid-1",
 		"--info-fd", fmt.Sprint(infoFD),
 		"--ro-bind", "/", "/",
 		"--dev", "/dev",
 		"--proc", "/proc",
-	}
+	)
 	for _, d := range hiddenRoots {
 		if fi, err := os.Lstat(d); err == nil && fi.IsDir() {
 			a = append(a, "--tmpfs", d)

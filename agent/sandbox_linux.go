@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -47,17 +48,45 @@ func (s *Sandbox) Launch(argv []string) (*Launched, error) {
 		return nil, err
 	}
 	l.info = infoR
-	cmd := exec.Command(bwrap, s.BwrapArgs(append([]string{path}, argv[1:]...), 3)...)
+	extra := []*os.File{infoW}
+	seccompFD := -1
+	if filter, ok := ttyFilter(); ok {
+		r, w, err := os.Pipe()
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		_, err = w.Write(filter) // a few hundred bytes: the pipe holds them
+		w.Close()
+		if err != nil {
+			r.Close()
+			ln.Close()
+			return nil, err
+		}
+		defer r.Close()
+		extra, seccompFD = append(extra, r), 4
+	}
+	cmd := exec.Command(bwrap, s.BwrapArgs(append([]string{path}, argv[1:]...), 3, seccompFD)...)
 	// The init's own environment holds nothing of the user's: the agent's
 	// comes over the handoff.
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.ExtraFiles = []*os.File{infoW}
-	// bwrap in a process group of its own: the terminal's Ctrl-C is tf's
-	// to pass on, not a signal that ends bwrap and with it the sandbox.
-	SetOwnGroup(cmd)
+	cmd.ExtraFiles = extra
 	l.sigs = make(chan os.Signal, 8)
-	signal.Notify(l.sigs, append(terminalSignals[:len(terminalSignals):len(terminalSignals)], forwardSignals...)...)
+	if seccompFD >= 0 {
+		// The sandbox stays in the terminal's foreground process group,
+		// so the terminal's signals reach the agent directly. bubblewrap
+		// inherits them ignored, so that Ctrl-C does not end it (and with
+		// it the sandbox) before the agent has handled it; tf's init
+		// restores them for the agent.
+		signal.Ignore(terminalSignals...)
+		signal.Notify(l.sigs, forwardSignals...)
+	} else {
+		// bwrap in a process group of its own: the terminal's Ctrl-C is
+		// tf's to pass on, not a signal that ends bwrap and the sandbox.
+		SetOwnGroup(cmd)
+		signal.Notify(l.sigs, append(terminalSignals[:len(terminalSignals):len(terminalSignals)], forwardSignals...)...)
+	}
 	if err := cmd.Start(); err != nil {
 		signal.Stop(l.sigs)
 		infoW.Close()
@@ -193,11 +222,17 @@ func SandboxInit(handoff string, argv []string) int {
 		return 1
 	}
 
+	// Caught here, the terminal's signals are restored to their defaults
+	// for the agent (bubblewrap may have inherited them ignored).
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, append(terminalSignals[:len(terminalSignals):len(terminalSignals)], forwardSignals...)...)
-
+	// In a session of its own (no seccomp filter), the sandbox gets no
+	// signal from the terminal: tf passes them all on, to the agent's
+	// process group. Otherwise the terminal signals the agent directly,
+	// and tf passes on only what was sent to tf alone.
+	ownSession := syscall.Getpgrp() == os.Getpid()
 	attr := &os.ProcAttr{Env: env, Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
-		Sys: &syscall.SysProcAttr{Setpgid: true}}
+		Sys: &syscall.SysProcAttr{Setpgid: ownSession}}
 	p, err := os.StartProcess(argv[0], argv, attr)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tf: starting %s in the sandbox: %v\n", argv[0], err)
@@ -205,7 +240,12 @@ func SandboxInit(handoff string, argv []string) int {
 	}
 	go func() {
 		for sig := range sigs {
-			_ = syscall.Kill(-p.Pid, sig.(syscall.Signal))
+			switch {
+			case ownSession:
+				_ = syscall.Kill(-p.Pid, sig.(syscall.Signal))
+			case !slices.Contains(terminalSignals, sig):
+				_ = syscall.Kill(p.Pid, sig.(syscall.Signal))
+			}
 		}
 	}()
 	for {

@@ -31,7 +31,7 @@ func TestBwrapArgsOrder(t *testing.T) {
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}
-	a := s.BwrapArgs([]string{"/usr/bin/claude", "-p", "hi"}, 3)
+	a := s.BwrapArgs([]string{"/usr/bin/claude", "-p", "hi"}, 3, 4)
 	idx := func(flag, val string) int {
 		for i := 0; i+1 < len(a); i++ {
 			if a[i] == flag && a[i+1] == val {
@@ -47,10 +47,14 @@ func TestBwrapArgsOrder(t *testing.T) {
 			t.Errorf("%s %s comes after $TF_HOME is hidden", bind[0], bind[1])
 		}
 	}
-	for _, f := range []string{"--unshare-all", "--die-with-parent", "--new-session", "--as-pid-1"} {
+	for _, f := range []string{"--unshare-all", "--die-with-parent", "--seccomp", "--as-pid-1"} {
 		if !slices.Contains(a, f) {
 			t.Errorf("missing %s", f)
 		}
+	}
+	// Without a seccomp filter, a session of its own keeps TIOCSTI away.
+	if b := s.BwrapArgs([]string{"/bin/true"}, 3, -1); !slices.Contains(b, "--new-session") || slices.Contains(b, "--seccomp") {
+		t.Errorf("no filter: %v", b)
 	}
 	idx("--ro-bind", s.CABundle)
 	idx("--tmpfs", "/tmp")
@@ -151,7 +155,7 @@ func TestBwrapHidesHomeCredentials(t *testing.T) {
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}
-	a := strings.Join(s.BwrapArgs([]string{"/bin/true"}, 3), " ")
+	a := strings.Join(s.BwrapArgs([]string{"/bin/true"}, 3, 4), " ")
 	for _, want := range []string{"--tmpfs " + filepath.Join(s.UserHome, ".config/gh"), "--ro-bind /dev/null " + filepath.Join(s.UserHome, ".npmrc")} {
 		if !strings.Contains(a, want) {
 			t.Errorf("missing %q in %s", want, a)
@@ -173,7 +177,7 @@ func TestBwrapProtectsStartupFiles(t *testing.T) {
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}
-	a := strings.Join(s.BwrapArgs([]string{"/bin/true"}, 3), " ")
+	a := strings.Join(s.BwrapArgs([]string{"/bin/true"}, 3, 4), " ")
 	for _, p := range []string{filepath.Join(s.UserHome, ".bashrc"), filepath.Join(s.Dir, ".git", "hooks")} {
 		if !strings.Contains(a, "--ro-bind "+p+" "+p) {
 			t.Errorf("%s is writable inside: %s", p, a)
@@ -197,7 +201,7 @@ func TestSandboxRepositoryAboveWorkingDirectory(t *testing.T) {
 	if s.Repo != repo {
 		t.Fatalf("Repo = %q, want %q", s.Repo, repo)
 	}
-	a := strings.Join(s.BwrapArgs([]string{"/bin/true"}, 3), " ")
+	a := strings.Join(s.BwrapArgs([]string{"/bin/true"}, 3, 4), " ")
 	hooks := filepath.Join(repo, ".git", "hooks")
 	if !strings.Contains(a, "--bind "+repo+" "+repo) || !strings.Contains(a, "--ro-bind "+hooks+" "+hooks) {
 		t.Errorf("repository or hooks: %s", a)

@@ -475,9 +475,10 @@ func TestSandboxSSHRemotes(t *testing.T) {
 	}
 }
 
-// Signals reach the sandboxed agent: tf passes SIGTERM and the terminal's
-// SIGINT on (the agent has a session of its own, so the terminal no longer
-// signals it directly), and the agent's exit code comes back.
+// Signals reach the sandboxed agent: SIGINT as a terminal sends it, to the
+// whole foreground process group (bubblewrap must not end the sandbox
+// before the agent has handled it); SIGTERM and SIGHUP sent to tf alone,
+// which passes them on. The agent's exit code comes back.
 func TestSandboxSignalsAndExitCode(t *testing.T) {
 	requireSandbox(t)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
@@ -485,7 +486,11 @@ func TestSandboxSignalsAndExitCode(t *testing.T) {
 		p := startTF(t, t.TempDir(), home, nil, "run", "--policy", absPath(t, examplePolicy), "--rw", shared, "--", "sh", "-c",
 			`trap 'echo got > `+shared+`/sig; exit 7' `+strings.TrimPrefix(unix.SignalName(sig), "SIG")+`; touch `+shared+`/up; while :; do sleep 0.05; done`)
 		waitFile(t, p, filepath.Join(shared, "up"))
-		if err := p.cmd.Process.Signal(sig); err != nil {
+		target := p.cmd.Process.Pid
+		if sig == syscall.SIGINT {
+			target = -target // startTF makes tf the leader of its group
+		}
+		if err := syscall.Kill(target, sig); err != nil {
 			t.Fatal(err)
 		}
 		r := p.wait(t)
