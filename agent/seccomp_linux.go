@@ -50,21 +50,21 @@ func ttyFilter() ([]byte, bool) {
 		k      uint32
 	}
 	prog := []insn{
-		0: {ld, -1, -1, arch},
-		1: {jeq, 2, 8, native},
-		2: {ld, -1, -1, nr},
-		3: {jge, deny, 4, x32},
-		4: {jeq, 5, allow, nativeIoctl},
-		5: {ld, -1, -1, arg1},
-		6: {jeq, deny, 7, unix.TIOCSTI},
-		7: {jeq, deny, allow, unix.TIOCLINUX},
-		8: {jeq, 9, allow, compat},
-		9: {ld, -1, -1, nr},
-		10: {jeq, 11, allow, compatIoctl},
-		11: {ld, -1, -1, arg1},
-		12: {jeq, deny, 13, unix.TIOCSTI},
-		13: {jeq, deny, allow, unix.TIOCLINUX},
-		14: {ret, -1, -1, unix.SECCOMP_RET_ALLOW}, // not reached
+		0:     {ld, -1, -1, arch},
+		1:     {jeq, 2, 8, native},
+		2:     {ld, -1, -1, nr},
+		3:     {jge, deny, 4, x32},
+		4:     {jeq, 5, allow, nativeIoctl},
+		5:     {ld, -1, -1, arg1},
+		6:     {jeq, deny, 7, unix.TIOCSTI},
+		7:     {jeq, deny, allow, unix.TIOCLINUX},
+		8:     {jeq, 9, allow, compat},
+		9:     {ld, -1, -1, nr},
+		10:    {jeq, 11, allow, compatIoctl},
+		11:    {ld, -1, -1, arg1},
+		12:    {jeq, deny, 13, unix.TIOCSTI},
+		13:    {jeq, deny, allow, unix.TIOCLINUX},
+		14:    {ret, -1, -1, unix.SECCOMP_RET_ALLOW}, // not reached
 		allow: {ret, -1, -1, unix.SECCOMP_RET_ALLOW},
 		deny:  {ret, -1, -1, unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)},
 	}
