@@ -268,9 +268,6 @@ func (g *Gateway) RecordEvent(ctx context.Context, event string, details map[str
 	return g.log.Event(ctx, g.name, event, details)
 }
 
-// Isolated says whether the agent runs in tf's sandbox.
-func (g *Gateway) Isolated() bool { return g.isolated }
-
 // Name is the gateway's name.
 func (g *Gateway) Name() string { return g.name }
 
