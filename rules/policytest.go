@@ -16,7 +16,7 @@ type TestFile struct {
 // TestCase is one policy test.
 type TestCase struct {
 	Name   string `yaml:"name" json:"name" jsonschema:"required,minLength=1" jsonschema_description:"What the case checks, in words."`
-	Action Action `yaml:"action" json:"action" jsonschema:"required" jsonschema_description:"The action, in its JSON form: type, connector, gateway, resource, params, request."`
+	Action Action `yaml:"action" json:"action" jsonschema:"required" jsonschema_description:"The action, in its JSON form: type, connector, gateway, agent, resource, params, request."`
 	Expect Effect `yaml:"expect" json:"expect" jsonschema:"required" jsonschema_description:"The decision the policy must give, as if enforced (monitor mode does not change what a test expects)."`
 	Rule   string `yaml:"rule,omitempty" json:"rule,omitempty" jsonschema_description:"Optional: the rule that must decide. Empty string is not checked; use expect alone for the default."`
 }
