@@ -40,6 +40,8 @@ type ConfigFile struct {
 	Approvals approval.Config `yaml:"approvals,omitempty"`
 	// Audit configures the audit log.
 	Audit AuditConfig `yaml:"audit,omitempty"`
+	// Serve configures tf serve (see ServeConfig).
+	Serve ServeConfig `yaml:"serve,omitempty"`
 }
 
 // AuditConfig is the audit: section of the config file.

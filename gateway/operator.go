@@ -98,7 +98,7 @@ func (g *Gateway) startOperator(cfg Config) error {
 	op.approval = approval.NewManager(approval.Options{
 		Now:    g.now,
 		Notify: notify,
-		Refuse: func(r approval.Request) (string, bool) { return op.kill.KilledConnector(r.Connector) },
+		Refuse: func(r approval.Request) (string, bool) { return op.kill.KilledConnector(r.Agent, r.Connector) },
 	})
 	op.kill = killswitch.Watch(cfg.Home, g.name, killswitch.DefaultInterval, g.killSwitchChanged)
 	g.killSwitch = op.kill
@@ -144,7 +144,7 @@ func (g *Gateway) answerAnywhere(id string, a approval.Answer) error {
 
 // cancelHolds cancels every pending approval, refuses new ones, and waits
 // for the held requests to be recorded. It returns how many were held.
-func (g *Gateway) cancelHolds() int {
+func (g *Gateway) cancelHolds(reason string) int {
 	op := &g.op
 	if op.approval == nil {
 		return 0
@@ -152,7 +152,7 @@ func (g *Gateway) cancelHolds() int {
 	op.holdMu.Lock()
 	op.holdClosed = true
 	op.holdMu.Unlock()
-	n := op.approval.Close("the gateway stopped before anyone answered")
+	n := op.approval.Close(reason)
 	op.holds.Wait()
 	return n
 }
@@ -192,8 +192,9 @@ func (g *Gateway) killSwitchChanged(st killswitch.State) {
 	op := &g.op
 	op.cutMu.Lock()
 	for k, c := range op.cuts {
-		for conn := range strings.SplitSeq(k, "\x00") {
-			if sw, ok := st.Match(g.name, conn); ok {
+		agent, conns := splitCutKey(k)
+		for conn := range strings.SplitSeq(conns, "\x00") {
+			if sw, ok := st.Match(g.name, agent, conn); ok {
 				c.cancel(errors.New(sw.Describe()))
 				delete(op.cuts, k)
 				break
@@ -205,7 +206,7 @@ func (g *Gateway) killSwitchChanged(st killswitch.State) {
 		return
 	}
 	op.approval.Deny(func(r approval.Request) bool {
-		_, ok := st.Match(g.name, r.Connector)
+		_, ok := st.Match(g.name, r.Agent, r.Connector)
 		return ok
 	}, approval.Result{Outcome: approval.Denied, Approver: "kill switch", KillSwitch: true, Reason: killReason(st, g.name)})
 }
@@ -232,7 +233,8 @@ func (g *Gateway) cutOff(actions []rules.Action) context.Context {
 	}
 	// The key names the connectors, sorted, joined by NUL; the common
 	// case, a request of one connector, allocates nothing unless its
-	// context is new.
+	// context is new. A request of an agent (tf serve) prefixes the
+	// agent and \x01, so a switch for one agent cuts only its exchanges.
 	key := oneConnector(actions)
 	if key == "" {
 		conns := make([]string, 0, len(actions))
@@ -242,14 +244,22 @@ func (g *Gateway) cutOff(actions []rules.Action) context.Context {
 		sort.Strings(conns)
 		key = strings.Join(compact(conns), "\x00")
 	}
+	agent := ""
+	if len(actions) > 0 {
+		agent = actions[0].Agent // one request, one agent
+	}
+	conns := key
+	if agent != "" {
+		key = agent + "\x01" + key
+	}
 
 	// Under cutMu, which killSwitchChanged also takes, after the new
 	// state is in force: a switch turned on now is seen either here or
 	// there.
 	op.cutMu.Lock()
 	defer op.cutMu.Unlock()
-	for c := range strings.SplitSeq(key, "\x00") {
-		if reason, killed := op.kill.KilledConnector(c); killed {
+	for c := range strings.SplitSeq(conns, "\x00") {
+		if reason, killed := op.kill.KilledConnector(agent, c); killed {
 			return cancelledCtx(reason)
 		}
 	}
@@ -259,6 +269,14 @@ func (g *Gateway) cutOff(actions []rules.Action) context.Context {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	op.cuts[key] = &cut{ctx: ctx, cancel: cancel}
 	return ctx
+}
+
+// splitCutKey splits a key of cutOff into its agent and connectors.
+func splitCutKey(k string) (agent, conns string) {
+	if a, c, ok := strings.Cut(k, "\x01"); ok {
+		return a, c
+	}
+	return "", k
 }
 
 // cancelledCtx returns a context already ended by a kill switch.
