@@ -221,7 +221,9 @@ func TestHTTPSProxyLeg(t *testing.T) {
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
-	go func() { served <- p.Serve(tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{*leaf}, MinVersion: tls.VersionTLS12})) }()
+	go func() {
+		served <- p.Serve(tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{*leaf}, MinVersion: tls.VersionTLS12}))
+	}()
 	defer func() {
 		p.Close()
 		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
