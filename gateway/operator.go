@@ -40,7 +40,7 @@ type operator struct {
 	// cuts holds one context per set of connectors in flight; a kill
 	// switch that matches cancels it, cutting every exchange that uses it.
 	cutMu sync.Mutex
-	cuts  map[string]*cut
+	cuts  map[cutKey]*cut
 
 	// holds counts hold calls in progress so that Close waits for their
 	// records before closing the log.
@@ -48,6 +48,10 @@ type operator struct {
 	holdClosed bool
 	holds      sync.WaitGroup
 }
+
+// cutKey names the exchanges that share a cut: one agent's (none under
+// tf run) of one set of connectors, sorted and joined by NUL.
+type cutKey struct{ agent, conns string }
 
 type cut struct {
 	ctx    context.Context
@@ -59,7 +63,7 @@ type cut struct {
 func (g *Gateway) startOperator(cfg Config) error {
 	op := &g.op
 	op.home, op.started, op.timeout = cfg.Home, g.now(), cfg.ApprovalTimeout
-	op.cuts = map[string]*cut{}
+	op.cuts = map[cutKey]*cut{}
 	if op.timeout <= 0 {
 		op.timeout = approval.DefaultTimeout
 	}
@@ -192,9 +196,8 @@ func (g *Gateway) killSwitchChanged(st killswitch.State) {
 	op := &g.op
 	op.cutMu.Lock()
 	for k, c := range op.cuts {
-		agent, conns := splitCutKey(k)
-		for conn := range strings.SplitSeq(conns, "\x00") {
-			if sw, ok := st.Match(g.name, agent, conn); ok {
+		for conn := range strings.SplitSeq(k.conns, "\x00") {
+			if sw, ok := st.Match(g.name, k.agent, conn); ok {
 				c.cancel(errors.New(sw.Describe()))
 				delete(op.cuts, k)
 				break
@@ -231,27 +234,24 @@ func (g *Gateway) cutOff(actions []rules.Action) context.Context {
 	if op.kill == nil {
 		return nil
 	}
-	// The key names the connectors, sorted, joined by NUL; the common
-	// case, a request of one connector, allocates nothing unless its
-	// context is new. A request of an agent (tf serve) prefixes the
-	// agent and \x01, so a switch for one agent cuts only its exchanges.
-	key := oneConnector(actions)
-	if key == "" {
-		conns := make([]string, 0, len(actions))
+	// The key names the connectors, sorted, joined by NUL, and the agent
+	// (a switch for one agent cuts only its exchanges); the common case,
+	// a request of one connector, allocates nothing unless its context is
+	// new.
+	conns := oneConnector(actions)
+	if conns == "" {
+		cs := make([]string, 0, len(actions))
 		for _, a := range actions {
-			conns = append(conns, a.Connector)
+			cs = append(cs, a.Connector)
 		}
-		sort.Strings(conns)
-		key = strings.Join(compact(conns), "\x00")
+		sort.Strings(cs)
+		conns = strings.Join(compact(cs), "\x00")
 	}
 	agent := ""
 	if len(actions) > 0 {
 		agent = actions[0].Agent // one request, one agent
 	}
-	conns := key
-	if agent != "" {
-		key = agent + "\x01" + key
-	}
+	key := cutKey{agent, conns}
 
 	// Under cutMu, which killSwitchChanged also takes, after the new
 	// state is in force: a switch turned on now is seen either here or
@@ -269,14 +269,6 @@ func (g *Gateway) cutOff(actions []rules.Action) context.Context {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	op.cuts[key] = &cut{ctx: ctx, cancel: cancel}
 	return ctx
-}
-
-// splitCutKey splits a key of cutOff into its agent and connectors.
-func splitCutKey(k string) (agent, conns string) {
-	if a, c, ok := strings.Cut(k, "\x01"); ok {
-		return a, c
-	}
-	return "", k
 }
 
 // cancelledCtx returns a context already ended by a kill switch.
