@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -243,5 +244,92 @@ func TestHTTPSProxyLeg(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != 200 || string(body) != "inner" || seen != "ci" {
 		t.Fatalf("through the HTTPS proxy: %d %q, agent %q", res.StatusCode, body, seen)
+	}
+}
+
+// An agent cannot change who it is on a connection it holds: inside its
+// tunnel another agent's Proxy-Authorization is ignored (and not
+// forwarded), and on a kept-alive proxy connection a request without
+// credentials does not inherit the previous request's agent.
+func TestAgentCannotSwitchIdentity(t *testing.T) {
+	var mu sync.Mutex
+	var upAuth []string
+	up := newTLSUpstream(t, []string{"api.example.test"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		upAuth = append(upAuth, r.Header.Get("Proxy-Authorization"))
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	}))
+	plain := newPlainUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	var seen []string
+	gov := newStubGovernor()
+	gov.decide = func(req *connectors.Request) Verdict {
+		mu.Lock()
+		seen = append(seen, Agent(req.HTTP.Context()))
+		mu.Unlock()
+		return Verdict{Allow: true}
+	}
+	tp := startProxy(t, Config{Governor: gov, Authenticate: agentAuth, RootCAs: up.roots, AllowPrivate: func(string) bool { return true },
+		Upstreams: map[string]string{"api.example.test": up.addr(), "plain.example.test": plain.addr()}})
+	basic := func(u, p string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte(u+":"+p)) }
+
+	// Inside ci's tunnel, dev's credentials.
+	c, err := net.DialTimeout("tcp", tp.addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(c, "CONNECT api.example.test:443 HTTP/1.1\r\nHost: api.example.test:443\r\nProxy-Authorization: "+basic("ci", "tfa_ci")+"\r\n\r\n")
+	br := bufio.NewReader(c)
+	res, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("CONNECT as ci: %v %v", res, err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(tp.ca.Certificate())
+	tc := tls.Client(&prefixConn{Conn: c, prefix: drain(br)}, &tls.Config{RootCAs: roots, ServerName: "api.example.test"})
+	tbr := bufio.NewReader(tc)
+	for range 2 {
+		io.WriteString(tc, "GET /x HTTP/1.1\r\nHost: api.example.test\r\nProxy-Authorization: "+basic("dev", "tfa_dev")+"\r\n\r\n")
+		res, err := http.ReadResponse(tbr, nil)
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("inside the tunnel: %v %v", res, err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+
+	// A kept-alive proxy connection: ci, then no credentials, then dev.
+	pc, err := net.DialTimeout("tcp", tp.addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	pc.SetDeadline(time.Now().Add(20 * time.Second))
+	pbr := bufio.NewReader(pc)
+	var codes []int
+	for _, auth := range []string{"Proxy-Authorization: " + basic("ci", "tfa_ci") + "\r\n", "", "Proxy-Authorization: " + basic("dev", "tfa_dev") + "\r\n"} {
+		io.WriteString(pc, "GET http://plain.example.test/ HTTP/1.1\r\nHost: plain.example.test\r\n"+auth+"\r\n")
+		res, err := http.ReadResponse(pbr, nil)
+		if err != nil {
+			break // a refusal may close the connection
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		codes = append(codes, res.StatusCode)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(seen, ",") != "ci,ci,ci,dev" && strings.Join(seen, ",") != "ci,ci,ci" {
+		t.Errorf("the Governor saw agents %q, want ci,ci (tunnel), ci (proxy), then dev or nothing", seen)
+	}
+	if len(codes) < 2 || codes[0] != 200 || codes[1] != http.StatusProxyAuthRequired {
+		t.Errorf("kept-alive connection statuses %v: want 200 then 407", codes)
+	}
+	for _, a := range upAuth {
+		if a != "" {
+			t.Errorf("the upstream saw Proxy-Authorization %q", a)
+		}
 	}
 }
