@@ -210,4 +210,3 @@ func TestCheckServeListen(t *testing.T) {
 		}
 	}
 }
-
