@@ -49,6 +49,54 @@ type Agent struct {
 	Name    string    `json:"name"`
 	Hash    string    `json:"sha256"` // hex SHA-256 of the token
 	Created time.Time `json:"created"`
+	// LastUsed is when a gateway last let the agent in, as far as the
+	// used file knows (written every 30 s and when the gateway stops);
+	// List fills it in, the agents file never holds it.
+	LastUsed time.Time `json:"-"`
+}
+
+// UsedFileName keeps when each agent last authenticated, apart from the
+// agents file so that a busy gateway never rewrites the credentials.
+const UsedFileName = "agents-used.json"
+
+// MarkUsed merges seen (agent → time) into the used file, keeping the
+// later time of each agent.
+func MarkUsed(home string, seen map[string]time.Time) error {
+	path := filepath.Join(home, UsedFileName)
+	all := readUsed(home)
+	for n, t := range seen {
+		if t.After(all[n]) {
+			all[n] = t
+		}
+	}
+	data, err := json.Marshal(all)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(home, UsedFileName+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// readUsed reads the used file; what cannot be read is no information.
+func readUsed(home string) map[string]time.Time {
+	all := map[string]time.Time{}
+	data, err := os.ReadFile(filepath.Join(home, UsedFileName))
+	if err != nil || len(data) > maxFileBytes {
+		return all
+	}
+	_ = json.Unmarshal(data, &all)
+	return all
 }
 
 // File is the content of the agents file.
@@ -177,11 +225,19 @@ func Remove(home, name string) error {
 	})
 }
 
-// List returns the agents of home, sorted by name.
+// List returns the agents of home, sorted by name, with when they were
+// last let in.
 func List(home string) ([]Agent, error) {
 	f, err := Read(home)
 	if err != nil {
 		return nil, err
+	}
+	used := readUsed(home)
+	for i := range f.Agents {
+		// An agent removed and added again starts afresh.
+		if t := used[f.Agents[i].Name]; !t.Before(f.Agents[i].Created) {
+			f.Agents[i].LastUsed = t
+		}
 	}
 	slices.SortFunc(f.Agents, func(a, b Agent) int {
 		if a.Name < b.Name {

@@ -152,6 +152,37 @@ func TestWatcherFollowsTheFile(t *testing.T) {
 	}
 }
 
+// A watcher notes when agents are let in; List shows it, and forgets it
+// for an agent removed and added again.
+func TestLastUsed(t *testing.T) {
+	home := t.TempDir()
+	created := time.Now().Add(-time.Hour)
+	tok, _ := Add(home, "ci", created)
+	Add(home, "idle", created)
+	w := Watch(home, time.Hour, nil)
+	if _, ok := w.Authenticate("ci", tok); !ok {
+		t.Fatal("ci refused")
+	}
+	w.Authenticate("idle", "wrong")
+	w.Close()
+	list, err := List(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || time.Since(list[0].LastUsed) > time.Minute || !list[1].LastUsed.IsZero() {
+		t.Fatalf("last used: %+v", list)
+	}
+	fi, err := os.Stat(home + "/" + UsedFileName)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("used file: %v %v", fi, err)
+	}
+	Remove(home, "ci")
+	Add(home, "ci", time.Now().Add(time.Hour))
+	if list, _ := List(home); !list[0].LastUsed.IsZero() {
+		t.Fatalf("a new ci inherits the old one's last use: %+v", list[0])
+	}
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {

@@ -21,6 +21,11 @@ type Watcher struct {
 	stop    chan struct{}
 	done    chan struct{}
 	once    sync.Once
+	// used holds when each agent last authenticated (unix seconds, an
+	// *atomic.Int64 by name); dirty says it changed since the last
+	// write of the used file.
+	used  sync.Map
+	dirty atomic.Bool
 }
 
 // Watch reads the agents of home and rereads them every interval (zero
@@ -45,12 +50,17 @@ func (w *Watcher) run(interval time.Duration) {
 	defer close(w.done)
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	lastSave := time.Now()
 	for {
 		select {
 		case <-w.stop:
 			return
 		case <-t.C:
 			w.poll()
+			if time.Since(lastSave) >= usedEvery {
+				w.saveUsed()
+				lastSave = time.Now()
+			}
 		}
 	}
 }
@@ -90,13 +100,47 @@ func (w *Watcher) Reload() {
 // Table is the agents in force.
 func (w *Watcher) Table() *Table { return w.table.Load() }
 
-// Authenticate is Table().Authenticate.
+// usedEvery spaces the writes of the used file.
+const usedEvery = 30 * time.Second
+
+// Authenticate is Table().Authenticate; it notes when the agent was last
+// seen, for tf agents list.
 func (w *Watcher) Authenticate(user, token string) (string, bool) {
-	return w.table.Load().Authenticate(user, token)
+	name, ok := w.table.Load().Authenticate(user, token)
+	if ok {
+		now := time.Now().Unix()
+		v, _ := w.used.Load(name)
+		if v == nil {
+			v, _ = w.used.LoadOrStore(name, new(atomic.Int64))
+		}
+		// A store only when the second changes: agents authenticate once
+		// per connection, and most of them share no cache line anyway.
+		if at := v.(*atomic.Int64); at.Load() != now {
+			at.Store(now)
+			w.dirty.Store(true)
+		}
+	}
+	return name, ok
 }
 
-// Close stops watching.
+// saveUsed merges the times agents were last seen into the used file.
+func (w *Watcher) saveUsed() {
+	if !w.dirty.Swap(false) {
+		return
+	}
+	seen := map[string]time.Time{}
+	w.used.Range(func(k, v any) bool {
+		seen[k.(string)] = time.Unix(v.(*atomic.Int64).Load(), 0).UTC()
+		return true
+	})
+	if err := MarkUsed(w.home, seen); err != nil {
+		w.dirty.Store(true) // try again next time
+	}
+}
+
+// Close stops watching and writes when agents were last seen.
 func (w *Watcher) Close() {
 	w.once.Do(func() { close(w.stop) })
 	<-w.done
+	w.saveUsed()
 }

@@ -163,7 +163,7 @@ func agentsCommand() *cli.Command {
 			},
 			{
 				Name:   "list",
-				Usage:  "list the agents",
+				Usage:  "list the agents: when each was added and last let in (as of the gateway's last note, every 30s)",
 				Action: agentsList,
 			},
 			{
@@ -229,9 +229,13 @@ func agentsList(c *cli.Context) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tCREATED")
+	fmt.Fprintln(tw, "NAME\tCREATED\tLAST USED")
 	for _, a := range list {
-		fmt.Fprintf(tw, "%s\t%s\n", a.Name, a.Created.Local().Format(time.RFC3339))
+		used := "never"
+		if !a.LastUsed.IsZero() {
+			used = a.LastUsed.Local().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", a.Name, a.Created.Local().Format(time.RFC3339), used)
 	}
 	return tw.Flush()
 }

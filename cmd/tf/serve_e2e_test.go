@@ -159,7 +159,7 @@ func TestServeTwoAgents(t *testing.T) {
 	g := newGitRepo(t)
 	up := newUpstream(t, g.root)
 	ciTok, devTok := addAgent(t, home, "ci"), addAgent(t, home, "dev")
-	if r := runTF(t, home, nil, "agents", "list"); r.code != 0 || !strings.Contains(r.stdout, "ci") || !strings.Contains(r.stdout, "dev") ||
+	if r := runTF(t, home, nil, "agents", "list"); r.code != 0 || !regexp.MustCompile(`(?m)^ci\s+\S+\s+never$`).MatchString(r.stdout) || !strings.Contains(r.stdout, "dev") ||
 		strings.Contains(r.stdout, ciTok) || strings.Contains(r.stdout, devTok) {
 		t.Fatalf("tf agents list: %+v", r)
 	}
@@ -238,6 +238,11 @@ func TestServeTwoAgents(t *testing.T) {
 
 	if code := s.stop(t); code != 0 {
 		t.Errorf("tf serve exited %d on SIGTERM\n%s", code, s.output())
+	}
+	// The gateway noted when each agent was last let in.
+	if r := runTF(t, home, nil, "agents", "list"); r.code != 0 || !regexp.MustCompile(`(?m)^ci\s+\S+\s+\d{4}-`).MatchString(r.stdout) ||
+		!regexp.MustCompile(`(?m)^dev\s+\S+\s+\d{4}-`).MatchString(r.stdout) {
+		t.Errorf("tf agents list after use:\n%s", r.stdout)
 	}
 
 	// Every decision names its agent; tf logs shows it.
