@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/tameflare/tf/agents"
 	"github.com/tameflare/tf/audit"
+	"github.com/tameflare/tf/killswitch"
 	"github.com/tameflare/tf/testdata"
 )
 
@@ -208,5 +210,41 @@ func TestCheckServeListen(t *testing.T) {
 		if err := CheckServeListen(c.addr, c.tls); (err == nil) != c.ok {
 			t.Errorf("CheckServeListen(%q, %v) = %v", c.addr, c.tls, err)
 		}
+	}
+}
+
+// A kill switch for one agent cuts that agent's exchange in flight; one
+// for another agent leaves it alone.
+func TestAgentKillSwitchCutsInFlight(t *testing.T) {
+	f := startShared(t, "version: 1\ndefault: allow\n")
+	got := make(chan error, 1)
+	go func() {
+		res, err := f.ci.Get("https://example.test/slow?ms=4000")
+		if err == nil {
+			_, err = io.ReadAll(res.Body)
+			res.Body.Close()
+			if err == nil && res.StatusCode != http.StatusOK {
+				err = errors.New(res.Status)
+			}
+		}
+		got <- err
+	}()
+	for f.inFlight.Load() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	activate(t, f.home, killswitch.Scope{Agent: "someone-else"})
+	select {
+	case err := <-got:
+		t.Fatalf("another agent's switch ended ci's exchange: %v", err)
+	case <-time.After(time.Second):
+	}
+	activate(t, f.home, killswitch.Scope{Agent: "ci"})
+	select {
+	case err := <-got:
+		if err == nil {
+			t.Fatal("ci's exchange finished normally under its kill switch")
+		}
+	case <-time.After(2500 * time.Millisecond):
+		t.Fatal("ci's kill switch did not cut its exchange")
 	}
 }
