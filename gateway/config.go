@@ -105,6 +105,12 @@ func LoadConfigFile(path string) (*ConfigFile, error) {
 	if c.Limits.BodyReadTimeout < 0 || c.Limits.MaxConnsPerClient < 0 || c.Limits.MaxInspectedBody < 0 {
 		return nil, fmt.Errorf("%s: limits must not be negative", path)
 	}
+	if c.Serve.Drain < 0 {
+		return nil, fmt.Errorf("%s: serve: drain must not be negative", path)
+	}
+	if (c.Serve.TLSCert == "") != (c.Serve.TLSKey == "") {
+		return nil, fmt.Errorf("%s: serve: tls_cert and tls_key go together", path)
+	}
 	return &c, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -246,5 +247,28 @@ func TestAgentKillSwitchCutsInFlight(t *testing.T) {
 		}
 	case <-time.After(2500 * time.Millisecond):
 		t.Fatal("ci's kill switch did not cut its exchange")
+	}
+}
+
+func TestServeConfigSection(t *testing.T) {
+	dir := t.TempDir()
+	write := func(s string) error {
+		if err := os.WriteFile(ConfigPath(dir), []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadConfigFile(ConfigPath(dir))
+		return err
+	}
+	if err := write("serve:\n  listen: 0.0.0.0:3128\n  tls_names: [tf.example]\n  drain: 5s\n"); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := LoadConfigFile(ConfigPath(dir))
+	if c.Serve.Listen != "0.0.0.0:3128" || c.Serve.TLSNames[0] != "tf.example" || c.Serve.Drain != 5*time.Second {
+		t.Fatalf("serve section %+v", c.Serve)
+	}
+	for _, bad := range []string{"serve:\n  listn: x\n", "serve:\n  drain: -1s\n", "serve:\n  tls_cert: a.pem\n"} {
+		if err := write(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }
