@@ -111,6 +111,10 @@ type Gateway struct {
 	legacy  sync.Map
 	// pins keeps the digests of the tools of listed MCP servers.
 	pins *mcp.PinStore
+	// counters keep the use of rules' limits; session names this run for
+	// limits per session.
+	counters *rules.MemCounters
+	session  string
 }
 
 // Start starts a gateway: it loads or creates the CA, opens the audit log,
@@ -193,6 +197,13 @@ func Start(cfg Config) (*Gateway, error) {
 	}
 	if g.log, err = audit.Open(filepath.Join(cfg.Home, "audit"), audit.Options{Gateway: g.name, Now: g.now, Sync: sync}); err != nil {
 		return nil, fmt.Errorf("opening the audit log: %w", err)
+	}
+	g.counters, g.session = rules.NewMemCounters(), sessionID(g.now())
+	if _, err := g.restoreCounters(filepath.Join(cfg.Home, "audit"), cfg.Policy); err != nil {
+		// Counters that cannot be rebuilt would let a restart reset
+		// every limit: refuse to start rather than fail open.
+		g.log.Close()
+		return nil, err
 	}
 	g.proxy, err = httpproxy.New(httpproxy.Config{
 		CA:                g.ca,

@@ -15,7 +15,8 @@ import (
 
 // meterUsage reads the token usage of an allowed model call from its
 // response as it streams to the agent, and puts it in the outcome record.
-func (g *Gateway) meterUsage(v *httpproxy.Verdict, id string, actions []rules.Action) {
+// Token limits that counted the call get its tokens.
+func (g *Gateway) meterUsage(v *httpproxy.Verdict, id string, actions []rules.Action, decisions []rules.Decision, p *rules.Policy) {
 	if len(actions) != 1 || !connectors.IsModelCall(actions[0].Type) {
 		return
 	}
@@ -61,6 +62,7 @@ func (g *Gateway) meterUsage(v *httpproxy.Verdict, id string, actions []rules.Ac
 			return
 		}
 		g.tokens.add(u)
+		g.addTokens(p, &actions[0], &decisions[0], u)
 		g.recordOutcomeUsage(id, o, u)
 	}
 }
