@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -204,7 +205,17 @@ func TestTokenBudgetThroughProxy(t *testing.T) {
 	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		// 3 in, 4 out, 2 read from cache: 9 tokens a call.
-		io.WriteString(w, `{"model":"claude-haiku-4-5","usage":{"input_tokens":3,"output_tokens":4,"cache_read_input_tokens":2}}`)
+		const body = `{"model":"claude-haiku-4-5","usage":{"input_tokens":3,"output_tokens":4,"cache_read_input_tokens":2}}`
+		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			// What an agent asking for gzip would get, hiding the usage
+			// from tf, were the header passed on.
+			w.Header().Set("Content-Encoding", "gzip")
+			zw := gzip.NewWriter(w)
+			io.WriteString(zw, body)
+			zw.Close()
+			return
+		}
+		io.WriteString(w, body)
 	}))
 	up.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	up.StartTLS()
@@ -232,8 +243,15 @@ rules:
     limit: {tokens: 15, per: session}
 `)
 	call := func(f *fixture) (int, string) {
-		res, body := f.do(t, "POST", "https://api.anthropic.com/v1/messages", `{"model":"claude-haiku-4-5","max_tokens":10}`)
-		return res.StatusCode, body
+		req, _ := http.NewRequest("POST", "https://api.anthropic.com/v1/messages", strings.NewReader(`{"model":"claude-haiku-4-5","max_tokens":10}`))
+		req.Header.Set("Accept-Encoding", "gzip")
+		res, err := f.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
 	}
 	waitOutcomes := func(f *fixture, n int) {
 		if got := len(f.waitRecords(t, audit.KindOutcome, n)); got < n {
@@ -334,4 +352,28 @@ func BenchmarkRestoreCounters(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n), "records")
+}
+
+// In monitor mode a limit refuses nothing: what it would have refused is
+// recorded as such.
+func TestLimitMonitorModeRecordsWouldRefuse(t *testing.T) {
+	f := start(t, policy(t, prLimitPolicy), func(c *Config) { c.Mode = rules.Monitor })
+	for i := range 5 {
+		if st, m := createPR(t, f); st != http.StatusOK {
+			t.Fatalf("pr %d: %d %v", i+1, st, m)
+		}
+	}
+	if f.hits.Load() != 5 {
+		t.Fatalf("upstream saw %d, want 5", f.hits.Load())
+	}
+	var would int
+	for _, r := range f.records(t, audit.KindDecision) {
+		d := r.Decision
+		if d.Monitor && d.Would == rules.Deny && d.WouldRule == "pr-rate" && strings.HasPrefix(d.WouldReason, "limit reached: 3 per 1h (rule pr-rate)") && d.Counted == nil {
+			would++
+		}
+	}
+	if would != 2 {
+		t.Fatalf("%d records of a would-be refusal by the limit, want 2", would)
+	}
 }

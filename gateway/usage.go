@@ -24,6 +24,17 @@ func (g *Gateway) meterUsage(v *httpproxy.Verdict, id string, actions []rules.Ac
 	if format == 0 {
 		return
 	}
+	if len(decisions[0].Counted) > 0 {
+		// A token limit counts what the response reports: the agent
+		// must not hide it by asking for an encoded answer.
+		prep := v.Prepare
+		v.Prepare = func(out *http.Request) {
+			if prep != nil {
+				prep(out)
+			}
+			out.Header.Set("Accept-Encoding", "identity")
+		}
+	}
 	var (
 		meter   *usage.Reader
 		unknown string

@@ -311,3 +311,18 @@ func BenchmarkCountersContended(b *testing.B) {
 		}
 	})
 }
+
+// A limit on a require_approval rule: held within it (the hold counts,
+// whatever the person answers), refused past it without asking anyone.
+func TestLimitOnApprovalRule(t *testing.T) {
+	p := mustLoad(t, map[string]string{"tameflare.yaml": "version: 1\nrules:\n  - name: merges\n    actions: [github.pr.merge]\n    decision: require_approval\n    limit: {count: 2, per: 1d}\n"})
+	d := &rules.Decider{Policy: p, Now: newClock().now, Counters: rules.NewMemCounters()}
+	for range 2 {
+		if dec := d.Decide(act("github.pr.merge")); dec.Effect != rules.RequireApproval || len(dec.Counted) != 1 {
+			t.Fatalf("%+v", dec)
+		}
+	}
+	if dec := d.Decide(act("github.pr.merge")); dec.Effect != rules.Deny || dec.Reason != "limit reached: 2 per 1d (rule merges); the next is allowed at 2026-03-02T09:00:00Z" {
+		t.Fatalf("%+v", dec)
+	}
+}
