@@ -165,6 +165,10 @@ type Counters interface {
 	Release(k CounterKey, q *Quota)
 	// AddTokens adds a model call's tokens, used at t, to a token quota.
 	AddTokens(k CounterKey, q *Quota, t time.Time, n int64)
+	// Record counts an action at t without a check, as rebuilding from a
+	// log does: the newest q.Count are kept, so a limit lowered since
+	// still sees the latest use.
+	Record(k CounterKey, q *Quota, t time.Time)
 }
 
 // MemCounters are counters in memory: a bounded ring of timestamps per
@@ -297,6 +301,27 @@ func (ct *counter) pruneTokens(q *Quota, now int64) {
 	}
 }
 
+// Record implements Counters.
+func (c *MemCounters) Record(k CounterKey, q *Quota, t time.Time) {
+	if q.Tokens > 0 {
+		return
+	}
+	ct := c.get(k)
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	if q.Session() {
+		ct.n = min(ct.n+1, int(q.Count))
+		return
+	}
+	now := t.UnixNano()
+	ct.prune(q, now)
+	if int64(ct.n) >= q.Count {
+		ct.head = (ct.head + 1) % len(ct.ring) // the oldest makes room
+		ct.n--
+	}
+	ct.push(now, q.Count)
+}
+
 // Release implements Counters.
 func (c *MemCounters) Release(k CounterKey, q *Quota) {
 	if q.Tokens > 0 {
@@ -402,7 +427,7 @@ func (d *Decider) Restore(a *Action, dec *Decision, t time.Time) {
 	}
 	for _, name := range dec.Counted {
 		if r := d.Policy.limited(name); r != nil && r.Quota.Count > 0 && !r.Quota.Session() {
-			d.Counters.Take(counterKey(r, a, d.Session), r.Quota, t)
+			d.Counters.Record(counterKey(r, a, d.Session), r.Quota, t)
 		}
 	}
 }

@@ -326,3 +326,21 @@ func TestLimitOnApprovalRule(t *testing.T) {
 		t.Fatalf("%+v", dec)
 	}
 }
+
+// Restore keeps the newest recorded actions when there are more than a
+// (since lowered) limit holds, so the window slides from the latest use.
+func TestLimitRestoreKeepsNewest(t *testing.T) {
+	p := mustLoad(t, map[string]string{"tameflare.yaml": "version: 1\nrules:\n  - name: r\n    actions: [a.b]\n    decision: allow\n    limit: {count: 2, per: 1h}\n"})
+	c := newClock()
+	d := &rules.Decider{Policy: p, Now: c.now, Counters: rules.NewMemCounters()}
+	a := act("a.b")
+	counted := rules.Decision{Counted: []string{"r"}}
+	for i := range 5 { // 09:00 … 09:40, recorded under a higher limit
+		d.Restore(a, &counted, c.now().Add(time.Duration(i)*10*time.Minute))
+	}
+	c.add(70 * time.Minute) // 10:10: the newest two, 09:30 and 09:40, are in the window
+	dec := d.Decide(a)
+	if dec.Effect != rules.Deny || !strings.HasSuffix(dec.Reason, "the next is allowed at 2026-03-01T10:30:00Z") {
+		t.Fatalf("%+v", dec)
+	}
+}
