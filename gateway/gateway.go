@@ -199,7 +199,8 @@ func Start(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("opening the audit log: %w", err)
 	}
 	g.counters, g.session = rules.NewMemCounters(), sessionID(g.now())
-	if _, err := g.restoreCounters(filepath.Join(cfg.Home, "audit"), cfg.Policy); err != nil {
+	restored, err := g.restoreCounters(filepath.Join(cfg.Home, "audit"), cfg.Policy)
+	if err != nil {
 		// Counters that cannot be rebuilt would let a restart reset
 		// every limit: refuse to start rather than fail open.
 		g.log.Close()
@@ -238,10 +239,15 @@ func Start(cfg Config) (*Gateway, error) {
 	go func() { g.served <- g.proxy.Serve(g.listener) }()
 
 	p := g.policy.Load()
-	_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStarted, map[string]any{
+	details := map[string]any{
 		"proxy": g.listener.Addr().String(), "pid": os.Getpid(), "revision": p.Revision,
 		"policy": p.Source, "mode": string(g.Mode()), "isolated": g.isolated, "tf_version": version.Get().Short(),
-	})
+	}
+	if p.LongestWindow() > 0 {
+		// How many recorded actions the limits' counters were rebuilt from.
+		details["limits_restored"] = restored
+	}
+	_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStarted, details)
 	return g, nil
 }
 

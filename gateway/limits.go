@@ -45,7 +45,7 @@ func (g *Gateway) addTokens(p *rules.Policy, a *rules.Action, dec *rules.Decisio
 // duration from this gateway's records in the audit log: the log is the
 // one source of truth, on tf's side of the sandbox. Only the longest
 // window is read back. Limits per session start empty: a new run is a new
-// session.
+// session. It returns how many recorded actions it counted again.
 func (g *Gateway) restoreCounters(dir string, p *rules.Policy) (int, error) {
 	w := p.LongestWindow()
 	if w == 0 {
@@ -67,13 +67,20 @@ func (g *Gateway) restoreCounters(dir string, p *rules.Policy) (int, error) {
 			if r.Decision == nil || len(r.Decision.Counted) == 0 || r.Action == nil {
 				return nil
 			}
-			n++
 			d.Restore(r.Action, r.Decision, r.Time)
+			spans := false // counted under a limit that spans runs
 			for _, name := range r.Decision.Counted {
-				if rule := limitedRule(p, name); rule != nil && rule.Quota.Tokens > 0 {
-					pending[r.RequestID] = counted{r.Action, r.Decision}
-					break
+				rule := limitedRule(p, name)
+				if rule == nil || rule.Quota.Session() {
+					continue
 				}
+				spans = true
+				if rule.Quota.Tokens > 0 {
+					pending[r.RequestID] = counted{r.Action, r.Decision}
+				}
+			}
+			if spans {
+				n++
 			}
 		case audit.KindOutcome:
 			c, ok := pending[r.RequestID]

@@ -116,6 +116,15 @@ func TestLimitThroughProxyAndRestart(t *testing.T) {
 	if st, m := createPR(t, f); st != http.StatusForbidden || m["reason"] != want {
 		t.Fatalf("after a restart: %d %v", st, m)
 	}
+	var starts []any
+	for _, r := range f.records(t, audit.KindEvent) {
+		if r.Event == audit.EventGatewayStarted {
+			starts = append(starts, r.Details["limits_restored"])
+		}
+	}
+	if len(starts) != 2 || starts[0] != float64(0) || starts[1] != float64(3) {
+		t.Fatalf("limits_restored of the two starts: %v, want 0 and 3", starts)
+	}
 	if res, _ := f.do(t, "GET", "https://api.github.com/repos/acme/app", ""); res.StatusCode != http.StatusOK {
 		t.Fatal("a new session's first read refused")
 	}
