@@ -359,6 +359,9 @@ func RemoteApply(ctx context.Context, opts RemoteApplyOptions) (*RemoteApplyResu
 		if cur != nil {
 			base = cur.Policy
 		}
+		if pl.Repository != rp.Remote {
+			return nil, fmt.Errorf("%w: planned for repository %s, not %s; run tf policy plan again", ErrStalePlan, pl.Repository, rp.Remote)
+		}
 		if pl.Base.Commit != base {
 			return nil, fmt.Errorf("%w: planned against %s, %s on %s applies %s; run tf policy plan again", ErrStalePlan, shortHash(pl.Base.Commit), rp.RefName(), rp.Remote, shortHash(base))
 		}

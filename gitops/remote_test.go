@@ -202,6 +202,11 @@ func TestRemoteApplyNotFastForward(t *testing.T) {
 	// A saved plan against the old base is stale too.
 	pl := &Plan{Repository: remote.url}
 	pl.Base.Commit, pl.Candidate.Commit = first, third
+	other := *pl
+	other.Repository, other.Base.Commit = "https://elsewhere.example/policy.git", log0(t, alice, &rp)
+	if _, err := RemoteApply(ctx, RemoteApplyOptions{Home: alice, Remote: rp, Plan: &other, Force: true}); !errors.Is(err, ErrStalePlan) || !strings.Contains(err.Error(), "planned for repository") {
+		t.Fatalf("plan for another repository: %v", err)
+	}
 	if _, err := RemoteApply(ctx, RemoteApplyOptions{Home: alice, Remote: rp, Plan: pl, Force: true}); !errors.Is(err, ErrStalePlan) {
 		t.Fatalf("stale plan: %v", err)
 	}
@@ -235,6 +240,16 @@ const badTest = `  - name: reads are refused (they are not)
     action: {type: github.repo.get}
     expect: deny
 `
+
+// log0 is the policy commit at the tip of the remote's applied ref.
+func log0(t testing.TB, home string, rp *RemotePin) string {
+	t.Helper()
+	log, err := RemoteLog(testCtx(t), home, rp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return log[0].Policy
+}
 
 // forge makes, in the bare remote, an apply commit for policy commit pol
 // with real git, as an agent with push access could, and moves the ref.
