@@ -435,3 +435,33 @@ func FuzzParseAppliedCommit(f *testing.F) {
 		}
 	})
 }
+
+// The README's rule against an agent's push to the applied ref: it loads,
+// refuses a push to refs/tf/applied, and lets a branch push through.
+func TestReadmeRuleRefusesPushesToTheAppliedRef(t *testing.T) {
+	const rule = `  - name: the-pin-moves-by-tf-policy-apply
+    actions: [github.repo.push]
+    when: params.ref startsWith "refs/tf/"
+    decision: deny
+    reason: The applied policy moves only by tf policy apply.
+`
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), rule) {
+		t.Fatal("the README's rule differs from this test's")
+	}
+	p, err := rules.LoadFS(mapFS(map[string]string{"tameflare.yaml": basePolicy + rule}), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := (&rules.Decider{Policy: p}).Decide(&rules.Action{Type: "github.repo.push", Params: map[string]any{"ref": DefaultAppliedRef}})
+	if d.Effect != rules.Deny || d.Rule != "the-pin-moves-by-tf-policy-apply" {
+		t.Errorf("push to the applied ref: %+v", d)
+	}
+	d = (&rules.Decider{Policy: p}).Decide(&rules.Action{Type: "github.repo.push", Params: map[string]any{"ref": "refs/heads/x", "branch": "x"}})
+	if d.Effect != rules.Allow {
+		t.Errorf("push to a branch: %+v", d)
+	}
+}
