@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tameflare/tf/audit"
+	"github.com/tameflare/tf/connectors"
 	"github.com/tameflare/tf/rules"
 )
 
@@ -150,6 +151,10 @@ type SuggestOptions struct {
 	// Since and Gateway select the records, as tf logs does.
 	Since   time.Time
 	Gateway string
+	// Catalog is the action types tf policy validate knows (with declared
+	// connectors); nil means the built-in ones. A type outside it gets no
+	// rule, since validate would refuse the rule.
+	Catalog connectors.Catalog
 }
 
 // A Suggestion is a policy directory written from recorded traffic: a
@@ -172,7 +177,14 @@ type Suggestion struct {
 // and run before they are returned: a suggestion never fails
 // tf policy validate or tf policy test.
 func Suggest(ctx context.Context, opts SuggestOptions) (*Suggestion, error) {
-	s := newSuggester()
+	cat := opts.Catalog
+	if cat == nil {
+		var err error
+		if cat, err = connectors.BuiltinCatalog(); err != nil {
+			return nil, err
+		}
+	}
+	s := newSuggester(cat)
 	f := audit.Filter{Kind: audit.KindDecision, Since: opts.Since, Gateway: opts.Gateway}
 	err := audit.Scan(audit.Dir(opts.Home), f, func(r *audit.Record) error {
 		if err := ctx.Err(); err != nil {
@@ -188,12 +200,15 @@ func Suggest(ctx context.Context, opts SuggestOptions) (*Suggestion, error) {
 }
 
 type suggester struct {
+	cat       connectors.Catalog
 	seen      map[string]*seenType
 	decisions uint64
 	from, to  time.Time
 }
 
-func newSuggester() *suggester { return &suggester{seen: map[string]*seenType{}} }
+func newSuggester(cat connectors.Catalog) *suggester {
+	return &suggester{cat: cat, seen: map[string]*seenType{}}
+}
 
 func (s *suggester) add(t time.Time, a *rules.Action) {
 	if a == nil || a.Type == "" {
@@ -302,7 +317,7 @@ func (s *suggester) build(gateway string) (*Suggestion, error) {
 	}
 	for _, st := range types {
 		c := classify(st.typ)
-		if c == classNone || !patternOK(st.typ) {
+		if c == classNone || !patternOK(st.typ) || !s.cat.Matches(st.typ) {
 			skipped = append(skipped, st)
 			continue
 		}
@@ -313,7 +328,7 @@ func (s *suggester) build(gateway string) (*Suggestion, error) {
 				skipped = append(skipped, st)
 				continue
 			}
-			addTo("http-read "+st.typ, "allow-"+st.typ, c, st)
+			addTo("http-read "+st.typ, st.typ+"-seen-hosts", c, st)
 		case classHTTPWrite:
 			addTo("http-write", "http-writes", c, st)
 		case classPush:
@@ -434,6 +449,8 @@ func (s *suggester) build(gateway string) (*Suggestion, error) {
 				why = "requests tf could not classify stay refused"
 			case connectorOf(st.typ) == "net":
 				why = "tunnels are decided by passthrough:, not suggested"
+			case patternOK(st.typ) && !s.cat.Matches(st.typ):
+				why = "no connector tf knows makes this type (declare it: --declared)"
 			case classify(st.typ) == classHTTPRead && patternOK(st.typ):
 				why = "no host that can be written in a rule"
 			}
@@ -447,6 +464,9 @@ func (s *suggester) build(gateway string) (*Suggestion, error) {
 	p, err := rules.LoadFS(fstest.MapFS{"tameflare.yaml": {Data: sug.Policy}}, "suggested")
 	if err != nil {
 		return nil, fmt.Errorf("the suggested policy does not load (a bug in tf policy suggest): %w", err)
+	}
+	if errs := s.cat.UnknownActions(p); len(errs) > 0 {
+		return nil, fmt.Errorf("the suggested policy names unknown action types (a bug in tf policy suggest): %w", errs)
 	}
 	var tb bytes.Buffer
 	tb.WriteString("# yaml-language-server: $schema=https://tameflare.dev/schema/tameflare-tests.schema.json\n")

@@ -10,8 +10,18 @@ import (
 	"time"
 
 	"github.com/tameflare/tf/audit"
+	"github.com/tameflare/tf/connectors"
 	"github.com/tameflare/tf/rules"
 )
+
+func builtinCatalog(t testing.TB) connectors.Catalog {
+	t.Helper()
+	cat, err := connectors.BuiltinCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat
+}
 
 // sessionActions is a monitor-mode session of a coding agent, as the
 // connectors name its requests.
@@ -75,6 +85,9 @@ func loadSuggestion(t testing.TB, s *Suggestion) *rules.Policy {
 	p, err := rules.LoadDir(dir)
 	if err != nil {
 		t.Fatalf("the suggestion does not validate: %v\n%s", err, s.Policy)
+	}
+	if errs := builtinCatalog(t).UnknownActions(p); len(errs) > 0 {
+		t.Fatalf("tf policy validate would refuse the suggestion: %v\n%s", errs, s.Policy)
 	}
 	rep, err := rules.RunTests(p, os.DirFS(dir), dir)
 	if err != nil || rep.Failed > 0 || rep.Passed == 0 {
@@ -150,7 +163,7 @@ func TestSuggestAdversarialTraffic(t *testing.T) {
 	hosts := []string{"ok.example.com", "evil\"host", "a b", "x\n- name: pwn", "h*st", "\"]) || true || ([\"", "Upper.Example.com",
 		"", strings.Repeat("h", 300) + ".com", "127.0.0.1", "[::1]", "ok.example.com:8443"}
 	branches := []string{"main", "feature/x", "\"main\"", "main\n", "a\" || true || \"", strings.Repeat("b", 5000), "\u2029", "master", ""}
-	s := newSuggester()
+	s := newSuggester(builtinCatalog(t))
 	for i, typ := range evil {
 		a := &rules.Action{Type: typ, Connector: "c\n#", Request: rules.Request{Host: hosts[i%len(hosts)]}}
 		if typ == "github.repo.push" {
@@ -202,8 +215,9 @@ func FuzzSuggest(f *testing.F) {
 	f.Add("mcp.x.get_y", "example.com", "main", "gw")
 	f.Add("http.get", "a\"b", "x\ny", "")
 	f.Add("github.repo.push", "", "feature/\u2028", "\n")
+	cat := builtinCatalog(f)
 	f.Fuzz(func(t *testing.T, typ, host, br, gw string) {
-		s := newSuggester()
+		s := newSuggester(cat)
 		s.add(epoch, &rules.Action{Type: typ, Request: rules.Request{Host: host}, Params: map[string]any{"branch": br}})
 		s.add(epoch, &rules.Action{Type: "http.get", Request: rules.Request{Host: host}})
 		s.add(epoch, &rules.Action{Type: "github.repo.push", Params: map[string]any{"branch": br}})
@@ -215,7 +229,7 @@ func FuzzSuggest(f *testing.F) {
 }
 
 func TestSuggestionWriteDirRefusesANonEmptyDirectory(t *testing.T) {
-	s, err := newSuggester().build("")
+	s, err := newSuggester(builtinCatalog(t)).build("")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,6 +68,21 @@ func gitopsPolicyCommands() []*cli.Command {
 			Action: runPolicyLog,
 		},
 		{
+			Name:  "suggest",
+			Usage: "write a policy, with tests, from recorded traffic (monitor mode, then suggest, then enforce)",
+			Description: "Reads are allowed, ordinary writes allowed, pushes to main/master, merges, deletions, publishing and\n" +
+				"settings held for a person, HTTP writes refused, anything not seen denied (the README's table).\n" +
+				"Without --out the policy is printed, then its tests after a --- line.",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "since", Value: "7d", Usage: "read decisions of the last `DURATION` (7d, 12h; 0 or all: everything)"},
+				&cli.StringFlag{Name: "gateway", Usage: "read only the decisions of gateway `NAME` (tf run --name)"},
+				&cli.StringFlag{Name: "out", Usage: "write a policy directory `DIR` (tameflare.yaml and " + gitops.SuggestedTests + ")"},
+				&cli.BoolFlag{Name: "force", Usage: "with --out, replace those two files in a directory that is not empty"},
+				declaredFlag,
+			},
+			Action: runSuggest,
+		},
+		{
 			Name:   "rollback",
 			Usage:  "pin the commit that was in force before the last apply",
 			Action: runRollback,
@@ -383,4 +398,41 @@ func remoteLog(c *cli.Context, h string, rp *gitops.RemotePin) error {
 		return cli.Exit(err.Error(), 1)
 	}
 	return nil
+}
+
+func runSuggest(c *cli.Context) error {
+	since, err := parseSince(c.String("since"), time.Now())
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
+	if c.Bool("force") && c.String("out") == "" {
+		return cli.Exit("--force goes with --out DIR", 2)
+	}
+	h, err := home.Dir()
+	if err != nil {
+		return err
+	}
+	cat, err := catalog(c)
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
+	s, err := gitops.Suggest(c.Context, gitops.SuggestOptions{Home: h, Since: since, Gateway: c.String("gateway"), Catalog: cat})
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	fmt.Fprintf(c.App.ErrWriter, "tf: %d decisions of %d action types read; %d given no rule (see the comments)\n", s.Decisions, s.Types, s.Skipped)
+	if out := c.String("out"); out != "" {
+		if err := s.WriteDir(out, c.Bool("force")); err != nil {
+			return cli.Exit(err.Error(), 1)
+		}
+		fmt.Fprintf(c.App.ErrWriter, "tf: wrote %s and %s in %s; check it with tf policy test --policy %s\n", "tameflare.yaml", gitops.SuggestedTests, out, out)
+		return nil
+	}
+	w := c.App.Writer
+	if _, err := w.Write(s.Policy); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "---\n# %s\n", gitops.SuggestedTests)
+	_, err = w.Write(s.Tests)
+	return err
 }
