@@ -50,15 +50,31 @@ var defaultBranches = []string{"main", "master"}
 // README says the same.
 var (
 	readVerbs = words("get list pull read search view query head options count_tokens fetch clone download describe " +
-		"check evaluate show find lookup status info whoami @initialize @tools/list @resources/list @prompts/list")
+		"check evaluate show find lookup status info whoami compare history results profile roles test ping audit " +
+		"@initialize @tools/list @resources/list @prompts/list")
 	writeVerbs = words("create update edit comment post put patch send add set upload review close reopen label " +
-		"assign unassign request submit write append rerun cancel star fork run dispatch")
-	humanVerbs = words("merge delete publish unpublish admin transfer archive destroy remove revoke deprecate drop " +
-		"purge erase force rename owner collaborator")
+		"unlabel assign unassign request submit write append rerun cancel star fork lock unlock pin unpin draft ready " +
+		"request_reviewers remove_reviewers dismiss_review update_branch revert disable_auto_merge post_ephemeral " +
+		"schedule invite join share generate_content stream_generate_content embed_content batch_embed_contents")
+	humanVerbs = words("merge delete publish unpublish admin transfer archive unarchive destroy remove revoke deprecate " +
+		"drop purge erase force rename owner collaborator dispatch kick enable disable create_api_key")
 	// humanSegments make any action under them one for a person:
-	// settings, secrets and access.
+	// settings, secrets and access (also as the end of a segment:
+	// branch_protection, deploy_key).
 	humanSegments = words("admin secret secrets collaborator collaborators permission permissions key keys " +
 		"hook hooks webhook webhooks ruleset rulesets protection dist_tag token tokens")
+	// humanWriteSegments make the writes under them one for a person:
+	// releases, tags, workflows and their variables.
+	humanWriteSegments = words("release release_asset variable variables tag tags workflow workflows")
+	// humanWriteConnectors: every write moves money.
+	humanWriteConnectors = words("stripe")
+	// exactClasses name what a verb alone says wrongly: a model call,
+	// a token refresh the agent's session needs, a settings change.
+	exactClasses = map[string]verbClass{
+		"anthropic.oauth.token": classWrite, "openai.oauth.token": classWrite,
+		"github.repo.update": classHuman, "github.ref.update": classHuman, "github.graphql.mutation": classUnknown,
+		"slack.search.messages": classRead,
+	}
 )
 
 func words(s string) map[string]bool {
@@ -97,6 +113,9 @@ func classify(typ string) verbClass {
 	case typ == "github.repo.push":
 		return classPush
 	}
+	if c, ok := exactClasses[typ]; ok {
+		return c
+	}
 	if conn == "mcp" && len(segs) >= 3 {
 		tool := strings.Join(segs[2:], ".")
 		if strings.HasPrefix(tool, "@") {
@@ -106,17 +125,36 @@ func classify(typ string) verbClass {
 		}
 	}
 	for i := 1; i < len(segs)-1; i++ {
-		if humanSegments[segs[i]] {
+		seg := segs[i]
+		if humanSegments[seg] || humanSegments[seg[strings.LastIndexByte(seg, '_')+1:]] {
 			return classHuman
 		}
 	}
-	switch {
-	case humanVerbs[verb]:
-		return classHuman
-	case readVerbs[verb]:
-		return classRead
-	case writeVerbs[verb]:
-		return classWrite
+	c := verbClassOf(verb)
+	if c == classWrite {
+		if humanWriteConnectors[conn] {
+			return classHuman
+		}
+		for i := 1; i < len(segs)-1; i++ {
+			if humanWriteSegments[segs[i]] {
+				return classHuman
+			}
+		}
+	}
+	return c
+}
+
+// verbClassOf looks a verb up, then its first word (list_members).
+func verbClassOf(verb string) verbClass {
+	for _, v := range []string{verb, firstWord(verb)} {
+		switch {
+		case humanVerbs[v]:
+			return classHuman
+		case readVerbs[v]:
+			return classRead
+		case writeVerbs[v]:
+			return classWrite
+		}
 	}
 	return classUnknown
 }

@@ -248,3 +248,22 @@ func TestSuggestionWriteDirRefusesANonEmptyDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The README's table, a row at a time, as classify applies it.
+func TestSuggestHeuristicTable(t *testing.T) {
+	for typ, want := range map[string]verbClass{
+		"github.repo.get": classRead, "mcp.docs.@tools/list": classRead, "mcp.fs.listFiles": classRead, "slack.conversations.list_members": classRead,
+		"github.issue.create": classWrite, "anthropic.messages.create": classWrite, "anthropic.oauth.token": classWrite,
+		"github.repo.push": classPush,
+		"github.pr.merge":  classHuman, "npm.package.publish": classHuman, "mcp.db.drop_table": classHuman, "github.workflow.dispatch": classHuman,
+		"github.secret.list": classHuman, "github.branch_protection.get": classHuman, "github.deploy_key.add": classHuman, "github.repo.update": classHuman,
+		"github.release.create": classHuman, "github.tag.create": classHuman, "stripe.refund.create": classHuman, "github.release.get": classRead,
+		"mcp.x.frobnicate": classUnknown, "github.graphql.mutation": classUnknown,
+		"http.get": classHTTPRead, "http.head": classHTTPRead, "http.post": classHTTPWrite, "http.delete": classHTTPWrite,
+		"tf.unclassified": classNone, "net.connect": classNone, "a": classUnknown,
+	} {
+		if got := classify(typ); got != want {
+			t.Errorf("%s: class %d, want %d", typ, got, want)
+		}
+	}
+}
