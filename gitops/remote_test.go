@@ -465,3 +465,27 @@ func TestReadmeRuleRefusesPushesToTheAppliedRef(t *testing.T) {
 		t.Errorf("push to a branch: %+v", d)
 	}
 }
+
+// BenchmarkSyncRemoteUnchanged is what a following gateway pays each
+// interval when nothing was applied: one fetch from a local git
+// http-backend and a comparison.
+func BenchmarkSyncRemoteUnchanged(b *testing.B) {
+	operator, gw := testHome(b), testHome(b)
+	f, first, _ := twoCommits(b)
+	remote := newPolicyRemote(b, f)
+	rp := RemotePin{Remote: remote.url}
+	ctx := testCtx(b)
+	if _, err := RemoteApply(ctx, RemoteApplyOptions{Home: operator, Remote: rp, Rev: first}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := SyncRemote(ctx, gw, &rp); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s, err := SyncRemote(ctx, gw, &rp)
+		if err != nil || s.Changed {
+			b.Fatal(s, err)
+		}
+	}
+}

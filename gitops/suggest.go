@@ -173,9 +173,9 @@ func firstWord(tool string) string {
 // seenType is what the records say of one action type.
 type seenType struct {
 	typ       string
+	class     verbClass
 	connector string
 	count     uint64
-	example   *rules.Action
 	hosts     map[string]uint64 // http.*: request hosts
 	badHosts  map[string]uint64
 	pushes    map[bool]string // github.repo.push: to a default branch → an example branch
@@ -261,12 +261,12 @@ func (s *suggester) add(t time.Time, a *rules.Action) {
 	}
 	st := s.seen[a.Type]
 	if st == nil {
-		st = &seenType{typ: a.Type, connector: a.Connector, example: a, hosts: map[string]uint64{}, badHosts: map[string]uint64{},
+		st = &seenType{typ: a.Type, class: classify(a.Type), connector: a.Connector, hosts: map[string]uint64{}, badHosts: map[string]uint64{},
 			pushes: map[bool]string{}, pushCount: map[bool]uint64{}}
 		s.seen[a.Type] = st
 	}
 	st.count++
-	switch classify(a.Type) {
+	switch st.class {
 	case classHTTPRead, classHTTPWrite:
 		h := a.Request.Host
 		if suggestHost.MatchString(h) && len(h) <= maxSuggestHost {
@@ -354,7 +354,7 @@ func (s *suggester) build(gateway string) (*Suggestion, error) {
 		return g
 	}
 	for _, st := range types {
-		c := classify(st.typ)
+		c := st.class
 		if c == classNone || !patternOK(st.typ) || !s.cat.Matches(st.typ) {
 			skipped = append(skipped, st)
 			continue

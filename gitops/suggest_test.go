@@ -2,6 +2,7 @@ package gitops
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -264,6 +265,26 @@ func TestSuggestHeuristicTable(t *testing.T) {
 	} {
 		if got := classify(typ); got != want {
 			t.Errorf("%s: class %d, want %d", typ, got, want)
+		}
+	}
+}
+
+// BenchmarkSuggest reads 100,000 recorded actions of 40 types and builds
+// the suggestion (the policy and its tests loaded and run once).
+func BenchmarkSuggest(b *testing.B) {
+	cat := builtinCatalog(b)
+	acts := sessionActions()
+	for i := 0; i < b.N; i++ {
+		s := newSuggester(cat)
+		for j := 0; j < 100000; j++ {
+			a := *acts[j%len(acts)]
+			if j%len(acts) == 0 {
+				a.Type = fmt.Sprintf("mcp.srv%d.get_thing", j%20)
+			}
+			s.add(epoch, &a)
+		}
+		if _, err := s.build(""); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
