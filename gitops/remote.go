@@ -334,7 +334,7 @@ func RemoteApply(ctx context.Context, opts RemoteApplyOptions) (*RemoteApplyResu
 		if cur != nil {
 			now = fmt.Sprintf("is now %s (%s applied by %s at %s)", shortHash(cur.Commit), shortHash(cur.Policy), cur.Who, cur.When.Format(time.RFC3339))
 		}
-		return nil, fmt.Errorf("%w: %s on %s moved since this home last saw it (%s); it %s. Check tf policy log, let the gateway catch up or plan again, or use --force",
+		return nil, fmt.Errorf("%w: %s on %s moved since this home last saw it (%s); it %s. Check tf policy log, tf policy sync, plan again, or use --force",
 			ErrNotFastForward, rp.RefName(), rp.Remote, shortHash(local.Applied), now)
 	}
 
@@ -493,7 +493,22 @@ type SyncResult struct {
 // under require_signed) and moves the local pin to it, recording
 // policy.applied. A tip that fails a check is refused with an error and
 // the local pin, the last good policy, stays.
+//
+// The new tip must descend from the apply this home followed last: a
+// history rewritten on the server (back to an older, once-signed policy,
+// say) is refused with ErrNotFastForward unless acceptRewrite, which
+// tf policy sync --accept-rewrite sets after a person looked.
 func SyncRemote(ctx context.Context, home string, rp *RemotePin) (*SyncResult, error) {
+	return syncRemote(ctx, home, rp, false)
+}
+
+// SyncRemoteAcceptingRewrite is SyncRemote that takes a tip which does not
+// descend from the apply this home followed last.
+func SyncRemoteAcceptingRewrite(ctx context.Context, home string, rp *RemotePin) (*SyncResult, error) {
+	return syncRemote(ctx, home, rp, true)
+}
+
+func syncRemote(ctx context.Context, home string, rp *RemotePin, acceptRewrite bool) (*SyncResult, error) {
 	r, tip, err := openRemote(ctx, home, rp)
 	if err != nil {
 		return nil, err
@@ -515,6 +530,17 @@ func SyncRemote(ctx context.Context, home string, rp *RemotePin) (*SyncResult, e
 	res := &SyncResult{Applied: a}
 	refuse := func(err error) error {
 		return fmt.Errorf("refusing %s of %s (apply %s of %s by %s): %w", rp.RefName(), rp.Remote, shortHash(a.Commit), shortHash(a.Policy), a.Who, err)
+	}
+	following := old != nil && old.Repository == rp.Remote && old.Applied != ""
+	if following && !acceptRewrite {
+		prev, err := commitAt(r, old.Applied)
+		ok := false
+		if err == nil {
+			ok, err = prev.IsAncestor(tip)
+		}
+		if err != nil || !ok {
+			return nil, refuse(fmt.Errorf("%w: it does not descend from %s, the apply this home follows; the ref's history was rewritten. If that was meant, run tf policy sync --accept-rewrite", ErrNotFastForward, shortHash(old.Applied)))
+		}
 	}
 	c, err := commitAt(r, a.Policy)
 	if err != nil {

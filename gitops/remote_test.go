@@ -172,6 +172,22 @@ func TestRemoteApplyTwoGatewaysFollow(t *testing.T) {
 	if tree := gitCmd(t, remote.bare, "rev-parse", DefaultAppliedRef+"^{tree}"); tree != gitCmd(t, remote.bare, "rev-parse", second+"^{tree}") {
 		t.Errorf("the apply commit's tree is not the policy's")
 	}
+
+	// Someone with push access rewinds the ref to the first apply (an
+	// older policy that passed every check once): the gateways refuse to
+	// go back until a person accepts the rewrite.
+	gitCmd(t, remote.bare, "update-ref", DefaultAppliedRef, res.Applied.Commit)
+	_, err = SyncRemote(ctx, gw1, &rp)
+	if !errors.Is(err, ErrNotFastForward) || !strings.Contains(err.Error(), "--accept-rewrite") {
+		t.Fatalf("a rewound ref: %v", err)
+	}
+	if pin, _ := ReadPin(gw1); pin.Commit != second {
+		t.Fatalf("the pin followed the rewind: %+v", pin)
+	}
+	s, err := SyncRemoteAcceptingRewrite(ctx, gw1, &rp)
+	if err != nil || !s.Changed || s.Pin.Commit != first {
+		t.Fatalf("accepting the rewrite: %+v %v", s, err)
+	}
 }
 
 func TestRemoteApplyNotFastForward(t *testing.T) {

@@ -169,6 +169,40 @@ func TestTwoGatewaysFollowTheRemoteRef(t *testing.T) {
 		t.Errorf("tf policy log: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
+	// Someone with push access rewinds the ref to the first apply: the
+	// gateways say so and keep the policy in force until a person accepts
+	// the rewrite with tf policy sync --accept-rewrite.
+	first := gitIn(t, bare, "rev-parse", "refs/tf/applied~1")
+	gitIn(t, bare, "update-ref", "refs/tf/applied", first)
+	logPath := filepath.Join(homes[1], "gateways", "ci.log")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile(logPath)
+		if strings.Contains(string(b), "the ref's history was rewritten") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway did not report the rewound ref:\n%s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := curlThrough(homes[1], "ci"); got != "403" {
+		t.Errorf("after the rewind: %s, want the policy in force (403)", got)
+	}
+	if r := runTF(t, homes[1], nil, "policy", "sync"); r.code != 1 || !strings.Contains(r.stderr, "--accept-rewrite") {
+		t.Errorf("tf policy sync of a rewound ref: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := runTF(t, homes[1], nil, "policy", "sync", "--accept-rewrite"); r.code != 0 || !strings.Contains(r.stdout, "pinned "+v1[:12]) {
+		t.Fatalf("tf policy sync --accept-rewrite: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for got := curlThrough(homes[1], "ci"); got != "200"; got = curlThrough(homes[1], "ci") {
+		if time.Now().After(deadline) {
+			t.Fatalf("after accepting the rewrite the gateway answers %s", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
 	// The remote goes away; a gateway restarted now keeps the last good
 	// policy and says why; a home that never synced refuses to start.
 	srv.Close()

@@ -68,6 +68,16 @@ func gitopsPolicyCommands() []*cli.Command {
 			Action: runPolicyLog,
 		},
 		{
+			Name:  "sync",
+			Usage: "make this home's pin follow the remote's applied ref now (gateways do it on their interval)",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "remote", Usage: "the policy repository's remote `URL` (default: pin.remote in config.yaml)"},
+				&cli.StringFlag{Name: "ref", Usage: "the applied `REF` in the remote (default " + gitops.DefaultAppliedRef + ")"},
+				&cli.BoolFlag{Name: "accept-rewrite", Usage: "follow the ref even though its history was rewritten (it does not descend from the apply this home follows)"},
+			},
+			Action: runSync,
+		},
+		{
 			Name:  "suggest",
 			Usage: "write a policy, with tests, from recorded traffic (monitor mode, then suggest, then enforce)",
 			Description: "Reads are allowed, ordinary writes allowed, pushes to main/master, merges, deletions, publishing and\n" +
@@ -435,4 +445,33 @@ func runSuggest(c *cli.Context) error {
 	fmt.Fprintf(w, "---\n# %s\n", gitops.SuggestedTests)
 	_, err = w.Write(s.Tests)
 	return err
+}
+
+func runSync(c *cli.Context) error {
+	h, err := home.Dir()
+	if err != nil {
+		return err
+	}
+	rp, _, err := remoteFor(c, h)
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
+	if rp == nil {
+		return cli.Exit("this home follows no remote: give --remote, or pin: {remote} in config.yaml", 2)
+	}
+	sync := gitops.SyncRemote
+	if c.Bool("accept-rewrite") {
+		sync = gitops.SyncRemoteAcceptingRewrite
+	}
+	s, err := sync(c.Context, h, rp)
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	if !s.Changed {
+		fmt.Fprintf(c.App.Writer, "the pin already follows %s of %s (%s)\n", rp.RefName(), rp.Remote, s.Pin.Short())
+		return nil
+	}
+	fmt.Fprintf(c.App.Writer, "pinned %s (applied by %s at %s); running gateways here reload it within a second\n",
+		s.Pin.Short(), termtext.Safe(s.Pin.AppliedBy), s.Pin.AppliedAt.Format(time.RFC3339))
+	return nil
 }
