@@ -42,11 +42,17 @@ func remotePin(pc gateway.PinConfig) (*gitops.RemotePin, error) {
 		return nil, err
 	}
 	if pc.Credential != "" {
-		store, err := keyring.Open(keyring.Options{})
-		if err != nil {
-			return nil, fmt.Errorf("pin: credential %s: %w", pc.Credential, err)
+		// TF_SECRET_<NAME> in tf's own environment first (CI), as for the
+		// policy's credentials, then the keyring.
+		r := keyring.NewResolver(nil, keyring.ResolverOptions{})
+		if r.Resolve(pc.Credential) != nil {
+			store, err := keyring.Open(keyring.Options{})
+			if err != nil {
+				return nil, fmt.Errorf("pin: credential %s: %w", pc.Credential, err)
+			}
+			r = keyring.NewResolver(store, keyring.ResolverOptions{})
 		}
-		secret, err := store.Get(pc.Credential)
+		secret, err := r.Get(pc.Credential)
 		if err != nil {
 			return nil, fmt.Errorf("pin: credential %s: %w", pc.Credential, err)
 		}

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"io/fs"
+	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
 	"os"
@@ -224,4 +227,65 @@ func TestTwoGatewaysFollowTheRemoteRef(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "following refs/tf/applied of "+remote) || !strings.Contains(r.stderr, "no policy is pinned here to fall back on") {
 		t.Errorf("a fresh home with the remote down: exit %d\n%s", r.code, r.stderr)
 	}
+}
+
+// A remote that wants credentials gets the keyring's (here TF_SECRET_*, as
+// in CI), and no output or error of tf carries the secret.
+func TestRemotePinCredential(t *testing.T) {
+	const secret = "glpat-tfPinSecret0123456789"
+	root := t.TempDir()
+	bare := filepath.Join(root, "policy.git")
+	gitIn(t, root, "init", "-q", "--bare", "-b", "main", bare)
+	gitIn(t, bare, "config", "http.receivepack", "true")
+	execPath, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := &cgi.Handler{
+		Path: filepath.Join(strings.TrimSpace(string(execPath)), "git-http-backend"),
+		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pw, ok := r.BasicAuth(); !ok || pw != secret {
+			w.Header().Set("WWW-Authenticate", `Basic realm="policy"`)
+			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
+		backend.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	remote := srv.URL + "/policy.git"
+	work := filepath.Join(t.TempDir(), "work")
+	gitIn(t, root, "init", "-q", "-b", "main", work)
+	v1 := commitPolicy(t, work, bare, pinPolicyV1, pinTestsV1, "reads allowed")
+
+	home := t.TempDir()
+	os.WriteFile(filepath.Join(home, "config.yaml"), []byte("pin:\n  remote: "+remote+"\n  credential: policy-repo\n"), 0o600)
+	env := []string{"TF_SECRET_POLICY_REPO=" + secret}
+	r := runTF(t, home, env, "policy", "apply")
+	if r.code != 0 || !strings.Contains(r.stdout, "→ "+v1[:12]) || !strings.Contains(r.stdout, "this home's pin follows") {
+		t.Fatalf("apply with the credential: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := runTF(t, home, env, "policy", "log"); r.code != 0 || !strings.Contains(r.stdout, v1[:12]) {
+		t.Errorf("log with the credential: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// A wrong secret: a clear error, without the secret.
+	wrong := []string{"TF_SECRET_POLICY_REPO=" + secret + "-wrong"}
+	r = runTF(t, home, wrong, "policy", "sync")
+	if r.code != 1 || !strings.Contains(r.stderr, "authentication") {
+		t.Errorf("sync with a wrong credential: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// No byte tf wrote holds the secret: outputs, pin, audit log, cache.
+	if strings.Contains(r.stdout+r.stderr, secret) {
+		t.Error("the secret is in tf's output")
+	}
+	filepath.WalkDir(home, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(secret)) {
+			t.Errorf("%s holds the secret", p)
+		}
+		return nil
+	})
 }
