@@ -567,6 +567,11 @@ func syncRemote(ctx context.Context, home string, rp *RemotePin, acceptRewrite b
 		Version: PinVersion, Repository: rp.Remote, Ref: branch, Commit: a.Policy,
 		RequireSigned: signed, AppliedBy: a.Who, AppliedAt: a.When, Applied: a.Commit,
 	}
+	// Another gateway of this home may have synced meanwhile: one record
+	// per move.
+	if now, err := ReadPin(home); err == nil && now.Repository == rp.Remote && now.Applied == a.Commit {
+		return &SyncResult{Applied: a, Pin: now}, nil
+	}
 	oldCommit := ""
 	if old != nil {
 		oldCommit = old.Commit
