@@ -289,3 +289,28 @@ func TestRemotePinCredential(t *testing.T) {
 		return nil
 	})
 }
+
+// The agent, inside tf run, tries to move the applied ref of a policy
+// repository it may push to (tf would inject the push credential): the
+// built-in policy refuses a push that names no branch, and git shows why.
+func TestAgentCannotPushTheAppliedRef(t *testing.T) {
+	home := t.TempDir()
+	g := newGitRepo(t)
+	up := newUpstream(t, g.root)
+	cloneDir := t.TempDir()
+	clone := filepath.Join(cloneDir, "clone")
+	g.git(g.root, "clone", "-q", g.bare, clone)
+	g.git(clone, "remote", "set-url", "origin", "https://github.com/acme/app.git")
+	before := g.ref("refs/tf/applied")
+	args := append([]string{"run", "--rw", cloneDir}, up.args()...)
+	r := runTF(t, home, g.env, append(args, "--", "git", "-C", clone, "push", "origin", "HEAD:refs/tf/applied")...)
+	if r.code == 0 {
+		t.Fatalf("the agent moved the applied ref:\n%s", r.stderr)
+	}
+	if !strings.Contains(r.stderr, "[remote rejected]") || !strings.Contains(r.stderr, "push-needs-a-known-branch") {
+		t.Errorf("git did not show the refusal:\n%s", r.stderr)
+	}
+	if after := g.ref("refs/tf/applied"); after != before {
+		t.Errorf("refs/tf/applied is %q upstream, was %q", after, before)
+	}
+}
