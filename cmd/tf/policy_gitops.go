@@ -297,7 +297,13 @@ func runRemoteApply(c *cli.Context, h string, rp *gitops.RemotePin, following bo
 	if !following {
 		return nil
 	}
-	s, err := gitops.SyncRemote(c.Context, h, rp)
+	sync := gitops.SyncRemote
+	if c.Bool("force") {
+		// A forced apply over something that was not an apply chain
+		// starts a new one; this home's person asked for it.
+		sync = gitops.SyncRemoteAcceptingRewrite
+	}
+	s, err := sync(c.Context, h, rp)
 	if err != nil {
 		return cli.Exit("this home's pin did not follow: "+err.Error(), 1)
 	}
