@@ -314,3 +314,51 @@ func TestAgentCannotPushTheAppliedRef(t *testing.T) {
 		t.Errorf("refs/tf/applied is %q upstream, was %q", after, before)
 	}
 }
+
+// tf policy apply from a home that has not seen the latest apply is
+// refused with who applied what; --force applies on top of it.
+func TestRemoteApplyNotFastForwardCLI(t *testing.T) {
+	root := t.TempDir()
+	bare := filepath.Join(root, "policy.git")
+	gitIn(t, root, "init", "-q", "--bare", "-b", "main", bare)
+	gitIn(t, bare, "config", "http.receivepack", "true")
+	execPath, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(&cgi.Handler{
+		Path: filepath.Join(strings.TrimSpace(string(execPath)), "git-http-backend"),
+		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"},
+	})
+	defer srv.Close()
+	remote := srv.URL + "/policy.git"
+	work := filepath.Join(t.TempDir(), "work")
+	gitIn(t, root, "init", "-q", "-b", "main", work)
+	v1 := commitPolicy(t, work, bare, pinPolicyV1, pinTestsV1, "reads allowed")
+
+	laptop, other := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(laptop, "config.yaml"), []byte("pin:\n  remote: "+remote+"\n"), 0o600)
+	if r := runTF(t, laptop, nil, "policy", "apply"); r.code != 0 {
+		t.Fatalf("apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	v2 := commitPolicy(t, work, bare, pinPolicyV2, pinTestsV2, "freeze reads")
+	if r := runTF(t, other, nil, "policy", "apply", "--remote", remote); r.code != 0 {
+		t.Fatalf("apply elsewhere: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r := runTF(t, laptop, nil, "policy", "apply", "--rev", v1)
+	if r.code != 1 || !strings.Contains(r.stderr, "not a fast-forward") || !strings.Contains(r.stderr, "moved since this home last saw it") ||
+		!strings.Contains(r.stderr, v2[:12]+" applied by") {
+		t.Fatalf("stale apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runTF(t, laptop, nil, "policy", "apply", "--rev", v1, "--force")
+	if r.code != 0 || !strings.Contains(r.stdout, "applied "+v2[:12]+" → "+v1[:12]) {
+		t.Fatalf("forced apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runTF(t, laptop, nil, "policy", "log", "--json")
+	if r.code != 0 || strings.Count(r.stdout, `"policy"`) != 3 {
+		t.Errorf("three applies on the ref: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := runTF(t, laptop, nil, "policy", "show"); r.code != 0 || !strings.Contains(r.stdout, v1) {
+		t.Errorf("the laptop's pin after --force: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
