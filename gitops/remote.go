@@ -80,10 +80,12 @@ func (rp *RemotePin) Validate() error {
 		return fmt.Errorf("pin: remote %q is not a URL (https://, ssh://, file://, or user@host:path)", rp.Remote)
 	}
 	if u, err := url.Parse(rp.Remote); err == nil && u.User != nil {
-		if _, has := u.User.Password(); has {
-			// A password in the URL would land in the pin, the audit log
-			// and every message that names the remote.
-			return errors.New("pin: remote URL carries a password; keep it in the keyring (pin: {credential: NAME})")
+		_, has := u.User.Password()
+		if has || u.Scheme == "http" || u.Scheme == "https" {
+			// A password, or a token given as the user name, would land
+			// in the pin, the audit log and every message that names the
+			// remote. (ssh://git@host keeps its user.)
+			return errors.New("pin: remote URL carries credentials; keep them in the keyring (pin: {credential: NAME})")
 		}
 	}
 	ref := rp.RefName()

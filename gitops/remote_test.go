@@ -400,7 +400,9 @@ func TestRemotePinValidate(t *testing.T) {
 	}{
 		{RemotePin{}, "remote is empty"},
 		{RemotePin{Remote: "/srv/policy.git"}, "not a URL"},
-		{RemotePin{Remote: "https://u:secret@example.com/p.git"}, "carries a password"},
+		{RemotePin{Remote: "https://u:secret@example.com/p.git"}, "carries credentials"},
+		{RemotePin{Remote: "https://ghp_token@example.com/p.git"}, "carries credentials"},
+		{RemotePin{Remote: "ssh://git:pw@example.com/p.git"}, "carries credentials"},
 		{RemotePin{Remote: "https://example.com/p.git\n"}, "control characters"},
 		{RemotePin{Remote: "https://example.com/p.git", Ref: "applied"}, "not a full ref name"},
 		{RemotePin{Remote: "https://example.com/p.git", Ref: "refs/heads/main"}, "branch or tag"},
@@ -411,9 +413,11 @@ func TestRemotePinValidate(t *testing.T) {
 			t.Errorf("%+v: %v, want %q", tc.rp, err, tc.want)
 		}
 	}
-	ok := RemotePin{Remote: "git@github.com:acme/policy.git"}
-	if err := ok.Validate(); err != nil || ok.RefName() != DefaultAppliedRef {
-		t.Errorf("%+v: %v", ok, err)
+	for _, remote := range []string{"git@github.com:acme/policy.git", "ssh://git@github.com/acme/policy.git", "https://github.com/acme/policy.git"} {
+		ok := RemotePin{Remote: remote}
+		if err := ok.Validate(); err != nil || ok.RefName() != DefaultAppliedRef {
+			t.Errorf("%+v: %v", ok, err)
+		}
 	}
 }
 
