@@ -200,9 +200,11 @@ type SuggestOptions struct {
 type Suggestion struct {
 	Policy []byte
 	Tests  []byte
-	// Decisions is how many decision records were read, Types how many
-	// action types they held, Skipped how many of those got no rule.
+	// Decisions is how many decision records were read, Refused how many
+	// of them were left out (refused when recorded), Types how many action
+	// types the rest held, Skipped how many of those got no rule.
 	Decisions uint64
+	Refused   uint64
 	Types     int
 	Skipped   int
 	From, To  time.Time
@@ -228,6 +230,13 @@ func Suggest(ctx context.Context, opts SuggestOptions) (*Suggestion, error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if r.Decision != nil && r.Decision.Effect == rules.Deny {
+			// What the policy in force refused never happened: the agent
+			// tried it. Suggesting to allow it would let the agent write
+			// its own policy by trying.
+			s.refused++
+			return nil
+		}
 		s.add(r.Time, r.Action)
 		return nil
 	})
@@ -241,6 +250,7 @@ type suggester struct {
 	cat       connectors.Catalog
 	seen      map[string]*seenType
 	decisions uint64
+	refused   uint64
 	from, to  time.Time
 }
 
@@ -401,7 +411,11 @@ func (s *suggester) build(gateway string) (*Suggestion, error) {
 		}
 		w(")")
 	}
-	w(".\n# A starting point: read every rule, narrow what is too wide, then\n")
+	w(".\n")
+	if s.refused > 0 {
+		w("# Left out: %d decisions that the policy in force refused (tried, never done).\n", s.refused)
+	}
+	w("# A starting point: read every rule, narrow what is too wide, then\n")
 	w("# tf policy test and tf policy apply. Reads are allowed, ordinary writes\n")
 	w("# allowed, merges, deletions, publishing and settings held for a person,\n")
 	w("# HTTP writes to unknown APIs refused, and anything not seen denied.\n")
@@ -495,7 +509,7 @@ func (s *suggester) build(gateway string) (*Suggestion, error) {
 			w("#   %s: %d seen; %s\n", commentValue(st.typ), st.count, why)
 		}
 	}
-	sug := &Suggestion{Policy: b.Bytes(), Decisions: s.decisions, Types: len(types), Skipped: len(skipped), From: s.from, To: s.to}
+	sug := &Suggestion{Policy: b.Bytes(), Decisions: s.decisions, Refused: s.refused, Types: len(types), Skipped: len(skipped), From: s.from, To: s.to}
 
 	// The tests: one case per action type given a rule, and per class of
 	// push, with the decision the policy gives it, checked below.

@@ -102,13 +102,25 @@ func TestSuggestFromAMonitorSession(t *testing.T) {
 	acts := sessionActions()
 	writeActions(t, home, "agent", acts)
 	writeActions(t, home, "other", []*rules.Action{{Type: "github.repo.delete", Connector: "github"}})
+	// The agent tried a read the policy in force refused: it is not
+	// suggested.
+	l, err := audit.Open(audit.Dir(home), audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append(testCtx(t), &audit.Record{Kind: audit.KindDecision, Time: epoch.Add(time.Minute), RequestID: "refused", Gateway: "agent",
+		Action:   &rules.Action{Type: "github.secret.list", Connector: "github"},
+		Decision: &rules.Decision{Effect: rules.Deny, Rule: "no-secrets"}}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
 	s, err := Suggest(testCtx(t), SuggestOptions{Home: home, Gateway: "agent"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "suggest_session.golden", append(append(append([]byte{}, s.Policy...), "---\n"...), s.Tests...))
-	if s.Decisions != uint64(len(acts)) || s.Skipped != 1 {
-		t.Errorf("decisions %d skipped %d", s.Decisions, s.Skipped)
+	if s.Decisions != uint64(len(acts)) || s.Skipped != 1 || s.Refused != 1 || strings.Contains(string(s.Policy), "github.secret.list") {
+		t.Errorf("decisions %d skipped %d refused %d", s.Decisions, s.Skipped, s.Refused)
 	}
 	p := loadSuggestion(t, s)
 	want := map[string]rules.Effect{

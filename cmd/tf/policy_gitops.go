@@ -436,7 +436,8 @@ func runSuggest(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
-	fmt.Fprintf(c.App.ErrWriter, "tf: %d decisions of %d action types read; %d given no rule (see the comments)\n", s.Decisions, s.Types, s.Skipped)
+	fmt.Fprintf(c.App.ErrWriter, "tf: %d decisions of %d action types read (%d refused when recorded, left out); %d types given no rule (see the comments)\n",
+		s.Decisions, s.Types, s.Refused, s.Skipped)
 	if out := c.String("out"); out != "" {
 		if err := s.WriteDir(out, c.Bool("force")); err != nil {
 			return cli.Exit(err.Error(), 1)
