@@ -211,6 +211,7 @@ func (c *tunnelConn) serveOne() (keep bool) {
 	// watch starts only after the request body is read, as in net/http.
 	watch := &clientWatch{cr: &c.cr, cancel: cancel}
 	body.watch = watch
+	w.watch = watch
 	if body.eof.Load() {
 		watch.arm()
 	}
@@ -517,6 +518,7 @@ type tunnelResponse struct {
 	c      *tunnelConn
 	req    *http.Request
 	header http.Header
+	watch  *clientWatch
 
 	wantsClose, wants10KeepAlive bool
 
@@ -712,12 +714,20 @@ func (w *tunnelResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.wroteHeader {
 		return nil, nil, errors.New("httpproxy: hijack after the response header")
 	}
-	if b, ok := w.req.Body.(*tunnelBody); ok {
-		b.watch.disarm()
-	}
+	w.watch.disarm()
 	c.hijacked = true
-	return c.fc, bufio.NewReadWriter(c.br, c.bw), nil
+	// Reads go through the loop's buffer: bytes the client sent right
+	// after its request are not lost.
+	return &bufferedConn{Conn: c.fc, br: c.br}, bufio.NewReadWriter(c.br, c.bw), nil
 }
+
+// bufferedConn reads what was buffered before reading the connection.
+type bufferedConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func (b *bufferedConn) Read(p []byte) (int, error) { return b.br.Read(p) }
 
 // finish ends the response; false means the connection must close.
 func (w *tunnelResponse) finish() bool {
