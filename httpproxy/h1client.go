@@ -402,6 +402,6 @@ type upgradeBody struct {
 	conn net.Conn
 }
 
-func (u *upgradeBody) Read(p []byte) (int, error) { return u.br.Read(p) }
+func (u *upgradeBody) Read(p []byte) (int, error)  { return u.br.Read(p) }
 func (u *upgradeBody) Write(p []byte) (int, error) { return u.conn.Write(p) }
 func (u *upgradeBody) Close() error                { return u.conn.Close() }
