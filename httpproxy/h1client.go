@@ -58,6 +58,7 @@ type h1Conn struct {
 type headLimitReader struct {
 	r      io.Reader
 	remain int64 // <0: no bound
+	got    int64 // bytes read since the request was written
 }
 
 func (l *headLimitReader) Read(p []byte) (int, error) {
@@ -68,6 +69,7 @@ func (l *headLimitReader) Read(p []byte) (int, error) {
 		p = p[:l.remain]
 	}
 	n, err := l.r.Read(p)
+	l.got += int64(n)
 	if l.remain > 0 {
 		l.remain -= int64(n)
 	}
@@ -282,6 +284,7 @@ func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (res *http.R
 	if err := pc.bw.Flush(); err != nil {
 		return fail(err, true)
 	}
+	pc.lr.got = 0
 	trace := httptrace.ContextClientTrace(ctx)
 	for n1xx := 0; ; n1xx++ {
 		pc.lr.remain = pc.cl.maxHeaderBytes
@@ -293,7 +296,7 @@ func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (res *http.R
 			}
 			// Nothing at all arrived: the upstream closed the idle
 			// connection before it saw the request.
-			nothing := n1xx == 0 && (errors.Is(err, io.EOF) || isConnReset(err))
+			nothing := pc.lr.got == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isConnReset(err))
 			return fail(err, nothing)
 		}
 		if res.StatusCode >= 200 || res.StatusCode == http.StatusSwitchingProtocols {
