@@ -1,6 +1,15 @@
 // Package httpproxy is the governing forward proxy: it intercepts HTTP and
 // CONNECT traffic, asks a Governor about every request and forwards or
 // refuses it.
+//
+// The listener side (absolute-form HTTP requests and CONNECT) is a
+// net/http server. The requests inside an intercepted tunnel, the hot
+// path, are served by a loop of the proxy's own (tunnel.go), and HTTP/1.1
+// exchanges go upstream through h1Client (h1client.go): both run an
+// exchange in one goroutine, where net/http's server and transport hand
+// each request between several (issue 14). Responses pass through
+// httputil.ReverseProxy either way; HTTP/2 to upstreams (gRPC) uses
+// http.Transport.
 package httpproxy
 
 import (
