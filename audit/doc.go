@@ -98,7 +98,8 @@
 //     it holds.
 //
 // Records nobody waits for (AppendAsync: outcomes) never start a batch:
-// they go with the next Append's batch or, after the sync window, alone.
+// they wait in a queue of their own, which wakes no goroutine, and go
+// with the next Append's batch or, after the sync window, alone.
 // A failed write or fdatasync, in the writer or the syncer, is sticky:
 // every later Append fails (and the gateway refuses the request).
 //

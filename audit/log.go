@@ -154,6 +154,14 @@ type Log struct {
 	idle     time.Duration
 	notAfter time.Time  // do not take the lock before (after yielding it)
 	deferred []*request // records without a waiter, waiting for a batch
+
+	// Records of AppendAsync wait here, not in reqs, so that queueing one
+	// wakes nobody: the next batch takes them, or asyncT (armed when the
+	// queue becomes non-empty) kicks the writer after the sync window.
+	asyncMu sync.Mutex
+	asyncQ  []*request
+	asyncT  *time.Timer
+	kick    chan struct{}
 	// batches counts committed batches; read only after Close (benchmarks).
 	batches uint64
 	buf     []byte
@@ -197,7 +205,10 @@ func Open(dir string, opts Options) (*Log, error) {
 		sha:        sha256.New(),
 		dirty:      make(chan struct{}, 1),
 		syncerDone: make(chan struct{}),
+		kick:       make(chan struct{}, 1),
 	}
+	l.asyncT = time.AfterFunc(time.Hour, l.kickWriter)
+	l.asyncT.Stop()
 	if l.lockF, err = os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o600); err != nil {
 		return nil, fmt.Errorf("opening audit lock: %w", err)
 	}
@@ -323,7 +334,41 @@ func (l *Log) AppendAsync(r *Record) error {
 	if err != nil {
 		return err
 	}
-	return l.enqueue(context.Background(), req)
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return ErrClosed
+	}
+	l.asyncMu.Lock()
+	l.asyncQ = append(l.asyncQ, req)
+	n := len(l.asyncQ)
+	if n == 1 {
+		l.asyncT.Reset(l.opts.SyncWindow)
+	}
+	l.asyncMu.Unlock()
+	if n >= maxBatch {
+		l.kickWriter()
+	}
+	return nil
+}
+
+func (l *Log) kickWriter() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// takeAsync takes the records AppendAsync queued.
+func (l *Log) takeAsync() []*request {
+	l.asyncMu.Lock()
+	defer l.asyncMu.Unlock()
+	q := l.asyncQ
+	if len(q) > 0 {
+		l.asyncQ = nil
+		l.asyncT.Stop()
+	}
+	return q
 }
 
 // prepare fills in r's time and gateway, checks it and encodes its body.
@@ -482,6 +527,7 @@ func (l *Log) run() {
 			}
 		case <-deferC:
 			deferC = nil
+		case <-l.kick:
 		case <-holdC:
 			if l.checkHold() {
 				holdT.Stop()
@@ -494,6 +540,11 @@ func (l *Log) run() {
 			l.deferred = nil
 			deferT.Stop()
 			deferC = nil
+		}
+		if async := l.takeAsync(); len(async) > 0 {
+			// Queued before the records just received from this
+			// goroutine's point of view: they go first.
+			batch = append(async, batch...)
 		}
 		if len(batch) > 0 {
 			l.commitBatch(batch)
