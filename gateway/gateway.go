@@ -26,6 +26,7 @@ import (
 	"github.com/tameflare/tf/httpproxy"
 	"github.com/tameflare/tf/keyring"
 	"github.com/tameflare/tf/mcp"
+	"github.com/tameflare/tf/metrics"
 	"github.com/tameflare/tf/rules"
 	"github.com/tameflare/tf/version"
 )
@@ -72,6 +73,10 @@ type Config struct {
 	// Limits bound clients; zero values mean the limits: section of
 	// $TF_HOME/config.yaml, else the proxy's defaults.
 	Limits Limits
+	// MetricsListen serves Prometheus /metrics on this address (tf run
+	// --metrics) instead of the metrics: listen of $TF_HOME/config.yaml;
+	// unlike the file's, an address in use is an error.
+	MetricsListen string
 }
 
 // A Gateway is a running proxy that governs one session.
@@ -111,6 +116,8 @@ type Gateway struct {
 	legacy  sync.Map
 	// pins keeps the digests of the tools of listed MCP servers.
 	pins *mcp.PinStore
+	// metrics counts decisions and latencies; nil measures nothing.
+	metrics *metrics.Metrics
 }
 
 // Start starts a gateway: it loads or creates the CA, opens the audit log,
@@ -187,11 +194,24 @@ func Start(cfg Config) (*Gateway, error) {
 	}
 	g.token = base64.RawURLEncoding.EncodeToString(tok)
 
+	if g.metrics, err = g.startMetrics(cfg, file); err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			_ = g.metrics.Close(context.Background())
+		}
+	}()
 	sync := cfg.AuditSync
 	if sync == "" {
 		sync = audit.SyncMode(file.Audit.Sync)
 	}
-	if g.log, err = audit.Open(filepath.Join(cfg.Home, "audit"), audit.Options{Gateway: g.name, Now: g.now, Sync: sync}); err != nil {
+	var durable func(time.Duration)
+	if g.metrics != nil {
+		durable = g.metrics.AuditDurable
+	}
+	if g.log, err = audit.Open(filepath.Join(cfg.Home, "audit"), audit.Options{Gateway: g.name, Now: g.now, Sync: sync, Durable: durable}); err != nil {
 		return nil, fmt.Errorf("opening the audit log: %w", err)
 	}
 	g.proxy, err = httpproxy.New(httpproxy.Config{
@@ -225,6 +245,8 @@ func Start(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	go func() { g.served <- g.proxy.Serve(g.listener) }()
+	started = true
+	g.watchMetrics()
 
 	p := g.policy.Load()
 	_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStarted, map[string]any{
@@ -322,6 +344,11 @@ func (g *Gateway) Close() error {
 		g.flushAuthFailures()
 		_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStopped, nil)
 		g.closeErr = errors.Join(err, g.log.Close())
+		// After the log: its last fdatasync is measured too. A push the
+		// collector does not take in time is given up, not waited for.
+		mctx, cancel := context.WithTimeout(context.Background(), metricsCloseWait)
+		_ = g.metrics.Close(mctx)
+		cancel()
 		if g.closeErr == nil {
 			g.closeErr = g.checkpoint()
 		}

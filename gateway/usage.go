@@ -61,6 +61,9 @@ func (g *Gateway) meterUsage(v *httpproxy.Verdict, id string, actions []rules.Ac
 			return
 		}
 		g.tokens.add(u)
+		if u.Unknown == "" {
+			g.metrics.Tokens(g.redact(u.Model), u.Input, u.Output, u.CacheRead, u.CacheWrite)
+		}
 		g.recordOutcomeUsage(id, o, u)
 	}
 }
