@@ -15,8 +15,8 @@ import (
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/killswitch"
 	"github.com/tameflare/tf/mcp"
-	"github.com/tameflare/tf/rules"
 	"github.com/tameflare/tf/metrics/metricstest"
+	"github.com/tameflare/tf/rules"
 )
 
 const metricsPolicy = `version: 1
