@@ -235,23 +235,23 @@ func TestMetricsOTLPFromConfig(t *testing.T) {
 	}
 	for _, c := range []struct {
 		labels metricstest.Labels
-		want   int64
+		want   float64
 	}{
 		{metricstest.Labels{"effect": "allow", "rule": "reads", "connector": "http"}, 4},
 		{metricstest.Labels{"effect": "deny", "rule": "no-posts", "connector": "http"}, 1},
 	} {
-		if s := metricstest.Sum(got["tf.decisions"], c.labels); s != c.want {
-			t.Errorf("OTLP tf.decisions%v = %d, want %d", c.labels, s, c.want)
+		if s := metricstest.Sum(got["tf_decisions_total"], c.labels); s != c.want {
+			t.Errorf("OTLP tf_decisions_total%v = %v, want %v", c.labels, s, c.want)
 		}
-		if p := prom.Counter("tf_decisions_total", metricstest.Labels(c.labels)); int64(p) != c.want {
-			t.Errorf("Prometheus tf_decisions_total%v = %v, want %d", c.labels, p, c.want)
+		if p := prom.Counter("tf_decisions_total", metricstest.Labels(c.labels)); p != c.want {
+			t.Errorf("Prometheus tf_decisions_total%v = %v, want %v", c.labels, p, c.want)
 		}
 	}
-	if c := metricstest.HistCount(got["tf.forward.duration"], nil); c != 4 {
-		t.Errorf("OTLP tf.forward.duration count = %d, want 4", c)
+	if c := metricstest.HistCount(got["tf_forward_duration_seconds"], nil); c != 4 {
+		t.Errorf("OTLP tf_forward_duration_seconds count = %d, want 4", c)
 	}
-	if c := metricstest.HistCount(got["tf.decision.duration"], nil); c != 5 {
-		t.Errorf("OTLP tf.decision.duration count = %d, want 5", c)
+	if c := metricstest.HistCount(got["tf_decision_duration_seconds"], nil); c != 5 {
+		t.Errorf("OTLP tf_decision_duration_seconds count = %d, want 5", c)
 	}
 	if dc := decisionCounts(t, f.home); dc["allow/reads"] != 4 || dc["deny/no-posts"] != 1 {
 		t.Errorf("audit decisions %v", dc)

@@ -1,6 +1,6 @@
 // Package metrics counts what a gateway decides and how long it takes,
-// with one set of OpenTelemetry instruments read both by a Prometheus
-// /metrics endpoint on loopback and by an OTLP exporter.
+// with one set of instruments read both by a Prometheus /metrics endpoint
+// on loopback and by an OTLP exporter.
 package metrics
 
 import (
@@ -15,11 +15,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	promBridge "go.opentelemetry.io/contrib/bridges/prometheus"
 	"go.opentelemetry.io/otel/attribute"
-	promexp "go.opentelemetry.io/otel/exporters/prometheus"
-	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/exemplar"
 	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/tameflare/tf/version"
@@ -45,24 +43,24 @@ type Config struct {
 
 // Metrics holds the instruments of one gateway. A nil *Metrics is valid
 // and records nothing, so the gateway calls it unconditionally.
+//
+// The instruments are Prometheus client ones: recording is an atomic add
+// on a series looked up once per label set. The OTLP exporter reads the
+// same registry through the OpenTelemetry Prometheus bridge.
 type Metrics struct {
-	provider *sdkmetric.MeterProvider
+	provider *sdkmetric.MeterProvider // nil without OTLP
 	registry *prometheus.Registry
 	server   *http.Server
 	ln       net.Listener
 	otlp     string // the OTLP endpoint, for status
 
-	decisions     metric.Int64Counter
-	decisionTime  metric.Float64Histogram
-	forwardTime   metric.Float64Histogram
-	auditWrite    metric.Float64Histogram
-	auditDurable  metric.Float64Histogram
-	mcpCalls      metric.Int64Counter
-	tokens        metric.Int64Counter
-	decisionAttrs attrCache[decisionKey]
-	connAttrs     attrCache[string]
-	mcpAttrs      attrCache[[2]string]
-	tokenAttrs    attrCache[[2]string]
+	decisions    attrCache[decisionKey, prometheus.Counter]
+	decisionTime attrCache[string, prometheus.Observer]
+	forwardTime  attrCache[string, prometheus.Observer]
+	auditWrite   prometheus.Histogram
+	auditDurable prometheus.Histogram
+	mcpCalls     attrCache[[2]string, prometheus.Counter]
+	tokens       attrCache[[2]string, prometheus.Counter]
 
 	pending  atomic.Pointer[func() int64]
 	killed   atomic.Pointer[func() bool]
@@ -104,7 +102,8 @@ func New(cfg Config) (*Metrics, error) {
 	if cfg.Listen == "" && !otlpOn {
 		return nil, nil
 	}
-	m := &Metrics{}
+	m := &Metrics{registry: prometheus.NewRegistry()}
+	m.instruments(cfg.Gateway)
 	var ln net.Listener
 	if cfg.Listen != "" {
 		var err error
@@ -112,18 +111,8 @@ func New(cfg Config) (*Metrics, error) {
 			return nil, err
 		}
 	}
-	var readers []sdkmetric.Option
-	if ln != nil {
-		m.registry = prometheus.NewRegistry()
-		exp, err := promexp.New(promexp.WithRegisterer(m.registry), promexp.WithoutScopeInfo())
-		if err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("metrics: %w", err)
-		}
-		readers = append(readers, sdkmetric.WithReader(exp))
-	}
 	if otlpOn {
-		reader, endpoint, err := newOTLPReader(cfg.OTLP, getenv)
+		exp, endpoint, err := newOTLPExporter(cfg.OTLP, getenv)
 		if err != nil {
 			if ln != nil {
 				ln.Close()
@@ -131,116 +120,106 @@ func New(cfg Config) (*Metrics, error) {
 			return nil, err
 		}
 		m.otlp = endpoint
-		readers = append(readers, sdkmetric.WithReader(reader))
-	}
-	res := resource.NewSchemaless(
-		attribute.String("service.name", "tf"),
-		attribute.String("service.version", version.Get().Short()),
-		attribute.String("tf.gateway", cfg.Gateway),
-	)
-	m.provider = sdkmetric.NewMeterProvider(append(readers,
-		sdkmetric.WithResource(res),
-		// No exemplars: nothing here runs in a trace, and they cost time
-		// on the decision path.
-		sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter),
-	)...)
-	if err := m.instruments(); err != nil {
-		_ = m.provider.Shutdown(context.Background())
-		if ln != nil {
-			ln.Close()
+		ropts := []sdkmetric.PeriodicReaderOption{
+			sdkmetric.WithProducer(promBridge.NewMetricProducer(promBridge.WithGatherer(m.registry))),
+			sdkmetric.WithTimeout(exportTimeout),
 		}
-		return nil, err
+		if cfg.OTLP.Interval > 0 {
+			ropts = append(ropts, sdkmetric.WithInterval(cfg.OTLP.Interval))
+		}
+		m.provider = sdkmetric.NewMeterProvider(
+			sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp, ropts...)),
+			sdkmetric.WithResource(resource.NewSchemaless(
+				attribute.String("service.name", "tf"),
+				attribute.String("service.version", version.Get().Short()),
+				attribute.String("tf.gateway", cfg.Gateway),
+			)),
+		)
 	}
 	if ln != nil {
 		m.ln = ln
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+		mux.Handle("GET /metrics", m.Handler())
 		m.server = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = m.server.Serve(ln) }()
 	}
 	return m, nil
 }
 
-func (m *Metrics) instruments() error {
-	meter := m.provider.Meter("github.com/tameflare/tf")
-	var errs []error
-	add := func(err error) { errs = append(errs, err) }
-	var err error
-	m.decisions, err = meter.Int64Counter("tf.decisions", metric.WithUnit("{decision}"),
-		metric.WithDescription("Decision records written, by effect (allow, deny, require_approval), connector and deciding rule."))
-	add(err)
-	m.decisionTime, err = meter.Float64Histogram("tf.decision.duration", metric.WithUnit("s"),
-		metric.WithDescription("Time from a request reaching the gateway to its verdict: classify, decide, and write the decision records; a hold for approval is not included."),
-		metric.WithExplicitBucketBoundaries(decisionBounds...))
-	add(err)
-	m.forwardTime, err = meter.Float64Histogram("tf.forward.duration", metric.WithUnit("s"),
-		metric.WithDescription("Time from an allowed request's verdict to the end of its exchange with the upstream (the whole response, streams included)."),
-		metric.WithExplicitBucketBoundaries(forwardBounds...))
-	add(err)
-	m.auditWrite, err = meter.Float64Histogram("tf.audit.write.duration", metric.WithUnit("s"),
-		metric.WithDescription("Time to append a request's decision records to the audit log (written; durable with audit sync: always)."),
-		metric.WithExplicitBucketBoundaries(auditBounds...))
-	add(err)
-	m.auditDurable, err = meter.Float64Histogram("tf.audit.durable.lag", metric.WithUnit("s"),
-		metric.WithDescription("Time from the oldest audit record written but not durable to the fdatasync that made it durable."),
-		metric.WithExplicitBucketBoundaries(auditBounds...))
-	add(err)
-	m.mcpCalls, err = meter.Int64Counter("tf.mcp.tool_calls", metric.WithUnit("{call}"),
-		metric.WithDescription("MCP tool calls decided, by server and effect."))
-	add(err)
-	m.tokens, err = meter.Int64Counter("tf.model.tokens", metric.WithUnit("{token}"),
-		metric.WithDescription("Model-call tokens metered from responses, by model and kind (input, output, cache_read, cache_write)."))
-	add(err)
-	pending, err := meter.Int64ObservableGauge("tf.approvals.pending", metric.WithUnit("{approval}"),
-		metric.WithDescription("Requests held for a person's approval now."))
-	add(err)
-	// No unit: "1" would make the Prometheus name end in _ratio.
-	killed, err := meter.Int64ObservableGauge("tf.kill_switch.active",
-		metric.WithDescription("1 while a kill switch stops some of this gateway's traffic, else 0."))
-	add(err)
-	shipRecs, err := meter.Int64ObservableGauge("tf.audit.ship.pending", metric.WithUnit("{record}"),
-		metric.WithDescription("Audit records written locally and not yet shipped over OTLP."))
-	add(err)
-	shipAge, err := meter.Float64ObservableGauge("tf.audit.ship.lag", metric.WithUnit("s"),
-		metric.WithDescription("Age of the oldest audit record not yet shipped over OTLP."))
-	add(err)
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		if f := m.pending.Load(); f != nil {
-			o.ObserveInt64(pending, (*f)())
-		}
-		if f := m.killed.Load(); f != nil {
-			var v int64
-			if (*f)() {
-				v = 1
-			}
-			o.ObserveInt64(killed, v)
-		}
-		if f := m.shipLag.Load(); f != nil {
-			n, age := (*f)()
-			o.ObserveInt64(shipRecs, n)
-			o.ObserveFloat64(shipAge, age.Seconds())
-		}
-		return nil
-	}, pending, killed, shipRecs, shipAge)
-	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	m.decisionAttrs = newAttrCache(func(k decisionKey) attribute.Set {
-		return attribute.NewSet(attribute.String("effect", k.effect), attribute.String("connector", k.connector), attribute.String("rule", k.rule))
-	}, func(k decisionKey) decisionKey { return decisionKey{k.effect, k.connector, Other} })
-	m.connAttrs = newAttrCache(func(c string) attribute.Set { return attribute.NewSet(attribute.String("connector", c)) },
-		func(string) string { return Other })
+func (m *Metrics) instruments(gateway string) {
+	r := m.registry
+	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tf_decisions_total",
+		Help: "Decision records written, by effect (allow, deny, require_approval), connector and deciding rule."},
+		[]string{"effect", "connector", "rule"})
+	decisionTime := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tf_decision_duration_seconds",
+		Help:    "Time from a request reaching the gateway to its verdict: classify, decide, and write the decision records; a hold for approval is not included.",
+		Buckets: decisionBounds}, []string{"connector"})
+	forwardTime := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tf_forward_duration_seconds",
+		Help:    "Time from an allowed request's verdict to the end of its exchange with the upstream (the whole response, streams included).",
+		Buckets: forwardBounds}, []string{"connector"})
+	m.auditWrite = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tf_audit_write_duration_seconds",
+		Help:    "Time to append a request's decision records to the audit log (written; durable with audit sync: always).",
+		Buckets: auditBounds})
+	m.auditDurable = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tf_audit_durable_lag_seconds",
+		Help:    "Time from the oldest audit record written but not durable to the fdatasync that made it durable.",
+		Buckets: auditBounds})
+	mcpCalls := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tf_mcp_tool_calls_total",
+		Help: "MCP tool calls decided, by server and effect."}, []string{"server", "effect"})
+	tokens := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tf_model_tokens_total",
+		Help: "Model-call tokens metered from responses, by model and kind (input, output, cache_read, cache_write)."},
+		[]string{"model", "kind"})
+	info := prometheus.NewGauge(prometheus.GaugeOpts{Name: "tf_gateway_info", Help: "The gateway these metrics are of, and tf's version.",
+		ConstLabels: prometheus.Labels{"gateway": gateway, "version": version.Get().Short()}})
+	info.Set(1)
+	r.MustRegister(decisions, decisionTime, forwardTime, m.auditWrite, m.auditDurable, mcpCalls, tokens, info, gauges{m})
+
+	m.decisions = newAttrCache(func(k decisionKey) prometheus.Counter {
+		return decisions.WithLabelValues(k.effect, k.connector, k.rule)
+	},
+		func(k decisionKey) decisionKey { return decisionKey{k.effect, k.connector, Other} })
+	connector := func(string) string { return Other }
+	m.decisionTime = newAttrCache(func(c string) prometheus.Observer { return decisionTime.WithLabelValues(c) }, connector)
+	m.forwardTime = newAttrCache(func(c string) prometheus.Observer { return forwardTime.WithLabelValues(c) }, connector)
 	first := func(k [2]string) [2]string { return [2]string{Other, k[1]} }
-	m.mcpAttrs = newAttrCache(func(k [2]string) attribute.Set {
-		return attribute.NewSet(attribute.String("server", k[0]), attribute.String("effect", k[1]))
-	}, first)
-	m.tokenAttrs = newAttrCache(func(k [2]string) attribute.Set {
-		return attribute.NewSet(attribute.String("model", k[0]), attribute.String("kind", k[1]))
-	}, first)
-	return nil
+	m.mcpCalls = newAttrCache(func(k [2]string) prometheus.Counter { return mcpCalls.WithLabelValues(k[0], k[1]) }, first)
+	m.tokens = newAttrCache(func(k [2]string) prometheus.Counter { return tokens.WithLabelValues(k[0], k[1]) }, first)
+}
+
+// gauges reports the gauges that read the gateway's state when scraped;
+// one whose function is not set (no shipper yet) is left out rather than
+// reported as zero.
+type gauges struct{ m *Metrics }
+
+var (
+	pendingDesc     = prometheus.NewDesc("tf_approvals_pending", "Requests held for a person's approval now.", nil, nil)
+	killedDesc      = prometheus.NewDesc("tf_kill_switch_active", "1 while a kill switch stops some of this gateway's traffic, else 0.", nil, nil)
+	shipPendingDesc = prometheus.NewDesc("tf_audit_ship_pending", "Audit records written locally and not yet shipped over OTLP.", nil, nil)
+	shipLagDesc     = prometheus.NewDesc("tf_audit_ship_lag_seconds", "Age of the oldest audit record not yet shipped over OTLP.", nil, nil)
+)
+
+func (g gauges) Describe(ch chan<- *prometheus.Desc) {
+	ch <- pendingDesc
+	ch <- killedDesc
+	ch <- shipPendingDesc
+	ch <- shipLagDesc
+}
+
+func (g gauges) Collect(ch chan<- prometheus.Metric) {
+	if f := g.m.pending.Load(); f != nil {
+		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64((*f)()))
+	}
+	if f := g.m.killed.Load(); f != nil {
+		v := 0.0
+		if (*f)() {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(killedDesc, prometheus.GaugeValue, v)
+	}
+	if f := g.m.shipLag.Load(); f != nil {
+		n, age := (*f)()
+		ch <- prometheus.MustNewConstMetric(shipPendingDesc, prometheus.GaugeValue, float64(n))
+		ch <- prometheus.MustNewConstMetric(shipLagDesc, prometheus.GaugeValue, age.Seconds())
+	}
 }
 
 // Addr is the address /metrics is served on, or "".
@@ -259,13 +238,12 @@ func (m *Metrics) OTLPEndpoint() string {
 	return m.otlp
 }
 
-// Handler serves the Prometheus text format; nil when there is no
-// Prometheus endpoint.
+// Handler serves the metrics in the Prometheus formats.
 func (m *Metrics) Handler() http.Handler {
-	if m == nil || m.registry == nil {
+	if m == nil {
 		return nil
 	}
-	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
 // Decided counts one decision record. rule is the deciding rule, or ""
@@ -280,7 +258,7 @@ func (m *Metrics) Decided(effect, connector, rule string, killSwitch bool) {
 	case rule == "":
 		rule = "(default)"
 	}
-	m.decisions.Add(context.Background(), 1, m.decisionAttrs.get(decisionKey{effect, connector, rule}))
+	m.decisions.get(decisionKey{effect, connector, rule}).Inc()
 }
 
 // DecisionTime records how long a request waited for its verdict.
@@ -288,7 +266,7 @@ func (m *Metrics) DecisionTime(connector string, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.decisionTime.Record(context.Background(), d.Seconds(), m.connAttrs.get(connector))
+	m.decisionTime.get(connector).Observe(d.Seconds())
 }
 
 // Forwarded records how long an allowed request's exchange took after
@@ -297,7 +275,7 @@ func (m *Metrics) Forwarded(connector string, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.forwardTime.Record(context.Background(), d.Seconds(), m.connAttrs.get(connector))
+	m.forwardTime.get(connector).Observe(d.Seconds())
 }
 
 // AuditWritten records how long appending decision records took.
@@ -305,7 +283,7 @@ func (m *Metrics) AuditWritten(d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.auditWrite.Record(context.Background(), d.Seconds())
+	m.auditWrite.Observe(d.Seconds())
 }
 
 // AuditDurable records the lag from the oldest record written to the
@@ -314,7 +292,7 @@ func (m *Metrics) AuditDurable(lag time.Duration) {
 	if m == nil {
 		return
 	}
-	m.auditDurable.Record(context.Background(), lag.Seconds())
+	m.auditDurable.Observe(lag.Seconds())
 }
 
 // MCPToolCall counts one MCP tool call decision.
@@ -322,7 +300,7 @@ func (m *Metrics) MCPToolCall(server, effect string) {
 	if m == nil {
 		return
 	}
-	m.mcpCalls.Add(context.Background(), 1, m.mcpAttrs.get([2]string{server, effect}))
+	m.mcpCalls.get([2]string{server, effect}).Inc()
 }
 
 // Tokens counts the tokens of one model call.
@@ -340,7 +318,7 @@ func (m *Metrics) Tokens(model string, input, output, cacheRead, cacheWrite int6
 		if t.n <= 0 {
 			continue
 		}
-		m.tokens.Add(context.Background(), t.n, m.tokenAttrs.get([2]string{model, t.kind}))
+		m.tokens.get([2]string{model, t.kind}).Add(float64(t.n))
 	}
 }
 
@@ -387,8 +365,10 @@ func (m *Metrics) Close(ctx context.Context) error {
 		if m.server != nil {
 			errs = append(errs, m.server.Close())
 		}
-		if err := m.provider.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("metrics: last OTLP export: %w", err))
+		if m.provider != nil {
+			if err := m.provider.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("metrics: last OTLP export: %w", err))
+			}
 		}
 		m.closeErr = errors.Join(errs...)
 	})
@@ -425,31 +405,31 @@ func loopbackHost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// attrCache keeps one precomputed attribute option per label set, so
-// that recording does not build and sort attributes on the decision
-// path. It holds at most maxSeries label sets; a new one beyond that is
-// recorded under other(k), whose free label reads Other.
-type attrCache[K comparable] struct {
+// attrCache keeps the series of each label set, so that recording does
+// not hash label values on the decision path. It holds at most maxSeries
+// label sets; a new one beyond that is recorded under other(k), whose
+// free label reads Other.
+type attrCache[K comparable, V any] struct {
 	m     *sync.Map
 	n     *atomic.Int64
-	make  func(K) attribute.Set
+	make  func(K) V
 	other func(K) K
 }
 
-func newAttrCache[K comparable](mk func(K) attribute.Set, other func(K) K) attrCache[K] {
-	return attrCache[K]{m: &sync.Map{}, n: &atomic.Int64{}, make: mk, other: other}
+func newAttrCache[K comparable, V any](mk func(K) V, other func(K) K) attrCache[K, V] {
+	return attrCache[K, V]{m: &sync.Map{}, n: &atomic.Int64{}, make: mk, other: other}
 }
 
-func (c attrCache[K]) get(k K) metric.MeasurementOption {
+func (c attrCache[K, V]) get(k K) V {
 	if v, ok := c.m.Load(k); ok {
-		return v.(metric.MeasurementOption)
+		return v.(V)
 	}
 	if o := c.other(k); c.n.Load() >= maxSeries && o != k {
 		return c.get(o)
 	}
-	v, loaded := c.m.LoadOrStore(k, metric.WithAttributeSet(c.make(k)))
+	v, loaded := c.m.LoadOrStore(k, c.make(k))
 	if !loaded {
 		c.n.Add(1)
 	}
-	return v.(metric.MeasurementOption)
+	return v.(V)
 }

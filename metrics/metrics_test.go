@@ -112,9 +112,8 @@ func TestPrometheusEndpoint(t *testing.T) {
 	if v, _ := f.Gauge("tf_audit_ship_lag_seconds", nil); v != 1.5 {
 		t.Errorf("tf_audit_ship_lag_seconds = %v, want 1.5", v)
 	}
-	info, ok := f["target_info"]
-	if !ok || !strings.Contains(info.String(), `value:"g1"`) {
-		t.Errorf("target_info does not name the gateway: %v", info)
+	if v, ok := f.Gauge("tf_gateway_info", metricstest.Labels{"gateway": "g1"}); !ok || v != 1 {
+		t.Errorf("tf_gateway_info does not name the gateway: %v", f["tf_gateway_info"])
 	}
 }
 
@@ -232,17 +231,17 @@ func TestOTLPExport(t *testing.T) {
 	if res["tf.gateway"] != "g2" || res["service.name"] != "tf" {
 		t.Errorf("resource = %v", res)
 	}
-	if s := metricstest.Sum(got["tf.decisions"], metricstest.Labels{"effect": "allow", "rule": "reads"}); s != 2 {
-		t.Errorf("tf.decisions allow = %d, want 2", s)
+	if s := metricstest.Sum(got["tf_decisions_total"], metricstest.Labels{"effect": "allow", "rule": "reads"}); s != 2 {
+		t.Errorf("tf_decisions_total allow = %v, want 2", s)
 	}
-	if s := metricstest.Sum(got["tf.decisions"], metricstest.Labels{"rule": "(default)"}); s != 1 {
-		t.Errorf("tf.decisions default = %d, want 1", s)
+	if s := metricstest.Sum(got["tf_decisions_total"], metricstest.Labels{"rule": "(default)"}); s != 1 {
+		t.Errorf("tf_decisions_total default = %v, want 1", s)
 	}
-	if c := metricstest.HistCount(got["tf.decision.duration"], nil); c != 1 {
-		t.Errorf("tf.decision.duration count = %d, want 1", c)
+	if c := metricstest.HistCount(got["tf_decision_duration_seconds"], nil); c != 1 {
+		t.Errorf("tf_decision_duration_seconds count = %d, want 1", c)
 	}
-	if v, ok := metricstest.GaugeInt(got["tf.approvals.pending"]); !ok || v != 1 {
-		t.Errorf("tf.approvals.pending = %d %v", v, ok)
+	if v, ok := metricstest.GaugeValue(got["tf_approvals_pending"]); !ok || v != 1 {
+		t.Errorf("tf_approvals_pending = %v %v", v, ok)
 	}
 }
 

@@ -42,9 +42,9 @@ func otlpEnabled(c OTLP, getenv func(string) string) bool {
 	return c.Endpoint != "" || getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") != ""
 }
 
-// newOTLPReader builds the periodic reader that pushes to the configured
+// newOTLPExporter builds the exporter that pushes to the configured
 // collector, and says where.
-func newOTLPReader(c OTLP, getenv func(string) string) (sdkmetric.Reader, string, error) {
+func newOTLPExporter(c OTLP, getenv func(string) string) (sdkmetric.Exporter, string, error) {
 	protocol := c.Protocol
 	for _, k := range []string{"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"} {
 		if protocol == "" {
@@ -103,15 +103,10 @@ func newOTLPReader(c OTLP, getenv func(string) string) (sdkmetric.Reader, string
 	if err != nil {
 		return nil, "", fmt.Errorf("otlp metrics exporter: %w", err)
 	}
-	var ropts []sdkmetric.PeriodicReaderOption
-	if c.Interval > 0 {
-		ropts = append(ropts, sdkmetric.WithInterval(c.Interval))
-	}
-	ropts = append(ropts, sdkmetric.WithTimeout(exportTimeout))
 	// Headers are left out of what status shows: they hold tokens.
 	shown := *u
 	shown.User = nil
-	return sdkmetric.NewPeriodicReader(exp, ropts...), protocol + " " + shown.Redacted(), nil
+	return exp, protocol + " " + shown.String(), nil
 }
 
 // exportErr keeps the last error the OpenTelemetry SDK reported (a

@@ -226,11 +226,11 @@ func attrsMatch(kvs []*commonpb.KeyValue, want Labels) bool {
 }
 
 // Sum sums the data points of an OTLP sum whose attributes match.
-func Sum(m *metricspb.Metric, want Labels) int64 {
-	var n int64
+func Sum(m *metricspb.Metric, want Labels) float64 {
+	var n float64
 	for _, dp := range m.GetSum().GetDataPoints() {
 		if attrsMatch(dp.GetAttributes(), want) {
-			n += dp.GetAsInt()
+			n += dp.GetAsDouble() + float64(dp.GetAsInt())
 		}
 	}
 	return n
@@ -248,10 +248,11 @@ func HistCount(m *metricspb.Metric, want Labels) uint64 {
 	return n
 }
 
-// GaugeInt is the first int point of an OTLP gauge, and whether there is one.
-func GaugeInt(m *metricspb.Metric) (int64, bool) {
+// GaugeValue is the first point of an OTLP gauge, and whether there is
+// one.
+func GaugeValue(m *metricspb.Metric) (float64, bool) {
 	for _, dp := range m.GetGauge().GetDataPoints() {
-		return dp.GetAsInt(), true
+		return dp.GetAsDouble() + float64(dp.GetAsInt()), true
 	}
 	return 0, false
 }
