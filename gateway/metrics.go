@@ -119,8 +119,8 @@ func (g *Gateway) metricsNotes() []string {
 	}
 	if e := g.metrics.OTLPEndpoint(); e != "" {
 		notes = append(notes, "otlp metrics: "+e)
-		if at, err := metrics.LastExportError(); err != nil {
-			notes = append(notes, fmt.Sprintf("otlp metrics: last push failed at %s: %v", at.UTC().Format(time.RFC3339), g.redact(err.Error())))
+		if at, msg := g.metrics.LastExportError(); msg != "" {
+			notes = append(notes, fmt.Sprintf("otlp metrics: last push failed at %s: %s", at.UTC().Format(time.RFC3339), g.redact(msg)))
 		}
 	}
 	return notes

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -331,4 +334,44 @@ func TestMetricsMCPToolCalls(t *testing.T) {
 	if got := m.Counter("tf_decisions_total", metricstest.Labels{"connector": "mcp"}); got != 5 {
 		t.Errorf("mcp decisions = %v, want 5", got)
 	}
+}
+
+// A token in the OTLP headers stays out of tf status, also when the
+// collector refuses it, and neither /metrics nor its notes hold it.
+func TestMetricsKeepSecrets(t *testing.T) {
+	const secret = "otlp-header-secret-4f2a9c"
+	// The collector's refusal quotes what it was sent.
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "bad credentials: "+r.Header.Get("Authorization"), http.StatusUnauthorized)
+	}))
+	defer echo.Close()
+	rcv := struct{ URL string }{echo.URL}
+	f := start(t, policy(t, metricsPolicy), func(c *Config) {
+		cfg := fmt.Sprintf("otel:\n  endpoint: %s\n  headers: {authorization: 'Bearer %s'}\nmetrics:\n  listen: 127.0.0.1:0\n  interval: 20ms\n", rcv.URL, secret)
+		if err := os.WriteFile(ConfigPath(c.Home), []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if out, err := f.curl(t, f.g.ProxyURL(), "https://example.test/get"); err != nil || !strings.HasSuffix(out, "\n200") {
+		t.Fatalf("GET: %v\n%s", err, out)
+	}
+	var notes string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if notes = strings.Join(f.g.Status().Notes, "\n"); strings.Contains(notes, "last push failed") {
+			break
+		}
+	}
+	if !strings.Contains(notes, "last push failed") {
+		t.Errorf("a refused push is not in the status notes: %q", notes)
+	}
+	raw, err := http.Get("http://" + f.g.MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(raw.Body)
+	raw.Body.Close()
+	if strings.Contains(notes, secret) || strings.Contains(string(body), secret) {
+		t.Errorf("the OTLP header secret leaked:\nnotes: %s\n/metrics: %s", notes, body)
+	}
+	t.Logf("notes: %q", notes)
 }

@@ -52,7 +52,8 @@ type Metrics struct {
 	registry *prometheus.Registry
 	server   *http.Server
 	ln       net.Listener
-	otlp     string // the OTLP endpoint, for status
+	otlp     string   // the OTLP endpoint, for status
+	secrets  []string // OTLP header values, masked in errors
 
 	decisions    attrCache[decisionKey, prometheus.Counter]
 	decisionTime attrCache[string, prometheus.Observer]
@@ -120,6 +121,7 @@ func New(cfg Config) (*Metrics, error) {
 			return nil, err
 		}
 		m.otlp = endpoint
+		m.secrets = headerValues(cfg.OTLP, getenv)
 		ropts := []sdkmetric.PeriodicReaderOption{
 			sdkmetric.WithProducer(promBridge.NewMetricProducer(promBridge.WithGatherer(m.registry))),
 			sdkmetric.WithTimeout(exportTimeout),

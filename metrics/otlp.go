@@ -133,3 +133,40 @@ func LastExportError() (at time.Time, err error) {
 	}
 	return time.Time{}, nil
 }
+
+// LastExportError is LastExportError's, as a message with the values of
+// the configured OTLP headers (tokens) masked: a collector's answer,
+// which the message quotes, may echo them.
+func (m *Metrics) LastExportError() (at time.Time, msg string) {
+	at, err := LastExportError()
+	if m == nil || err == nil {
+		return at, ""
+	}
+	msg = err.Error()
+	for _, v := range m.secrets {
+		if v != "" {
+			msg = strings.ReplaceAll(msg, v, "[redacted]")
+		}
+	}
+	return at, msg
+}
+
+// headerValues are the values of the configured and the environment's
+// OTLP headers.
+func headerValues(c OTLP, getenv func(string) string) []string {
+	var out []string
+	for _, v := range c.Headers {
+		out = append(out, v)
+	}
+	for _, k := range []string{"OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_METRICS_HEADERS"} {
+		for _, kv := range strings.Split(getenv(k), ",") {
+			if _, v, ok := strings.Cut(kv, "="); ok {
+				out = append(out, strings.TrimSpace(v))
+				if u, err := url.QueryUnescape(strings.TrimSpace(v)); err == nil {
+					out = append(out, u)
+				}
+			}
+		}
+	}
+	return out
+}
