@@ -328,3 +328,33 @@ func TestOTLPCollectorDown(t *testing.T) {
 		t.Error("Close with a hung collector reported no error")
 	}
 }
+
+// protocol: grpc pushes the same metrics over OTLP/gRPC.
+func TestOTLPGRPC(t *testing.T) {
+	rcv, err := metricstest.NewGRPCReceiver()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rcv.Close()
+	m, err := metrics.New(metrics.Config{Getenv: noEnv,
+		OTLP: metrics.OTLP{Endpoint: rcv.URL(), Protocol: "grpc", Headers: map[string]string{"x-team": "blue"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(m.OTLPEndpoint(), "grpc ") {
+		t.Errorf("OTLPEndpoint = %q", m.OTLPEndpoint())
+	}
+	m.Decided("deny", "npm", "no-publish", false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, md := rcv.Last()
+	if s := metricstest.Sum(got["tf_decisions_total"], metricstest.Labels{"rule": "no-publish", "effect": "deny"}); s != 1 {
+		t.Errorf("tf_decisions_total over gRPC = %v, want 1", s)
+	}
+	if v := md.Get("x-team"); len(v) != 1 || v[0] != "blue" {
+		t.Errorf("metadata %v", md)
+	}
+}

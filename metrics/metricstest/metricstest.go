@@ -4,8 +4,10 @@
 package metricstest
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -19,6 +21,8 @@ import (
 	colmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -255,4 +259,57 @@ func GaugeValue(m *metricspb.Metric) (float64, bool) {
 		return dp.GetAsDouble() + float64(dp.GetAsInt()), true
 	}
 	return 0, false
+}
+
+// A GRPCReceiver is an OTLP/gRPC metrics endpoint that counts the data
+// points of tf_decisions_total it is sent.
+type GRPCReceiver struct {
+	colmetrics.UnimplementedMetricsServiceServer
+	srv  *grpc.Server
+	ln   net.Listener
+	mu   sync.Mutex
+	last *colmetrics.ExportMetricsServiceRequest
+	md   metadata.MD
+}
+
+// NewGRPCReceiver starts a receiver on loopback.
+func NewGRPCReceiver() (*GRPCReceiver, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r := &GRPCReceiver{srv: grpc.NewServer(), ln: ln}
+	colmetrics.RegisterMetricsServiceServer(r.srv, r)
+	go func() { _ = r.srv.Serve(ln) }()
+	return r, nil
+}
+
+// URL is the endpoint to configure.
+func (r *GRPCReceiver) URL() string { return "http://" + r.ln.Addr().String() }
+
+// Close stops the receiver.
+func (r *GRPCReceiver) Close() { r.srv.Stop() }
+
+// Export takes one export request.
+func (r *GRPCReceiver) Export(ctx context.Context, req *colmetrics.ExportMetricsServiceRequest) (*colmetrics.ExportMetricsServiceResponse, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	r.mu.Lock()
+	r.last, r.md = req, md
+	r.mu.Unlock()
+	return &colmetrics.ExportMetricsServiceResponse{}, nil
+}
+
+// Last returns the metrics of the last export by name, and its metadata.
+func (r *GRPCReceiver) Last() (map[string]*metricspb.Metric, metadata.MD) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]*metricspb.Metric{}
+	for _, rm := range r.last.GetResourceMetrics() {
+		for _, sm := range rm.GetScopeMetrics() {
+			for _, m := range sm.GetMetrics() {
+				out[m.GetName()] = m
+			}
+		}
+	}
+	return out, r.md
 }
