@@ -96,6 +96,10 @@ type Options struct {
 	Sync SyncMode
 	// SyncWindow is SyncGroup's bound; zero means DefaultSyncWindow.
 	SyncWindow time.Duration
+	// Durable, if set, is called after each fdatasync of a segment with
+	// how long the oldest record it made durable had been written (for
+	// metrics). It must not block.
+	Durable func(lag time.Duration)
 }
 
 // Hooks for tests that simulate a failing disk or a power loss.
@@ -134,6 +138,9 @@ type Log struct {
 	posMu sync.Mutex
 	pos   head     // where the writer has written to
 	posF  *os.File // the segment being written
+	// written is when the oldest write not yet durable was made; zero
+	// when all is durable. Kept only for Options.Durable.
+	written time.Time
 	// syncMu is held for every segment fdatasync, head write, rotation
 	// and lock release.
 	syncMu     sync.Mutex
@@ -778,16 +785,31 @@ func (l *Log) syncer() {
 // syncMu is held.
 func (l *Log) syncLocked(segment bool) error {
 	l.posMu.Lock()
-	p, f := l.pos, l.posF
+	p, f, written := l.pos, l.posF, l.written
 	l.posMu.Unlock()
 	if !segment || f == nil || p.sameAs(l.durable) {
 		return nil
+	}
+	var started time.Time
+	if l.opts.Durable != nil {
+		started = time.Now()
 	}
 	if err := syncFile(f); err != nil {
 		return fmt.Errorf("syncing audit segment %s: %w", segmentName(p.Seg), err)
 	}
 	l.syncs.Add(1)
 	l.durable = p
+	if l.opts.Durable != nil && !written.IsZero() {
+		l.posMu.Lock()
+		if l.pos.sameAs(p) {
+			l.written = time.Time{}
+		} else {
+			// Written since p was read, so no earlier than started.
+			l.written = started
+		}
+		l.posMu.Unlock()
+		l.opts.Durable(time.Since(written))
+	}
 	return nil
 }
 
@@ -849,6 +871,9 @@ func (l *Log) write(p []byte, seq uint64, hash [32]byte) error {
 	l.st.Off += int64(len(p))
 	l.posMu.Lock()
 	l.pos = head{Seq: seq, Hash: hash, Seg: l.st.Seg, Off: l.st.Off}
+	if l.opts.Durable != nil && l.written.IsZero() {
+		l.written = time.Now()
+	}
 	l.posMu.Unlock()
 	return nil
 }

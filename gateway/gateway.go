@@ -28,6 +28,7 @@ import (
 	"github.com/tameflare/tf/httpproxy"
 	"github.com/tameflare/tf/keyring"
 	"github.com/tameflare/tf/mcp"
+	"github.com/tameflare/tf/metrics"
 	"github.com/tameflare/tf/rules"
 	"github.com/tameflare/tf/version"
 )
@@ -81,6 +82,10 @@ type Config struct {
 	// ProxyTLS, when set, serves the proxy leg over TLS (an HTTPS
 	// proxy), as tf serve must on an address other than loopback.
 	ProxyTLS *ProxyTLS
+	// MetricsListen serves Prometheus /metrics on this address (tf run
+	// --metrics) instead of the metrics: listen of $TF_HOME/config.yaml;
+	// unlike the file's, an address in use is an error.
+	MetricsListen string
 }
 
 // A Gateway is a running proxy that governs one session.
@@ -129,6 +134,8 @@ type Gateway struct {
 	agents *agents.Watcher
 	// proxyTLS says the proxy leg is TLS (an HTTPS proxy).
 	proxyTLS bool
+	// metrics counts decisions and latencies; nil measures nothing.
+	metrics *metrics.Metrics
 }
 
 // Start starts a gateway: it loads or creates the CA, opens the audit log,
@@ -205,11 +212,24 @@ func Start(cfg Config) (*Gateway, error) {
 	}
 	g.token = base64.RawURLEncoding.EncodeToString(tok)
 
+	if g.metrics, err = g.startMetrics(cfg, file); err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			_ = g.metrics.Close(context.Background())
+		}
+	}()
 	sync := cfg.AuditSync
 	if sync == "" {
 		sync = audit.SyncMode(file.Audit.Sync)
 	}
-	if g.log, err = audit.Open(filepath.Join(cfg.Home, "audit"), audit.Options{Gateway: g.name, Now: g.now, Sync: sync}); err != nil {
+	var durable func(time.Duration)
+	if g.metrics != nil {
+		durable = g.metrics.AuditDurable
+	}
+	if g.log, err = audit.Open(filepath.Join(cfg.Home, "audit"), audit.Options{Gateway: g.name, Now: g.now, Sync: sync, Durable: durable}); err != nil {
 		return nil, fmt.Errorf("opening the audit log: %w", err)
 	}
 	g.counters, g.session = rules.NewMemCounters(), sessionID(g.now())
@@ -274,6 +294,8 @@ func Start(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	go func() { g.served <- g.proxy.Serve(g.listener) }()
+	started = true
+	g.watchMetrics()
 
 	p := g.policy.Load()
 	details := map[string]any{
@@ -416,6 +438,11 @@ func (g *Gateway) stop(holdReason string, drain time.Duration, details map[strin
 		g.flushAuthFailures()
 		_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStopped, details)
 		g.closeErr = errors.Join(err, g.log.Close())
+		// After the log: its last fdatasync is measured too. A push the
+		// collector does not take in time is given up, not waited for.
+		mctx, cancel := context.WithTimeout(context.Background(), metricsCloseWait)
+		_ = g.metrics.Close(mctx)
+		cancel()
 		if g.closeErr == nil {
 			g.closeErr = g.checkpoint()
 		}
