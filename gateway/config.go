@@ -13,6 +13,7 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/tameflare/tf/approval"
 	"github.com/tameflare/tf/audit"
+	"github.com/tameflare/tf/otlp"
 )
 
 // ConfigFile is the optional file of gateway settings in $TF_HOME: where
@@ -40,6 +41,13 @@ type ConfigFile struct {
 	Approvals approval.Config `yaml:"approvals,omitempty"`
 	// Audit configures the audit log.
 	Audit AuditConfig `yaml:"audit,omitempty"`
+	// OTel ships the audit log to an OpenTelemetry collector (OTLP/HTTP);
+	// the standard OTEL_EXPORTER_OTLP_* variables override it.
+	//
+	//	otel:
+	//	  endpoint: https://otel.example.com:4318
+	//	  headers: {authorization: "Bearer ..."}
+	OTel otlp.Config `yaml:"otel,omitempty"`
 }
 
 // AuditConfig is the audit: section of the config file.

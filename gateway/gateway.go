@@ -26,7 +26,9 @@ import (
 	"github.com/tameflare/tf/httpproxy"
 	"github.com/tameflare/tf/keyring"
 	"github.com/tameflare/tf/mcp"
+	"github.com/tameflare/tf/otlp"
 	"github.com/tameflare/tf/rules"
+	"github.com/tameflare/tf/termtext"
 	"github.com/tameflare/tf/version"
 )
 
@@ -111,6 +113,9 @@ type Gateway struct {
 	legacy  sync.Map
 	// pins keeps the digests of the tools of listed MCP servers.
 	pins *mcp.PinStore
+	// ship ships the audit log to an OpenTelemetry collector; nil when
+	// none is configured.
+	ship *otlp.Shipper
 }
 
 // Start starts a gateway: it loads or creates the CA, opens the audit log,
@@ -225,6 +230,7 @@ func Start(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	go func() { g.served <- g.proxy.Serve(g.listener) }()
+	g.ship = startShipping(cfg.Home, g.name, file.OTel)
 
 	p := g.policy.Load()
 	_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStarted, map[string]any{
@@ -322,11 +328,47 @@ func (g *Gateway) Close() error {
 		g.flushAuthFailures()
 		_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStopped, nil)
 		g.closeErr = errors.Join(err, g.log.Close())
+		if g.ship != nil {
+			_ = g.ship.Close() // what is left ships at the next start
+		}
 		if g.closeErr == nil {
 			g.closeErr = g.checkpoint()
 		}
 	})
 	return g.closeErr
+}
+
+// startShipping starts shipping the audit log when an OTLP endpoint is
+// configured. A configuration that cannot work is said once on stderr
+// (and in tf status); the gateway governs on without shipping, the local
+// log keeping every record.
+func startShipping(home, gateway string, file otlp.Config) *otlp.Shipper {
+	warn := func(msg string) { fmt.Fprintf(os.Stderr, "tf: %s\n", termtext.Safe(msg)) }
+	cfg, err := otlp.Resolve(file, os.Getenv)
+	if err != nil {
+		warn("audit shipping is off: " + err.Error())
+		return nil
+	}
+	if !cfg.Enabled() {
+		return nil
+	}
+	s, err := otlp.Start(otlp.Options{Home: home, Gateway: gateway, Config: cfg, Warn: warn})
+	if err != nil {
+		warn(err.Error() + "; the gateway governs on and the local log keeps every record")
+		return nil
+	}
+	return s
+}
+
+// ShippingLag is how far audit shipping is behind the log (records and
+// the age of the oldest unshipped one); ok is false when the gateway does
+// not ship.
+func (g *Gateway) ShippingLag() (records uint64, age time.Duration, ok bool) {
+	if g.ship == nil {
+		return 0, 0, false
+	}
+	records, age = g.ship.Lag()
+	return records, age, true
 }
 
 // checkpoint signs the end of the log as the gateway stops, when the user
