@@ -161,6 +161,9 @@ func Start(opts Options) (*Shipper, error) {
 		sdklog.WithResource(newResource(opts.Gateway)),
 		sdklog.WithProcessor(s.coll),
 		sdklog.WithAttributeValueLengthLimit(-1),
+		// toLog sets each key once; the SDK's dedup map was a fifth of
+		// the shipper's CPU.
+		sdklog.WithAllowKeyDuplication(),
 	)
 	s.logger = s.provider.Logger(ScopeName)
 	s.lock = flock.New(filepath.Join(Dir(opts.Home), "lock"))
@@ -297,6 +300,9 @@ func (s *Shipper) follow(followCtx, hardCtx context.Context) error {
 	go func() {
 		defer close(recs)
 		deliver := func(r *audit.Record) error {
+			if r.Seq > s.end.Load() {
+				s.end.Store(r.Seq) // for Lag, even while the batch waits
+			}
 			select {
 			case recs <- r:
 				after = r.Seq
@@ -373,6 +379,7 @@ func (s *Shipper) ship(hardCtx context.Context, batch []*audit.Record) error {
 		s.lastHTTP.Store("")
 		ctx, cancel := context.WithTimeout(hardCtx, s.opts.ExportTimeout)
 		err := s.exp.Export(ctx, recs)
+		timedOut := ctx.Err() != nil || os.IsTimeout(err) || strings.Contains(fmt.Sprint(err), "Timeout exceeded")
 		cancel()
 		if err != nil && errors.Is(err, partialSuccess) {
 			// The collector took the batch and refused some records as
@@ -386,7 +393,9 @@ func (s *Shipper) ship(hardCtx context.Context, batch []*audit.Record) error {
 		if hardCtx.Err() != nil {
 			return hardCtx.Err()
 		}
-		if st, _ := s.lastHTTP.Load().(string); st != "" && !strings.Contains(err.Error(), st) {
+		if timedOut {
+			err = fmt.Errorf("the collector did not answer within %s: %w", s.opts.ExportTimeout, err)
+		} else if st, _ := s.lastHTTP.Load().(string); st != "" && !strings.Contains(err.Error(), st) {
 			err = fmt.Errorf("the collector answered %s: %w", st, err)
 		}
 		s.fail(err)
