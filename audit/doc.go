@@ -27,11 +27,12 @@
 // the alternative; it would need a merge by time in every reader and
 // leave no total order.
 //
-// # Records (schema_version 1)
+// # Records (schema_version 2)
 //
 // Each line is one JSON object with its keys in this order:
 //
-//	schema_version  1
+//	schema_version  2 (1 before the mcp and usage members and the
+//	                members added to action and decision with them)
 //	seq             1, 2, 3 ... across all segments, no gaps
 //	time            RFC 3339 with nanoseconds, UTC: when Append was called
 //	                (seq, not time, is the order of the log)
@@ -43,7 +44,9 @@
 //	                params are redacted by the caller
 //	decision        decision: the rules.Decision JSON (decision, rule,
 //	                reason, matched, default, kill_switch, monitor, would,
-//	                approval_timeout, revision)
+//	                approval_timeout, revision, counted: the rules whose
+//	                limits counted the action, which a gateway rebuilds
+//	                its counters from)
 //	approval        decision, optional: {id, approver, reason, outcome, at}
 //	status, bytes_in, bytes_out, duration_ms, error
 //	                outcome: what forwarding the request gave
@@ -63,7 +66,12 @@
 //	hash            hex SHA-256 of the canonical bytes (below)
 //
 // Empty optional members are left out. Readers refuse unknown members,
-// another schema_version, and records that lack what their kind needs.
+// a schema_version newer than theirs (saying so), and records that lack
+// what their kind needs; they read every older version. A change that adds
+// a member, here or in the action or decision, raises schema_version:
+// strict readers are what keep a forged or mangled record from passing as
+// a shorter one, so an older tf must say "newer than I read" rather than
+// "unknown member". Within one release cycle the bump happens once.
 //
 // Shipped to OpenTelemetry (package otlp), a record is one log record
 // whose body is its line byte for byte; the attributes are documented in

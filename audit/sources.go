@@ -258,7 +258,7 @@ func readExportLine(line []byte, fn func(*Record) error) error {
 	if len(line) == 0 {
 		return nil
 	}
-	if bytes.HasPrefix(line, lineHeader) {
+	if bytes.HasPrefix(line, []byte(`{"schema_version":`)) {
 		r, err := parseLine(bytes.Clone(line))
 		if err != nil {
 			return err
