@@ -219,7 +219,12 @@ func (s *Shipper) Close() error {
 	<-s.done
 	t.Stop()
 	s.hardStop()
-	_ = s.saveStatus(true)
+	s.mu.Lock()
+	standby := strings.HasPrefix(s.st.State, "standby")
+	s.mu.Unlock()
+	if !standby {
+		_ = s.saveStatus(true)
+	}
 	_ = s.lock.Unlock()
 	_ = s.provider.Shutdown(context.Background())
 	return s.exp.Shutdown(context.Background())
@@ -492,11 +497,15 @@ func errorClass(msg string) string {
 	return msg
 }
 
+// setState records the state; a standby shipper keeps it to itself, so
+// that the status file stays the shipping gateway's.
 func (s *Shipper) setState(state string) {
 	s.mu.Lock()
 	s.st.State = state
 	s.mu.Unlock()
-	_ = s.saveStatus(true)
+	if !strings.HasPrefix(state, "standby") {
+		_ = s.saveStatus(true)
+	}
 }
 
 // scrub shortens an error for people and removes the endpoint's query and

@@ -450,6 +450,10 @@ func TestOneShipperPerHome(t *testing.T) {
 	if st := b.Status().State; !strings.HasPrefix(st, "standby") {
 		t.Errorf("second shipper state %q, want standby", st)
 	}
+	time.Sleep(2100 * time.Millisecond) // a standby retry
+	if st, err := ReadStatus(home, time.Now()); err != nil || st.State != "shipping" || st.Acked != 50 {
+		t.Errorf("the status file is not the shipping gateway's: %+v, %v", st, err)
+	}
 }
 
 func TestBadConfiguration(t *testing.T) {
