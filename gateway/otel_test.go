@@ -79,7 +79,7 @@ func withOTelConfig(t *testing.T, yaml string) func(*Config) {
 func TestGatewayShipsAuditToOTLP(t *testing.T) {
 	sink := &otlpSink{status: http.StatusInternalServerError}
 	srv := httptest.NewServer(sink)
-	defer srv.Close()
+	t.Cleanup(srv.Close) // after the gateway's Close, which ships what is left
 	f := start(t, policy(t, otelPolicy), withOTelConfig(t, "otel:\n  endpoint: "+srv.URL+"\n  headers: {x-team: platform}\n"))
 	if res, _ := f.do(t, "GET", "https://example.test/read", ""); res.StatusCode != 200 {
 		t.Fatalf("GET through a gateway whose collector fails: %d", res.StatusCode)
