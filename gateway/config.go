@@ -13,6 +13,7 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/tameflare/tf/approval"
 	"github.com/tameflare/tf/audit"
+	"github.com/tameflare/tf/otlp"
 )
 
 // ConfigFile is the optional file of gateway settings in $TF_HOME: where
@@ -46,8 +47,14 @@ type ConfigFile struct {
 	Serve ServeConfig `yaml:"serve,omitempty"`
 	// Metrics configures the Prometheus endpoint.
 	Metrics MetricsConfig `yaml:"metrics,omitempty"`
-	// OTel is where OpenTelemetry data is pushed over OTLP.
-	OTel OTelConfig `yaml:"otel,omitempty"`
+	// OTel is where OpenTelemetry data goes over OTLP: the audit log
+	// (otlp) and metrics; the standard OTEL_EXPORTER_OTLP_* variables
+	// override it.
+	//
+	//	otel:
+	//	  endpoint: https://otel.example.com:4318
+	//	  headers: {authorization: "Bearer ..."}
+	OTel otlp.Config `yaml:"otel,omitempty"`
 }
 
 // PinConfig is the pin: section of the config file: gateways follow the
@@ -83,19 +90,6 @@ type MetricsConfig struct {
 	// Interval is how often OTLP metrics are pushed (default 60s, or
 	// OTEL_METRIC_EXPORT_INTERVAL).
 	Interval time.Duration `yaml:"interval,omitempty"`
-}
-
-// OTelConfig is the otel: section of the config file; empty fields fall
-// back to the standard OTEL_EXPORTER_OTLP_* environment variables.
-//
-//	otel:
-//	  endpoint: http://127.0.0.1:4318   # base URL, as OTEL_EXPORTER_OTLP_ENDPOINT
-//	  headers: {authorization: Bearer ...}
-//	  protocol: http/protobuf           # or grpc
-type OTelConfig struct {
-	Endpoint string            `yaml:"endpoint,omitempty"`
-	Headers  map[string]string `yaml:"headers,omitempty"`
-	Protocol string            `yaml:"protocol,omitempty"`
 }
 
 // AuditConfig is the audit: section of the config file.

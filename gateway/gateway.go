@@ -29,7 +29,9 @@ import (
 	"github.com/tameflare/tf/keyring"
 	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/metrics"
+	"github.com/tameflare/tf/otlp"
 	"github.com/tameflare/tf/rules"
+	"github.com/tameflare/tf/termtext"
 	"github.com/tameflare/tf/version"
 )
 
@@ -136,6 +138,9 @@ type Gateway struct {
 	proxyTLS bool
 	// metrics counts decisions and latencies; nil measures nothing.
 	metrics *metrics.Metrics
+	// ship ships the audit log to an OpenTelemetry collector; nil when
+	// none is configured.
+	ship *otlp.Shipper
 }
 
 // Start starts a gateway: it loads or creates the CA, opens the audit log,
@@ -296,6 +301,14 @@ func Start(cfg Config) (*Gateway, error) {
 	go func() { g.served <- g.proxy.Serve(g.listener) }()
 	started = true
 	g.watchMetrics()
+	g.ship = startShipping(cfg.Home, g.name, file.OTel)
+	if g.ship != nil {
+		ship := g.ship
+		g.SetShipLag(func() (int64, time.Duration) {
+			n, age := ship.Lag()
+			return int64(n), age
+		})
+	}
 
 	p := g.policy.Load()
 	details := map[string]any{
@@ -443,11 +456,47 @@ func (g *Gateway) stop(holdReason string, drain time.Duration, details map[strin
 		mctx, cancel := context.WithTimeout(context.Background(), metricsCloseWait)
 		_ = g.metrics.Close(mctx)
 		cancel()
+		if g.ship != nil {
+			_ = g.ship.Close() // what is left ships at the next start
+		}
 		if g.closeErr == nil {
 			g.closeErr = g.checkpoint()
 		}
 	})
 	return g.closeErr
+}
+
+// startShipping starts shipping the audit log when an OTLP endpoint is
+// configured. A configuration that cannot work is said once on stderr
+// (and in tf status); the gateway governs on without shipping, the local
+// log keeping every record.
+func startShipping(home, gateway string, file otlp.Config) *otlp.Shipper {
+	warn := func(msg string) { fmt.Fprintf(os.Stderr, "tf: %s\n", termtext.Safe(msg)) }
+	cfg, err := otlp.Resolve(file, os.Getenv)
+	if err != nil {
+		warn("audit shipping is off: " + err.Error())
+		return nil
+	}
+	if !cfg.Enabled() {
+		return nil
+	}
+	s, err := otlp.Start(otlp.Options{Home: home, Gateway: gateway, Config: cfg, Warn: warn})
+	if err != nil {
+		warn(err.Error() + "; the gateway governs on and the local log keeps every record")
+		return nil
+	}
+	return s
+}
+
+// ShippingLag is how far audit shipping is behind the log (records and
+// the age of the oldest unshipped one); ok is false when the gateway does
+// not ship.
+func (g *Gateway) ShippingLag() (records uint64, age time.Duration, ok bool) {
+	if g.ship == nil {
+		return 0, 0, false
+	}
+	records, age = g.ship.Lag()
+	return records, age, true
 }
 
 // checkpoint signs the end of the log as the gateway stops, when the user

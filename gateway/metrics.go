@@ -40,6 +40,14 @@ func (g *Gateway) startMetrics(cfg Config, file *ConfigFile) (*metrics.Metrics, 
 		mc.Listen = ""
 		m, err = metrics.New(mc)
 	}
+	if err != nil && mc.OTLP.Endpoint != "" && cfg.MetricsListen == "" {
+		// As for the audit log's shipping, a bad otel: section is said,
+		// not fatal: the gateway governs on and serves what it can.
+		if m2, err2 := metrics.New(metrics.Config{Listen: mc.Listen, AllowNonLoopback: mc.AllowNonLoopback, Gateway: mc.Gateway}); err2 == nil {
+			g.op.notes = append(g.op.notes, "metrics: not pushed over OTLP: "+err.Error())
+			return m2, nil
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
