@@ -25,6 +25,7 @@ import (
 	"github.com/tameflare/tf/connectors"
 	"github.com/tameflare/tf/httpproxy"
 	"github.com/tameflare/tf/keyring"
+	"github.com/tameflare/tf/keyring/injection"
 	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
 	"github.com/tameflare/tf/version"
@@ -72,6 +73,11 @@ type Config struct {
 	// Limits bound clients; zero values mean the limits: section of
 	// $TF_HOME/config.yaml, else the proxy's defaults.
 	Limits Limits
+	// AgentKeys are the model API keys tf took from its own environment
+	// (keyring.AdoptAgentKeys): each is injected for its connector when
+	// the policy's credentials name none for it, and the agent's
+	// environment holds the placeholder in its variable.
+	AgentKeys []keyring.AgentKey
 }
 
 // A Gateway is a running proxy that governs one session.
@@ -111,6 +117,10 @@ type Gateway struct {
 	legacy  sync.Map
 	// pins keeps the digests of the tools of listed MCP servers.
 	pins *mcp.PinStore
+	// agentKeys are Config.AgentKeys; agentCreds the injection of the
+	// first one held for each connector.
+	agentKeys  []keyring.AgentKey
+	agentCreds map[string]*injection.Injection
 }
 
 // Start starts a gateway: it loads or creates the CA, opens the audit log,
@@ -165,6 +175,9 @@ func Start(cfg Config) (*Gateway, error) {
 		g.conns = reg
 	}
 	if g.secrets, err = openSecrets(cfg.Policy, cfg.Secrets); err != nil {
+		return nil, err
+	}
+	if err := g.holdAgentKeys(cfg.AgentKeys); err != nil {
 		return nil, err
 	}
 
