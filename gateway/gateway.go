@@ -121,6 +121,8 @@ type Gateway struct {
 	// first one held for each connector.
 	agentKeys  []keyring.AgentKey
 	agentCreds map[string]*injection.Injection
+	// peekLimit is how many body bytes the connectors see.
+	peekLimit int
 }
 
 // Start starts a gateway: it loads or creates the CA, opens the audit log,
@@ -158,6 +160,10 @@ func Start(cfg Config) (*Gateway, error) {
 	}
 	if limits.MaxInspectedBody == 0 {
 		limits.MaxInspectedBody = file.Limits.MaxInspectedBody
+	}
+	g.peekLimit = limits.MaxInspectedBody
+	if g.peekLimit == 0 {
+		g.peekLimit = httpproxy.DefaultPeekLimit
 	}
 	g.pins = mcp.OpenPins(mcp.PinDir(cfg.Home), g.now)
 	if g.conns == nil {
