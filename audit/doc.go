@@ -27,11 +27,12 @@
 // the alternative; it would need a merge by time in every reader and
 // leave no total order.
 //
-// # Records (schema_version 1)
+// # Records (schema_version 2)
 //
 // Each line is one JSON object with its keys in this order:
 //
-//	schema_version  1
+//	schema_version  2 (1 before the mcp and usage members and the
+//	                members added to action and decision with them)
 //	seq             1, 2, 3 ... across all segments, no gaps
 //	time            RFC 3339 with nanoseconds, UTC: when Append was called
 //	                (seq, not time, is the order of the log)
@@ -63,7 +64,12 @@
 //	hash            hex SHA-256 of the canonical bytes (below)
 //
 // Empty optional members are left out. Readers refuse unknown members,
-// another schema_version, and records that lack what their kind needs.
+// a schema_version newer than theirs (saying so), and records that lack
+// what their kind needs; they read every older version. A change that adds
+// a member, here or in the action or decision, raises schema_version:
+// strict readers are what keep a forged or mangled record from passing as
+// a shorter one, so an older tf must say "newer than I read" rather than
+// "unknown member". Within one release cycle the bump happens once.
 //
 // The canonical bytes of a record are its line exactly as stored, with the
 // final member `,"hash":"<64 hex>"` removed: the bytes up to that comma

@@ -69,7 +69,7 @@ func TestAppendRoundTrip(t *testing.T) {
 			t.Fatalf("line layout differs from the Record encoding:\nline %s\nenc  %s", r.Line, b)
 		}
 	}
-	if !strings.HasPrefix(string(recs[0].Line), `{"schema_version":1,"seq":1,"time":"2026-01-01T00:00:07Z","kind":"decision"`) {
+	if !strings.HasPrefix(string(recs[0].Line), `{"schema_version":2,"seq":1,"time":"2026-01-01T00:00:07Z","kind":"decision"`) {
 		t.Fatalf("unexpected line start: %s", recs[0].Line)
 	}
 	requireOK(t, dir, 3)

@@ -16,8 +16,9 @@ import (
 	"github.com/tameflare/tf/rules"
 )
 
-// SchemaVersion is the version of the record schema written by this package.
-const SchemaVersion = 1
+// SchemaVersion is the version of the record schema written by this
+// package. Readers take every version from 1 up to it.
+const SchemaVersion = 2
 
 // MaxRecordBytes bounds one record line so that readers work in bounded
 // memory; Append refuses larger records.
@@ -288,7 +289,7 @@ var (
 	zeroHash   = [sha256.Size]byte{}
 	hashKey    = []byte(`,"hash":"`)
 	prevKey    = []byte(`,"prev":"`)
-	lineHeader = []byte(`{"schema_version":1,"seq":`)
+	lineHeader = []byte(`{"schema_version":2,"seq":`)
 )
 
 // ZeroHash is the prev of the first record of a log.
@@ -378,7 +379,10 @@ func (p *lineParser) parse(line []byte) (*Record, error) {
 
 // checkRecord applies the rules every decoded line must meet.
 func checkRecord(r *Record, line, want []byte) (*Record, error) {
-	if r.SchemaVersion != SchemaVersion {
+	if r.SchemaVersion > SchemaVersion {
+		return nil, fmt.Errorf("schema_version %d is newer than this tf reads (1 to %d): upgrade tf to read this log", r.SchemaVersion, SchemaVersion)
+	}
+	if r.SchemaVersion < 1 {
 		return nil, fmt.Errorf("unsupported schema_version %d", r.SchemaVersion)
 	}
 	if r.Seq == 0 {

@@ -303,6 +303,8 @@ type Redactor struct {
 	rep   atomic.Pointer[strings.Replacer]
 	// forms lists every known form, for finding one without replacing.
 	forms atomic.Pointer[[]string]
+	// find searches for every form in one pass.
+	find atomic.Pointer[finder]
 }
 
 // NewRedactor returns a Redactor that knows secrets.
@@ -359,6 +361,7 @@ func (r *Redactor) Add(secrets ...string) {
 	for k := range r.known {
 		fs = append(fs, k)
 	}
+	r.find.Store(newFinder(fs))
 	r.forms.Store(&fs)
 }
 
@@ -433,14 +436,6 @@ func (r *Redactor) Mentions(s string) bool { return r.mentions(s) }
 
 // mentions reports whether s holds any form of a known secret.
 func (r *Redactor) mentions(s string) bool {
-	fs := r.forms.Load()
-	if fs == nil {
-		return false
-	}
-	for _, f := range *fs {
-		if strings.Contains(s, f) {
-			return true
-		}
-	}
-	return false
+	f := r.find.Load()
+	return f != nil && f.containsString(s)
 }

@@ -41,16 +41,8 @@ func (r *Redactor) RedactBytes(b []byte) ([]byte, bool) {
 }
 
 func (r *Redactor) mentionsBytes(b []byte) bool {
-	fs := r.forms.Load()
-	if fs == nil {
-		return false
-	}
-	for _, f := range *fs {
-		if bytes.Contains(b, []byte(f)) {
-			return true
-		}
-	}
-	return false
+	f := r.find.Load()
+	return f != nil && f.contains(b)
 }
 
 // Guard returns body as a stream that ends with ErrSecretInResponse
@@ -71,13 +63,14 @@ func (r *Redactor) Guard(body io.ReadCloser, found func()) io.ReadCloser {
 		pats[i] = []byte(f)
 		keep = max(keep, len(f)-1)
 	}
-	return &guard{src: body, pats: pats, keep: keep, found: found}
+	return &guard{src: body, pats: pats, find: r.find.Load(), keep: keep, found: found}
 }
 
 type guard struct {
 	src   io.ReadCloser
 	pats  [][]byte
-	keep  int // the longest form less one: how far back a form may start
+	find  *finder // the same forms, searched in one pass
+	keep  int     // the longest form less one: how far back a form may start
 	found func()
 
 	buf  []byte // received, not yet returned; the first safe are checked
@@ -106,14 +99,12 @@ func (g *guard) Read(p []byte) (int, error) {
 		// A form may straddle the earlier tail and the new bytes: look
 		// from where the tail begins.
 		from := max(0, start-g.keep)
-		for _, pat := range g.pats {
-			if bytes.Contains(g.buf[from:], pat) {
-				g.buf, g.safe, g.err = nil, 0, ErrSecretInResponse
-				if g.found != nil {
-					g.found()
-				}
-				return 0, g.err
+		if g.find.contains(g.buf[from:]) {
+			g.buf, g.safe, g.err = nil, 0, ErrSecretInResponse
+			if g.found != nil {
+				g.found()
 			}
+			return 0, g.err
 		}
 		if err != nil {
 			g.safe, g.err = len(g.buf), err

@@ -98,21 +98,31 @@ func medianOf(b *testing.B, f func()) {
 
 // Inspecting the answer to a tools/call of 10 KB as the gateway does with
 // a managed secret: finding the answer by its id, reading its isError,
-// and searching it for every form of the secret (none is there).
+// and searching it for every form of the secret (none is there). "read" is
+// what every answer costs without inspection (the relay reads each one to
+// match it to its call and record isError); the difference of the two is
+// inspection's cost.
 func BenchmarkInspectResult10KB(b *testing.B) {
 	msg := toolResult10KB()
-	red := keyring.NewRedactor("s3cret-docs-token-0123456789")
+	red := keyring.NewRedactor("s3cret-docs-token-0123456789", "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB", "npm_ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 	inspect := func(a Reply) []byte {
 		out, _ := RedactReply(a, red.Mentions, red.Redact)
 		return out
 	}
-	calls := map[string]Call{}
-	b.SetBytes(int64(len(msg)))
-	medianOf(b, func() {
-		calls["n:42"] = Call{Method: "tools/call", Name: "read"}
-		f := &listFilter{calls: calls, inspect: inspect, onResult: func(bool) {}}
-		if _, _, err := f.filterOne(msg); err != nil {
-			b.Fatal(err)
-		}
-	})
+	for _, bc := range []struct {
+		name    string
+		inspect Inspector
+	}{{"read", nil}, {"read+inspect", inspect}} {
+		b.Run(bc.name, func(b *testing.B) {
+			calls := map[string]Call{}
+			b.SetBytes(int64(len(msg)))
+			medianOf(b, func() {
+				calls["n:42"] = Call{Method: "tools/call", Name: "read"}
+				f := &listFilter{calls: calls, inspect: bc.inspect, onResult: func(bool) {}}
+				if _, _, err := f.filterOne(msg); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+	}
 }

@@ -102,6 +102,7 @@ type PinStore struct {
 }
 
 type pinCache struct {
+	path  string // the file, its name checked once
 	file  PinFile
 	mtime time.Time
 	size  int64
@@ -129,14 +130,19 @@ func (s *PinStore) path(server string) (string, error) {
 // is held.
 func (s *PinStore) load(server string) (*pinCache, error) {
 	c := s.cache[server]
-	p, err := s.path(server)
-	if err != nil {
-		return nil, err
+	var p string
+	if c != nil {
+		p = c.path
+	} else {
+		var err error
+		if p, err = s.path(server); err != nil {
+			return nil, err
+		}
 	}
 	st, err := os.Stat(p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		c = &pinCache{file: PinFile{Server: server, Tools: map[string]Pin{}}}
+		c = &pinCache{path: p, file: PinFile{Server: server, Tools: map[string]Pin{}}}
 	case err != nil:
 		return nil, err
 	case c != nil && st.ModTime().Equal(c.mtime) && st.Size() == c.size:
@@ -145,7 +151,7 @@ func (s *PinStore) load(server string) (*pinCache, error) {
 		if err != nil {
 			return nil, err
 		}
-		c = &pinCache{mtime: st.ModTime(), size: st.Size()}
+		c = &pinCache{path: p, mtime: st.ModTime(), size: st.Size()}
 		if err := json.Unmarshal(b, &c.file); err != nil {
 			return nil, fmt.Errorf("reading %s: %w", p, err)
 		}
