@@ -244,6 +244,17 @@ rules:
     decision: deny
     reason: Packages are published by people, not agents.
 
+  # MCP servers listed under mcp_servers, or wrapped by tf mcp wrap-config,
+  # connect (tf's baseline allows the protocol's plumbing); their tool calls
+  # are held for a person until rules name the tools. Servers not listed
+  # fall to the default.
+  - name: mcp-tools-need-a-person
+    actions: ["mcp.*"]
+    when: resource.method == "tools/call"
+    decision: require_approval
+    reason: A person allows each MCP tool call until the policy has rules for the server's tools.
+    approval: { timeout: 5m }
+
 `
 
 const starterTestsCommon = `# Tests of tameflare.yaml: tf policy test runs them, and tf policy plan and
@@ -293,6 +304,10 @@ cases:
     action: {type: npm.package.publish, connector: npm, resource: {package: left-pad}}
     expect: deny
     rule: no-npm-publish
+  - name: an MCP tool call is held for a person
+    action: {type: mcp.docs.search, connector: mcp, resource: {server: docs, tool: search, method: tools/call}, params: {query: tf}}
+    expect: require_approval
+    rule: mcp-tools-need-a-person
   - name: anything else falls to the default
     action: {type: http.post, connector: http, resource: {host: example.com}}
     expect: deny

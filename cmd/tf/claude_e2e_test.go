@@ -167,9 +167,11 @@ func (m *messagesStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // The real Claude Code runs inside tf run's sandbox. With the built-in
 // policy (no --policy), a scripted session: the stand-in model makes
 // Claude Code push, open and merge a pull request and call MCP tools (see
-// claudeScripted). With the starter of tf init, and of tf init --agent
-// claude-code: its model calls go through tf as anthropic.messages.create
-// and are allowed, its telemetry is refused without a word from it.
+// claudeScripted). With the starter of tf init --agent claude-code and an
+// HTTP MCP server listed: its model calls go through tf as
+// anthropic.messages.create and are allowed, its telemetry is refused
+// without a word from it, and its MCP tool call is held and refused with
+// the reason in the tool result (claudeStarter).
 func TestClaudeCodeInSandbox(t *testing.T) {
 	requireSandbox(t)
 	claude := claudeBin(t)
@@ -181,24 +183,53 @@ func TestClaudeCodeInSandbox(t *testing.T) {
 const claudeKey = "sk-ant-api03-real-key-the-agent-never-sees"
 
 // claudeStarter runs claude -p under the policy that tf init with
-// initArgs writes and pins.
+// initArgs writes, with one HTTP MCP server added to its mcp_servers: the
+// stand-in model calls the server's echo tool, the starter holds the call
+// for a person, the person refuses, and the model reads the rule and the
+// reason.
 func claudeStarter(t *testing.T, claude string, initArgs ...string) {
-	standIn := &messagesStandIn{}
+	node, nodeModules := nodeFixture(t)
+	mcpAddr := startNodeEverything(t, node, nodeModules)
+	standIn := &messagesStandIn{script: []toolStep{{"mcp__docs__echo", map[string]any{"message": "over http"}}}}
 	hosts := []string{"api.anthropic.com", "platform.claude.com", "claude.ai"}
 	addr, caFile := startFakeTLS(t, standIn, hosts...)
 	home := t.TempDir()
-	env := append(clientEnv(t), "ANTHROPIC_API_KEY="+claudeKey)
-	if r := runTFIn(t, t.TempDir(), home, env, append(initArgs, filepath.Join(t.TempDir(), "policy"))...); r.code != 0 {
+	env := append(clientEnv(t), "ANTHROPIC_API_KEY="+claudeKey, "ENABLE_TOOL_SEARCH=false")
+	dir := filepath.Join(t.TempDir(), "policy")
+	if r := runTFIn(t, t.TempDir(), home, env, append(initArgs, dir)...); r.code != 0 {
 		t.Fatalf("tf %v: exit %d\n%s", initArgs, r.code, r.stderr)
 	}
-	// Claude Code is installed in the checkout, which may lie under /tmp.
-	args := append([]string{"run", "--name", "claude", "--ro", absPath(t, filepath.Join("testdata", "claude-code"))}, upstreamArgs(addr, caFile, hosts...)...)
-	r := runTFIn(t, t.TempDir(), home, env, append(args, "--", claude, "-p", "say hi")...)
-	if r.code != 0 || strings.TrimSpace(r.stdout) != "hello from the stand-in" {
-		t.Fatalf("claude -p: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	f, err := os.OpenFile(filepath.Join(dir, "tameflare.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if strings.Contains(r.stderr, "built-in example policy") || !strings.Contains(r.stderr, "pinned") {
-		t.Fatalf("not governed by the pinned starter:\n%s", r.stderr)
+	f.WriteString("\nmcp_servers:\n  - {name: docs, url: \"http://docs.example.test/mcp\"}\n")
+	f.Close()
+	work := t.TempDir() // the agent's working directory, which it sees
+	mcpConfig := filepath.Join(work, "mcp.json")
+	os.WriteFile(mcpConfig, []byte(`{"mcpServers":{"docs":{"type":"http","url":"http://docs.example.test/mcp"}}}`), 0o644)
+	// Claude Code is installed in the checkout, which may lie under /tmp.
+	args := append([]string{"run", "--name", "claude", "--policy", dir, "--ro", absPath(t, filepath.Join("testdata", "claude-code")),
+		"--upstream", "docs.example.test=" + mcpAddr}, upstreamArgs(addr, caFile, hosts...)...)
+	proc := startTF(t, work, home, env, append(args, "--", claude, "-p", "say hi", "--allowedTools", "mcp__docs__echo",
+		"--mcp-config", mcpConfig, "--strict-mcp-config")...)
+	const why = "not this tool"
+	held := awaitApproval(t, work, home, proc, "mcp.docs.echo")
+	if r := runTFIn(t, work, home, nil, "approvals", "deny", "--reason", why, held.ID); r.code != 0 {
+		t.Fatalf("tf approvals deny: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r := proc.wait(t)
+	standIn.mu.Lock()
+	results := standIn.results
+	standIn.mu.Unlock()
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "all done" || len(results) != 1 {
+		t.Fatalf("claude -p: exit %d, tool results %+v\nstdout:\n%s\nstderr:\n%s", r.code, results, r.stdout, r.stderr)
+	}
+	if res := results[0].text; !strings.Contains(res, "mcp-tools-need-a-person") || !strings.Contains(res, why) || strings.Contains(res, "over http") {
+		t.Errorf("the model received, for the refused HTTP MCP call:\n%s", res)
+	}
+	if !strings.Contains(r.stderr, "governing with policy "+dir) {
+		t.Fatalf("not governed by the starter:\n%s", r.stderr)
 	}
 	standIn.mu.Lock()
 	paths := strings.Join(standIn.paths, "\n")
@@ -215,11 +246,17 @@ func claudeStarter(t *testing.T, claude string, initArgs ...string) {
 	}
 	// Every request Claude Code made was classified by the anthropic
 	// connector (none fell to http.*), and the starter decided each by
-	// name.
+	// name; the MCP server's requests are mcp.docs.*.
 	modelCall := false
 	for _, rec := range decisions(t, home) {
 		a, d := rec.Action, rec.Decision
 		t.Logf("%s %s %s%s -> %s (%s)", rec.Gateway, a.Type, a.Request.Host, a.Request.Path, d.Effect, d.Rule)
+		if a.Connector == "mcp" {
+			if a.Resource["server"] != "docs" || (a.Type == "mcp.docs.echo") != (d.Rule == "mcp-tools-need-a-person") {
+				t.Errorf("MCP %s decided %s by %q", a.Type, d.Effect, d.Rule)
+			}
+			continue
+		}
 		if a.Connector != "anthropic" {
 			t.Errorf("%s %s%s was classified by %q, want anthropic", a.Type, a.Request.Host, a.Request.Path, a.Connector)
 		}
@@ -248,7 +285,7 @@ func claudeStarter(t *testing.T, claude string, initArgs ...string) {
 	// The model call's outcome carries the usage the stand-in's stream
 	// reported (message_start: 10 in; message_delta: 5 out).
 	var usages []audit.Usage
-	err := audit.Scan(filepath.Join(home, "audit"), audit.Filter{Kind: audit.KindOutcome}, func(rec *audit.Record) error {
+	err = audit.Scan(filepath.Join(home, "audit"), audit.Filter{Kind: audit.KindOutcome}, func(rec *audit.Record) error {
 		if rec.Usage != nil {
 			usages = append(usages, *rec.Usage)
 		}
