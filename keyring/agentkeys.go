@@ -2,6 +2,8 @@ package keyring
 
 import (
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/tameflare/tf/keyring/injection"
 )
@@ -52,10 +54,14 @@ func isAgentKeyVar(kv string) bool {
 // unset, so no child started from tf's environment inherits it. It returns
 // the keys now held, in AgentKeys order, counting one given directly as
 // TF_SECRET_<Secret>; a variable holding only the placeholder (tf run
-// inside tf run) is dropped and not held.
-func AdoptAgentKeys() []AgentKey {
+// inside tf run) is dropped and not held. A variable named in keep (tf
+// run --keep-env) is left to the agent, on purpose.
+func AdoptAgentKeys(keep []string) []AgentKey {
 	var held []AgentKey
 	for _, k := range AgentKeys {
+		if slices.ContainsFunc(keep, func(n string) bool { return strings.EqualFold(n, k.Env) }) {
+			continue
+		}
 		v, ok := os.LookupEnv(k.Env)
 		os.Unsetenv(k.Env)
 		if s, set := os.LookupEnv(EnvName(k.Secret)); set && s != "" {

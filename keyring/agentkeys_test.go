@@ -21,8 +21,9 @@ func TestAdoptAgentKeys(t *testing.T) {
 	t.Setenv("GEMINI_API_KEY", "gemini-from-env")
 	t.Setenv(EnvName("gemini-api-key"), "gemini-explicit")
 	t.Setenv(EnvName("google-api-key"), "google-explicit")
+	t.Setenv("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat-kept")
 	var names []string
-	for _, k := range AdoptAgentKeys() {
+	for _, k := range AdoptAgentKeys([]string{"claude_code_oauth_token"}) {
 		names = append(names, k.Env)
 	}
 	if got := strings.Join(names, " "); got != "ANTHROPIC_API_KEY GEMINI_API_KEY GOOGLE_API_KEY" {
@@ -38,6 +39,9 @@ func TestAdoptAgentKeys(t *testing.T) {
 	}
 	if v := os.Getenv("TF_SECRET_GEMINI_API_KEY"); v != "gemini-explicit" {
 		t.Errorf("TF_SECRET_GEMINI_API_KEY = %q, want the explicit value", v)
+	}
+	if v := os.Getenv("CLAUDE_CODE_OAUTH_TOKEN"); v != "sk-ant-oat-kept" {
+		t.Errorf("a variable named in keep was taken: %q", v)
 	}
 	if _, ok := os.LookupEnv("TF_SECRET_OPENAI_API_KEY"); ok {
 		t.Error("the placeholder was taken for a key")

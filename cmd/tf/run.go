@@ -333,7 +333,7 @@ func gatewayConfig(c *cli.Context, dir string) (gateway.Config, error) {
 	}
 	// The agents' model API keys stay with tf: the gateway injects them
 	// on their API's hosts and the agent holds a placeholder.
-	cfg.AgentKeys = keyring.AdoptAgentKeys()
+	cfg.AgentKeys = keyring.AdoptAgentKeys(c.StringSlice("keep-env"))
 	for _, k := range cfg.AgentKeys {
 		fmt.Fprintf(c.App.ErrWriter, "tf: %s is held by tf and sent only to the %s API; the agent sees a placeholder\n", k.Env, k.Connector)
 	}
