@@ -164,7 +164,7 @@ func (g *Gateway) decideOnly(actions []rules.Action, classErr error, unclassifie
 		r.decisions = make([]rules.Decision, len(actions))
 		for i := range actions {
 			r.decisions[i] = d.Decide(&actions[i])
-			if !r.decisions[i].KillSwitch {
+			if bodyTruncated(&actions[i]) && !r.decisions[i].KillSwitch {
 				r.decisions[i] = g.refuseTruncated(p, &actions[i], r.decisions[i])
 			}
 			if actions[i].Connector == "mcp" {

@@ -16,7 +16,7 @@ import (
 // built at run time cannot be told apart. "" means no rule depends on the
 // missing fields and the call may be decided as usual.
 func truncatedRule(p *rules.Policy, a *rules.Action) string {
-	if a.Params["body_truncated"] != true {
+	if !bodyTruncated(a) {
 		return ""
 	}
 	for _, r := range p.Rules {
@@ -30,6 +30,13 @@ func truncatedRule(p *rules.Policy, a *rules.Action) string {
 		}
 	}
 	return ""
+}
+
+// bodyTruncated reports whether a's connector could not read the body to
+// its end (params.body_truncated, set by the model connectors).
+func bodyTruncated(a *rules.Action) bool {
+	t, _ := a.Params["body_truncated"].(bool)
+	return t
 }
 
 // refuseTruncated turns the decision on a model call whose missing body
