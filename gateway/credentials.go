@@ -186,6 +186,11 @@ func (g *Gateway) ScrubEnv(env, keep []string) (out, removed []string) {
 		}
 	}
 	out, removed = keyring.ScrubEnv(env, managed, keep)
+	for _, m := range managed {
+		if m != "" && strings.Contains(keyring.PlaceholderValue, m) {
+			return out, removed // a trivially short secret: no placeholder may hold it
+		}
+	}
 	for _, k := range g.agentKeys {
 		if !hasVar(out, k.Env) {
 			out = append(out, k.Env+"="+keyring.PlaceholderValue)
