@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tameflare/tf/mcp"
@@ -41,6 +42,28 @@ type decideReply struct {
 	Decisions []rules.Decision `json:"decisions"`
 	Held      bool             `json:"held,omitempty"`
 	Cuttable  bool             `json:"cuttable,omitempty"`
+	// Pin and Inspect say that the policy pins the server's tools and
+	// inspects its results: the relay then shows the gateway its lists
+	// (/v1/mcp/pin) and answers (/v1/mcp/inspect), since the pins and the
+	// secrets to look for stay outside the sandbox.
+	Pin     bool `json:"pin,omitempty"`
+	Inspect bool `json:"inspect,omitempty"`
+}
+
+type pinRequest struct {
+	Server string           `json:"server"`
+	Tools  []mcp.ToolDigest `json:"tools"`
+}
+
+// inspectRequest is an answer the relay shows the gateway: Msg whole, and
+// the id and result as offsets into it, so the gateway sees the same bytes.
+type inspectRequest struct {
+	Server   string   `json:"server"`
+	Call     mcp.Call `json:"call"`
+	Msg      []byte   `json:"msg"`
+	IDAt     [2]int   `json:"id_at"`
+	ResultAt [2]int   `json:"result_at"`
+	Spelt    bool     `json:"spelt,omitempty"`
 }
 
 type doneRequest struct {
@@ -85,6 +108,8 @@ func (g *Gateway) ServeAgentAPI(ln net.Listener) {
 	mux.HandleFunc("POST /v1/mcp/cut/{id}", a.cut)
 	mux.HandleFunc("POST /v1/mcp/done/{id}", a.done)
 	mux.HandleFunc("POST /v1/mcp/hide", a.hide)
+	mux.HandleFunc("POST /v1/mcp/pin", a.pin)
+	mux.HandleFunc("POST /v1/mcp/inspect", a.inspect)
 	srv := &http.Server{Handler: a.auth(mux), ReadHeaderTimeout: 10 * time.Second}
 	g.agentSrv = srv
 	go func() { _ = srv.Serve(ln) }()
@@ -119,7 +144,65 @@ func (a *agentAPI) decide(w http.ResponseWriter, r *http.Request) {
 	}
 	ru := a.g.MCPGovernor(req.Server).(mcp.BatchGovernor).DecideLines(r.Context(), []mcp.Line{{Actions: req.Actions, Err: classErr, IDs: req.IDs}})[0]
 	a.keep(ru.RequestID, &pendingLine{ruling: ru, cut: ru.Cut})
-	writeJSON(w, decideReply{RequestID: ru.RequestID, Decisions: ru.Decisions, Held: ru.Hold != nil, Cuttable: ru.Cut != nil})
+	p := a.g.policy.Load()
+	writeJSON(w, decideReply{RequestID: ru.RequestID, Decisions: ru.Decisions, Held: ru.Hold != nil, Cuttable: ru.Cut != nil,
+		Pin: a.g.pinner(p, req.Server) != nil, Inspect: a.g.inspector(p, req.Server, stdioRequest, "") != nil})
+}
+
+// pin observes the tools a list of the server showed, as the gateway's own
+// stdio relay does, and answers the names to hide.
+func (a *agentAPI) pin(w http.ResponseWriter, r *http.Request) {
+	var req pinRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, "tf agent API: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if err := mcp.ValidServerName(req.Server); err != nil {
+		http.Error(w, "tf agent API: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	hide := []string{}
+	if pin := a.g.pinner(a.g.policy.Load(), req.Server); pin != nil {
+		for name, h := range pin(req.Tools) {
+			if h {
+				hide = append(hide, name)
+			}
+		}
+	}
+	writeJSON(w, hide)
+}
+
+// inspect reads an answer of the server as the gateway's own stdio relay
+// does and returns what the client gets: the answer, redacted, or a
+// refusal in its place.
+func (a *agentAPI) inspect(w http.ResponseWriter, r *http.Request) {
+	var req inspectRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, "tf agent API: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if err := mcp.ValidServerName(req.Server); err != nil {
+		http.Error(w, "tf agent API: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	in := func(at [2]int) ([]byte, bool) {
+		if at[0] < 0 || at[0] > at[1] || at[1] > len(req.Msg) {
+			return nil, false
+		}
+		return req.Msg[at[0]:at[1]], true
+	}
+	id, ok1 := in(req.IDAt)
+	result, ok2 := in(req.ResultAt)
+	if !ok1 || !ok2 {
+		http.Error(w, "tf agent API: id or result outside the message", http.StatusBadRequest)
+		return
+	}
+	out := req.Msg
+	if insp := a.g.inspector(a.g.policy.Load(), req.Server, stdioRequest, ""); insp != nil {
+		out = insp(mcp.Reply{Call: req.Call, ID: id, Result: result, Msg: req.Msg, Spelt: req.Spelt})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(out)
 }
 
 func (a *agentAPI) keep(id string, p *pendingLine) {
@@ -247,6 +330,8 @@ var _ mcp.BatchGovernor = (*remoteGovernor)(nil)
 type remoteGovernor struct {
 	server, token string
 	c             *http.Client
+	// pin and inspect are what the gateway said with its last decision.
+	pin, inspect atomic.Bool
 }
 
 func (rg *remoteGovernor) call(ctx context.Context, path string, in, out any) error {
@@ -302,6 +387,8 @@ func (rg *remoteGovernor) decide(ctx context.Context, l mcp.Line) mcp.Ruling {
 		}
 		return out
 	}
+	rg.pin.Store(rep.Pin)
+	rg.inspect.Store(rep.Inspect)
 	out := mcp.Ruling{RequestID: rep.RequestID, Decisions: rep.Decisions}
 	id := rep.RequestID
 	var mu sync.Mutex
@@ -385,4 +472,92 @@ func (rg *remoteGovernor) HideItems() mcp.Hider {
 		cache[key{kind, name}] = hidden[0]
 		return hidden[0]
 	}
+}
+
+// PinTools shows the gateway each tools list when its policy pins the
+// server's tools; a gateway that cannot be asked hides every tool, since
+// nothing vouches for them.
+func (rg *remoteGovernor) PinTools() mcp.Pinner {
+	if !rg.pin.Load() {
+		return nil
+	}
+	return func(tools []mcp.ToolDigest) map[string]bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var hide []string
+		out := map[string]bool{}
+		if err := rg.call(ctx, "/v1/mcp/pin", pinRequest{Server: rg.server, Tools: tools}, &hide); err != nil {
+			for _, t := range tools {
+				out[t.Name] = true
+			}
+			return out
+		}
+		for _, name := range hide {
+			out[name] = true
+		}
+		return out
+	}
+}
+
+// InspectResults shows the gateway each answer to a tool call or resource
+// read when its policy inspects the server's results; what the gateway
+// cannot be asked about is withheld.
+func (rg *remoteGovernor) InspectResults() mcp.Inspector {
+	if !rg.inspect.Load() {
+		return nil
+	}
+	return func(a mcp.Reply) []byte {
+		req := inspectRequest{Server: rg.server, Call: a.Call, Msg: a.Msg, IDAt: offsetIn(a.Msg, a.ID), ResultAt: offsetIn(a.Msg, a.Result), Spelt: a.Spelt}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		b, err := json.Marshal(req)
+		if err == nil {
+			var out []byte
+			if out, err = rg.post(ctx, "/v1/mcp/inspect", b); err == nil {
+				return out
+			}
+		}
+		return mcp.ErrorMessage(a.ID, mcp.CodeRefused, "tf withheld this answer: it could not ask its gateway to inspect it: "+err.Error(), nil)
+	}
+}
+
+// offsetIn returns where sub sits in msg: by its address when it is a
+// slice of msg, else by its bytes.
+func offsetIn(msg, sub []byte) [2]int {
+	if len(sub) == 0 {
+		return [2]int{0, 0}
+	}
+	if i := cap(msg) - cap(sub); i >= 0 && i+len(sub) <= len(msg) && &msg[i] == &sub[0] {
+		return [2]int{i, i + len(sub)}
+	}
+	if i := bytes.Index(msg, sub); i >= 0 {
+		return [2]int{i, i + len(sub)}
+	}
+	return [2]int{0, 0}
+}
+
+// post sends body to the agent API and returns the answer's body, at most
+// maxAgentBody bytes.
+func (rg *remoteGovernor) post(ctx context.Context, path string, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://tf"+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+rg.token)
+	resp, err := rg.c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("asking the gateway: %w", err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, maxAgentBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, fmt.Errorf("the gateway answered %s: %s", resp.Status, strings.TrimSpace(string(out[:min(len(out), 1024)])))
+	}
+	if len(out) > maxAgentBody {
+		return nil, errors.New("the gateway's answer is too large")
+	}
+	return out, nil
 }

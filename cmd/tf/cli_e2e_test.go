@@ -82,6 +82,52 @@ COMP_WORDS=(tf logs --deci); COMP_CWORD=2; _tf_complete; echo "3:${COMPREPLY[*]}
 	}
 }
 
+// The zsh and fish scripts complete in their own shells. fish runs its
+// completion engine (complete -C); zsh runs the completion function with
+// compsys's _describe (which keeps the candidates that fit the word) and
+// _files standing in, since compsys needs a line editor on a terminal.
+func TestCompletionInZshAndFish(t *testing.T) {
+	requireTool(t, "zsh", "zsh")
+	requireTool(t, "fish", "fish")
+	home := t.TempDir()
+	bin := t.TempDir()
+	if err := os.Symlink(tfBin, filepath.Join(bin, "tf")); err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "TF_HOME="+home, "HOME="+home, "XDG_CONFIG_HOME="+home)
+	shells := []struct {
+		shell, script string
+	}{
+		{"zsh", `eval "$(tf completion zsh)"
+_describe() { local -a c=("${(@P)2}"); print -r -- "${(j: :)${(@M)c:#${words[CURRENT]}*}}" }
+_files() { print -r -- FILES }
+words=(tf pol); CURRENT=2; print -n "1:"; _tf
+words=(tf policy te); CURRENT=3; print -n "2:"; _tf
+words=(tf logs --deci); CURRENT=3; print -n "3:"; _tf
+`},
+		{"fish", `tf completion fish | source
+echo "1:"(complete -C "tf pol" | string split -f 1 \t)
+echo "2:"(complete -C "tf policy te" | string split -f 1 \t | string match -v '*/')
+echo "3:"(complete -C "tf logs --deci" | string split -f 1 \t)
+`},
+	}
+	for _, sh := range shells {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cmd := exec.CommandContext(ctx, sh.shell, "-c", sh.script)
+		cmd.Env, cmd.Dir = env, home
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", sh.shell, err, out)
+		}
+		for _, want := range []string{"1:policy\n", "2:test\n", "3:--decision\n"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("%s completion lacks %q:\n%s", sh.shell, want, out)
+			}
+		}
+	}
+}
+
 // Colour: off when piped (auto) or with --color=never, on with
 // --color=always; the flag may sit anywhere on the line. On a terminal
 // NO_COLOR turns auto off (TestSetColor).
