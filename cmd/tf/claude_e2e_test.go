@@ -179,6 +179,19 @@ func TestClaudeCodeInSandbox(t *testing.T) {
 	t.Run("preset", func(t *testing.T) { claudeStarter(t, claude, "init", "--agent", "claude-code") })
 }
 
+// claudeRunLimit bounds one Claude Code session under tf run. A scripted
+// session takes about a minute on an idle machine; the bound leaves room
+// for a loaded one (CI runners, or this machine shared with other jobs).
+const claudeRunLimit = 4 * time.Minute
+
+// awaitHeld waits, within the session's bound, until the session has an
+// action of type typ held, asking twice a second (each ask is a tf
+// process: polling faster takes CPU from the session it waits for).
+func awaitHeld(t *testing.T, dir, home string, proc *tfProc, typ string) pendingApproval {
+	t.Helper()
+	return awaitApprovalWithin(t, claudeRunLimit, 500*time.Millisecond, dir, home, proc, typ)
+}
+
 // claudeKey is the real API key: tf holds it, the agent a placeholder.
 const claudeKey = "sk-ant-api03-real-key-the-agent-never-sees"
 
@@ -211,10 +224,10 @@ func claudeStarter(t *testing.T, claude string, initArgs ...string) {
 	// Claude Code is installed in the checkout, which may lie under /tmp.
 	args := append([]string{"run", "--name", "claude", "--policy", dir, "--ro", absPath(t, filepath.Join("testdata", "claude-code")),
 		"--upstream", "docs.example.test=" + mcpAddr}, upstreamArgs(addr, caFile, hosts...)...)
-	proc := startTF(t, work, home, env, append(args, "--", claude, "-p", "say hi", "--allowedTools", "mcp__docs__echo",
+	proc := startTFWithin(t, claudeRunLimit, work, home, env, append(args, "--", claude, "-p", "say hi", "--allowedTools", "mcp__docs__echo",
 		"--mcp-config", mcpConfig, "--strict-mcp-config")...)
 	const why = "not this tool"
-	held := awaitApproval(t, work, home, proc, "mcp.docs.echo")
+	held := awaitHeld(t, work, home, proc, "mcp.docs.echo")
 	if r := runTFIn(t, work, home, nil, "approvals", "deny", "--reason", why, held.ID); r.code != 0 {
 		t.Fatalf("tf approvals deny: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
@@ -386,12 +399,12 @@ func claudeScripted(t *testing.T, claude string) {
 	args = append(args, "--", claude, "-p", "do the work",
 		"--allowedTools", "Bash,mcp__docs__echo,mcp__local__echo",
 		"--mcp-config", mcpConfig, "--strict-mcp-config")
-	proc := startTF(t, work, home, env, args...)
+	proc := startTFWithin(t, claudeRunLimit, work, home, env, args...)
 	// The merge and the stdio MCP tool call are held for a person; the
 	// person here says no.
 	const why = "not before the release"
 	for _, typ := range []string{"github.pr.merge", "mcp.local.echo"} {
-		held := awaitApproval(t, work, home, proc, typ)
+		held := awaitHeld(t, work, home, proc, typ)
 		if r := runTFIn(t, work, home, nil, "approvals", "deny", "--reason", why, held.ID); r.code != 0 {
 			t.Fatalf("tf approvals deny: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
