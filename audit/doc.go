@@ -44,7 +44,9 @@
 //	                params are redacted by the caller
 //	decision        decision: the rules.Decision JSON (decision, rule,
 //	                reason, matched, default, kill_switch, monitor, would,
-//	                approval_timeout, revision)
+//	                approval_timeout, revision, counted: the rules whose
+//	                limits counted the action, which a gateway rebuilds
+//	                its counters from)
 //	approval        decision, optional: {id, approver, reason, outcome, at}
 //	status, bytes_in, bytes_out, duration_ms, error
 //	                outcome: what forwarding the request gave

@@ -24,7 +24,7 @@ var encodedFields = map[string][]string{
 	"MCP":      {"session", "id", "is_error"},
 	"Action":   {"id", "time", "gateway", "connector", "type", "resource", "params", "request"},
 	"Request":  {"method", "scheme", "host", "port", "path", "query", "headers"},
-	"Decision": {"decision", "rule", "reason", "matched", "default", "kill_switch", "monitor", "would", "would_rule", "would_reason", "approval_timeout", "revision"},
+	"Decision": {"decision", "rule", "reason", "matched", "default", "kill_switch", "monitor", "would", "would_rule", "would_reason", "approval_timeout", "revision", "counted"},
 	"Match":    {"rule", "decision", "reason", "monitor", "error"},
 	"Approval": {"id", "approver", "reason", "outcome", "at"},
 	"Usage":    {"model", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "unknown"},
@@ -302,5 +302,16 @@ func (e *enc) decision(d *rules.Decision) {
 	e.optStr("would_reason", d.WouldReason)
 	e.optInt("approval_timeout", int64(d.ApprovalTimeout))
 	e.optStr("revision", d.Revision)
+	if len(d.Counted) > 0 {
+		e.key("counted")
+		e.b = append(e.b, '[')
+		for i, name := range d.Counted {
+			if i > 0 {
+				e.b = append(e.b, ',')
+			}
+			e.str(name)
+		}
+		e.b = append(e.b, ']')
+	}
 	e.close()
 }

@@ -584,9 +584,38 @@ func (p *fastParser) decision(d *rules.Decision) bool {
 			if seen.first(11) {
 				d.Revision, ok = p.str()
 			}
+		case "counted":
+			if seen.first(12) {
+				d.Counted, ok = p.strings()
+			}
 		}
 		return ok
 	})
+}
+
+// strings reads an array of strings.
+func (p *fastParser) strings() ([]string, bool) {
+	if !p.next('[') {
+		return nil, false
+	}
+	out := []string{}
+	if p.next(']') {
+		return out, true
+	}
+	for {
+		s, ok := p.str()
+		if !ok {
+			return nil, false
+		}
+		out = append(out, s)
+		if p.next(',') {
+			continue
+		}
+		if p.next(']') {
+			return out, true
+		}
+		return nil, false
+	}
 }
 
 func (p *fastParser) matches() ([]rules.Match, bool) {

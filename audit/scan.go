@@ -94,7 +94,7 @@ func Scan(dir string, f Filter, fn func(*Record) error) error {
 	if err := f.Validate(); err != nil {
 		return fmt.Errorf("scanning audit log: %w", err)
 	}
-	return walk(dir, func(r *Record) error {
+	return walkSince(dir, f.Since, func(r *Record) error {
 		if f.Match(r) {
 			return fn(r)
 		}
@@ -102,11 +102,16 @@ func Scan(dir string, f Filter, fn func(*Record) error) error {
 	})
 }
 
-func walk(dir string, fn func(*Record) error) error {
+func walk(dir string, fn func(*Record) error) error { return walkSince(dir, time.Time{}, fn) }
+
+// walkSince walks the segments that may hold records at or after since
+// (all of them when since is zero), in order.
+func walkSince(dir string, since time.Time, fn func(*Record) error) error {
 	segs, err := listSegments(dir)
 	if err != nil {
 		return err
 	}
+	segs = segmentsSince(dir, segs, since)
 	for i, s := range segs {
 		if err := walkSegment(dir, s, i == len(segs)-1, fn); err != nil {
 			return err

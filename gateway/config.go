@@ -40,6 +40,26 @@ type ConfigFile struct {
 	Approvals approval.Config `yaml:"approvals,omitempty"`
 	// Audit configures the audit log.
 	Audit AuditConfig `yaml:"audit,omitempty"`
+	// Pin makes this home follow a ref in the policy repository's remote.
+	Pin PinConfig `yaml:"pin,omitempty"`
+}
+
+// PinConfig is the pin: section of the config file: gateways follow the
+// ref that tf policy apply moves in the policy repository's remote, and
+// tf policy apply moves it.
+//
+//	pin:
+//	  remote: https://git.example.com/acme/policy.git
+//	  ref: refs/tf/applied     # the default
+//	  require_signed: true     # applied commits must be signed by a key in trusted-keys/
+//	  interval: 1m             # how often gateways fetch the ref (the default)
+//	  credential: policy-repo  # keyring secret sent as the HTTP password, if any
+type PinConfig struct {
+	Remote        string        `yaml:"remote,omitempty"`
+	Ref           string        `yaml:"ref,omitempty"`
+	RequireSigned bool          `yaml:"require_signed,omitempty"`
+	Interval      time.Duration `yaml:"interval,omitempty"`
+	Credential    string        `yaml:"credential,omitempty"`
 }
 
 // AuditConfig is the audit: section of the config file.
@@ -99,6 +119,12 @@ func LoadConfigFile(path string) (*ConfigFile, error) {
 		if err := CheckUpstream(host, addr); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
+	}
+	if c.Pin.Remote == "" && (c.Pin.Ref != "" || c.Pin.RequireSigned || c.Pin.Interval != 0 || c.Pin.Credential != "") {
+		return nil, fmt.Errorf("%s: pin: names no remote", path)
+	}
+	if c.Pin.Interval < 0 {
+		return nil, fmt.Errorf("%s: pin: interval must not be negative", path)
 	}
 	if c.Limits.BodyReadTimeout < 0 || c.Limits.MaxConnsPerClient < 0 || c.Limits.MaxInspectedBody < 0 {
 		return nil, fmt.Errorf("%s: limits must not be negative", path)

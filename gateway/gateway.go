@@ -123,6 +123,10 @@ type Gateway struct {
 	agentCreds map[string]*injection.Injection
 	// peekLimit is how many body bytes the connectors see.
 	peekLimit int
+	// counters keep the use of rules' limits; session names this run for
+	// limits per session.
+	counters *rules.MemCounters
+	session  string
 }
 
 // Start starts a gateway: it loads or creates the CA, opens the audit log,
@@ -213,6 +217,14 @@ func Start(cfg Config) (*Gateway, error) {
 	if g.log, err = audit.Open(filepath.Join(cfg.Home, "audit"), audit.Options{Gateway: g.name, Now: g.now, Sync: sync}); err != nil {
 		return nil, fmt.Errorf("opening the audit log: %w", err)
 	}
+	g.counters, g.session = rules.NewMemCounters(), sessionID(g.now())
+	restored, err := g.restoreCounters(filepath.Join(cfg.Home, "audit"), cfg.Policy)
+	if err != nil {
+		// Counters that cannot be rebuilt would let a restart reset
+		// every limit: refuse to start rather than fail open.
+		g.log.Close()
+		return nil, err
+	}
 	g.proxy, err = httpproxy.New(httpproxy.Config{
 		CA:                g.ca,
 		Token:             g.token,
@@ -246,10 +258,15 @@ func Start(cfg Config) (*Gateway, error) {
 	go func() { g.served <- g.proxy.Serve(g.listener) }()
 
 	p := g.policy.Load()
-	_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStarted, map[string]any{
+	details := map[string]any{
 		"proxy": g.listener.Addr().String(), "pid": os.Getpid(), "revision": p.Revision,
 		"policy": p.Source, "mode": string(g.Mode()), "isolated": g.isolated, "tf_version": version.Get().Short(),
-	})
+	}
+	if p.LongestWindow() > 0 {
+		// How many recorded actions the limits' counters were rebuilt from.
+		details["limits_restored"] = restored
+	}
+	_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStarted, details)
 	return g, nil
 }
 

@@ -63,7 +63,7 @@ func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy
 			Upgrade: req.HTTP.Header.Get("Upgrade") != ""}
 		g.mcpVerdict(&v, req, actions, r.policy, out)
 		g.guardResponse(&v, id, req, actions)
-		g.meterUsage(&v, id, actions)
+		g.meterUsage(&v, id, actions, decisions, r.policy)
 		return v
 	}
 	if er, ok := conn.(connectors.EachRefuser); ok {
@@ -160,9 +160,10 @@ func (g *Gateway) decideOnly(actions []rules.Action, classErr error, unclassifie
 			Reason: "tf could not classify this request, so it is refused: " + g.redact(classErr.Error()),
 		}}
 	} else {
-		d := &rules.Decider{Policy: p, Mode: g.mode, Now: g.now, KillSwitch: g.killSwitch}
+		d := g.decider(p)
 		r.decisions = make([]rules.Decision, len(actions))
 		for i := range actions {
+			actions[i].Gateway = g.name // limits count per gateway
 			r.decisions[i] = d.Decide(&actions[i])
 			if bodyTruncated(&actions[i]) && !r.decisions[i].KillSwitch {
 				r.decisions[i] = g.refuseTruncated(p, &actions[i], r.decisions[i])
@@ -174,6 +175,7 @@ func (g *Gateway) decideOnly(actions []rules.Action, classErr error, unclassifie
 				}
 			}
 		}
+		g.releaseRefused(p, actions, r.decisions)
 	}
 	for i := range actions {
 		actions[i].ID = r.id
@@ -199,7 +201,7 @@ func (g *Gateway) GovernTunnel(ctx context.Context, host string, port int) httpp
 		Params:   map[string]any{"port": port},
 		Request:  rules.Request{Method: http.MethodConnect, Host: host, Port: port},
 	}
-	dec := (&rules.Decider{Policy: p, Mode: g.mode, Now: g.now, KillSwitch: g.killSwitch}).Decide(&a)
+	dec := g.decider(p).Decide(&a)
 	if err := g.log.AppendAll(ctx, g.decisionRecords(nil, id, []rules.Action{a}, []rules.Decision{dec}, nil)); err != nil {
 		return refusal(http.StatusServiceUnavailable, id, "", a.Type, rules.Deny, "tf could not write the audit log: "+err.Error())
 	}

@@ -15,13 +15,25 @@ import (
 
 // meterUsage reads the token usage of an allowed model call from its
 // response as it streams to the agent, and puts it in the outcome record.
-func (g *Gateway) meterUsage(v *httpproxy.Verdict, id string, actions []rules.Action) {
+// Token limits that counted the call get its tokens.
+func (g *Gateway) meterUsage(v *httpproxy.Verdict, id string, actions []rules.Action, decisions []rules.Decision, p *rules.Policy) {
 	if len(actions) != 1 || !connectors.IsModelCall(actions[0].Type) {
 		return
 	}
 	format := usage.FormatOf(actions[0].Connector)
 	if format == 0 {
 		return
+	}
+	if len(decisions[0].Counted) > 0 {
+		// A token limit counts what the response reports: the agent
+		// must not hide it by asking for an encoded answer.
+		prep := v.Prepare
+		v.Prepare = func(out *http.Request) {
+			if prep != nil {
+				prep(out)
+			}
+			out.Header.Set("Accept-Encoding", "identity")
+		}
 	}
 	var (
 		meter   *usage.Reader
@@ -61,6 +73,7 @@ func (g *Gateway) meterUsage(v *httpproxy.Verdict, id string, actions []rules.Ac
 			return
 		}
 		g.tokens.add(u)
+		g.addTokens(p, &actions[0], &decisions[0], u)
 		g.recordOutcomeUsage(id, o, u)
 	}
 }

@@ -154,13 +154,29 @@ func runTests(p *rules.Policy, fsys fs.FS) (*rules.TestReport, error) {
 // audit log does not show must not stay in force.
 func movePin(ctx context.Context, home string, old, next *Pin, who string, extra map[string]any) error {
 	next.AppliedBy, next.AppliedAt = who, time.Now().UTC().Truncate(time.Second)
+	// A local move leaves the remote's apply chain: a gateway that follows
+	// a remote ref goes back to the ref's tip on its next fetch.
+	next.Applied = ""
 	if who == "" {
 		next.AppliedBy = osUser()
 	}
+	return commitPin(ctx, home, old, old.Commit, next, withWho(extra, who))
+}
+
+// commitPin writes next as the pin and records policy.applied from
+// oldCommit; old is the pin to put back when the record cannot be
+// written (nil: remove the pin).
+func commitPin(ctx context.Context, home string, old *Pin, oldCommit string, next *Pin, extra map[string]any) error {
 	if err := WritePin(home, next); err != nil {
 		return err
 	}
-	if err := recordApplied(ctx, home, old.Commit, next, withWho(extra, who)); err != nil {
+	if err := recordApplied(ctx, home, oldCommit, next, extra); err != nil {
+		if old == nil {
+			if rerr := os.Remove(filepath.Join(home, PinFile)); rerr != nil {
+				return fmt.Errorf("%w; removing the new pin also failed: %w", err, rerr)
+			}
+			return fmt.Errorf("%w (the new pin was removed)", err)
+		}
 		if rerr := WritePin(home, old); rerr != nil {
 			return fmt.Errorf("%w; restoring the previous pin also failed: %w", err, rerr)
 		}

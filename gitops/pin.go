@@ -43,6 +43,10 @@ type Pin struct {
 	// policy.applied record says the same).
 	AppliedBy string    `json:"applied_by,omitempty"`
 	AppliedAt time.Time `json:"applied_at,omitzero"`
+	// Applied is the apply commit of the remote's applied ref that this
+	// pin follows (pin: {remote, ref} in config.yaml); empty for a pin
+	// moved locally.
+	Applied string `json:"applied,omitempty"`
 }
 
 // Short is the first 12 hex digits of the commit.
@@ -70,6 +74,8 @@ func (p *Pin) Validate() error {
 		return fmt.Errorf("pin ref %q is not a branch name", p.Ref)
 	case !isHexHash(p.Commit):
 		return fmt.Errorf("pin commit %q is not a full hex commit hash", p.Commit)
+	case p.Applied != "" && !isHexHash(p.Applied):
+		return fmt.Errorf("pin applied %q is not a full hex commit hash", p.Applied)
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
+	"github.com/tameflare/tf/usage"
 )
 
 // PlanFormatVersion is the version of the plan's JSON form (tf policy plan
@@ -284,7 +285,9 @@ const replayBatch = 512
 // one decider keeps the examples in log order.
 func replay(ctx context.Context, pl *Plan, home string, base, cand *rules.Policy) error {
 	rd := newReplayer(base, cand, pl.Policy)
-	f := audit.Filter{Since: pl.Since, Until: pl.Until, Kind: audit.KindDecision}
+	// Every kind: decisions are replayed; gateway starts begin the
+	// sessions and outcomes carry the tokens that limits count.
+	f := audit.Filter{Since: pl.Since, Until: pl.Until}
 	batches := make(chan []*audit.Record, 4)
 	done := make(chan struct{})
 	go func() {
@@ -335,6 +338,16 @@ type replayer struct {
 	trans  map[transKey]map[groupKey]*Group
 	unk    map[groupKey]*Group
 	counts Counts
+	// sessions is the current run of each gateway (the time it started),
+	// for limits per session; tokens holds the model calls a token limit
+	// counted on either side, until their outcome brings the tokens.
+	sessions map[string]string
+	tokens   map[string]tokenCall
+}
+
+type tokenCall struct {
+	a          *rules.Action
+	base, cand rules.Decision
 }
 
 type watchedRule struct {
@@ -345,10 +358,14 @@ type watchedRule struct {
 
 func newReplayer(base, cand *rules.Policy, changes []RuleChange) *replayer {
 	rd := &replayer{
-		base:  rules.Decider{Policy: base},
-		cand:  rules.Decider{Policy: cand},
-		trans: map[transKey]map[groupKey]*Group{},
-		unk:   map[groupKey]*Group{},
+		// Limits are replayed in record order, each side with counters
+		// of its own that start empty at the start of the window.
+		base:     rules.Decider{Policy: base, Counters: rules.NewMemCounters()},
+		cand:     rules.Decider{Policy: cand, Counters: rules.NewMemCounters()},
+		trans:    map[transKey]map[groupKey]*Group{},
+		unk:      map[groupKey]*Group{},
+		sessions: map[string]string{},
+		tokens:   map[string]tokenCall{},
 	}
 	changed := map[string]bool{}
 	for _, c := range changes {
@@ -371,6 +388,26 @@ func newReplayer(base, cand *rules.Policy, changes []RuleChange) *replayer {
 }
 
 func (rd *replayer) add(rec *audit.Record) {
+	switch rec.Kind {
+	case audit.KindEvent:
+		if rec.Event == audit.EventGatewayStarted {
+			rd.sessions[rec.Gateway] = rec.Time.UTC().Format(time.RFC3339Nano)
+		}
+		return
+	case audit.KindOutcome:
+		if c, ok := rd.tokens[rec.RequestID]; ok {
+			delete(rd.tokens, rec.RequestID)
+			if rec.Usage != nil && rec.Usage.Unknown == "" {
+				n := usage.Tokens(c.a.Connector, rec.Usage)
+				rd.base.AddTokens(c.a, &c.base, rec.Time, n)
+				rd.cand.AddTokens(c.a, &c.cand, rec.Time, n)
+			}
+		}
+		return
+	case audit.KindDecision:
+	default:
+		return
+	}
 	a := rec.Action
 	if a.Time.IsZero() {
 		// Conditions read the time of the action; a record always has one.
@@ -380,6 +417,7 @@ func (rd *replayer) add(rec *audit.Record) {
 		a.Gateway = rec.Gateway
 	}
 	rd.counts.Replayed++
+	rd.base.Session, rd.cand.Session = rd.sessions[a.Gateway], rd.sessions[a.Gateway]
 	cur := rd.decide(&rd.base, a)
 	switch {
 	case rec.Decision.KillSwitch:
@@ -396,6 +434,9 @@ func (rd *replayer) add(rec *audit.Record) {
 		return
 	}
 	next := rd.decide(&rd.cand, a)
+	if len(cur.Counted) > 0 || len(next.Counted) > 0 {
+		rd.tokens[rec.RequestID] = tokenCall{a, cur, next}
+	}
 	if next.Effect == cur.Effect {
 		rd.counts.Unchanged++
 		return
@@ -684,6 +725,7 @@ func ruleDiffs(a, b *rules.Rule) []FieldDiff {
 			return quote(string(r.Mode))
 		}},
 		{"approval.timeout", func(r *rules.Rule) string { return quote(approvalTimeout(r)) }},
+		{"limit", func(r *rules.Rule) string { return limitText(r) }},
 	} {
 		var before, after string
 		if a != nil {
@@ -744,6 +786,9 @@ func ruleFields(a, b *rules.Rule) []string {
 	}
 	if approvalTimeout(a) != approvalTimeout(b) {
 		f = append(f, "approval")
+	}
+	if limitText(a) != limitText(b) {
+		f = append(f, "limit")
 	}
 	return f
 }
@@ -1002,4 +1047,20 @@ func (e *errWriter) printf(format string, args ...any) {
 	if e.err == nil {
 		_, e.err = fmt.Fprintf(e.w, format, termtext.Args(args)...)
 	}
+}
+
+// limitText is a rule's limit as the policy spells it, empty for none.
+func limitText(r *rules.Rule) string {
+	l := r.Limit
+	if l == nil {
+		return ""
+	}
+	var parts []string
+	if l.Count != nil {
+		parts = append(parts, "count: "+strconv.FormatInt(*l.Count, 10))
+	}
+	if l.Tokens != nil {
+		parts = append(parts, "tokens: "+strconv.FormatInt(*l.Tokens, 10))
+	}
+	return "{" + strings.Join(append(parts, "per: "+l.Per), ", ") + "}"
 }

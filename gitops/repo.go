@@ -218,16 +218,23 @@ func LoadPinnedContext(ctx context.Context, home string) (*rules.Policy, *Pin, e
 	if err != nil {
 		return nil, pin, err
 	}
-	// The checks of tf policy apply hold here too: a pin written by other
-	// means (by hand, or by a process that should not) is refused when a
-	// gateway loads it, not only when it is applied.
+	if err := checkPinned(home, pin, c, p, fsys); err != nil {
+		return nil, pin, err
+	}
+	return p, pin, nil
+}
+
+// checkPinned runs the checks of tf policy apply where a gateway loads a
+// pinned commit: a pin written by other means (by hand, or by a process
+// that should not) is refused, not only when it is applied.
+func checkPinned(home string, pin *Pin, c *object.Commit, p *rules.Policy, fsys fs.FS) error {
 	if _, err := runTests(p, fsys); err != nil {
-		return nil, pin, fmt.Errorf("refusing the pinned commit %s: %w", pin.Short(), err)
+		return fmt.Errorf("refusing the pinned commit %s: %w", pin.Short(), err)
 	}
 	if pin.RequireSigned {
 		if _, err := VerifySigned(home, c); err != nil {
-			return nil, pin, fmt.Errorf("refusing the pinned commit %s: %w", pin.Short(), err)
+			return fmt.Errorf("refusing the pinned commit %s: %w", pin.Short(), err)
 		}
 	}
-	return p, pin, nil
+	return nil
 }

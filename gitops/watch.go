@@ -96,8 +96,12 @@ func (w *Watcher) poll(ctx context.Context, data []byte, loaded string) string {
 		w.report(err)
 		return ""
 	}
-	p, _, err := LoadCommit(c, repoLabel(pin.Repository))
+	p, fsys, err := LoadCommit(c, repoLabel(pin.Repository))
 	if err != nil {
+		w.report(err)
+		return ""
+	}
+	if err := checkPinned(w.Home, pin, c, p, fsys); err != nil {
 		w.report(err)
 		return ""
 	}

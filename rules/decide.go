@@ -19,6 +19,12 @@ type Decider struct {
 	// EnforceAll ignores monitor mode (of the policy and of rules), giving
 	// what the rules say when enforced. Policy tests use it.
 	EnforceAll bool
+	// Counters keep the use of rules' limits. Nil checks no limit: the
+	// decision is what the rules say within their limits (tf policy
+	// explain, MCP list filtering). A gateway always sets it.
+	Counters Counters
+	// Session identifies the run of the gateway, for limits per session.
+	Session string
 }
 
 // Decide decides a against p with no kill switch.
@@ -88,8 +94,6 @@ func (d *Decider) Decide(a *Action) Decision {
 			hits = append(hits, hit{int32(i), err})
 		}
 	}
-	enforced, shadow := -1, -1 // indexes into dec.Matched of the strongest matches
-	var timeout time.Duration  // of the strongest enforcing rule
 	if len(hits) > 0 {
 		dec.Matched = make([]Match, len(hits))
 	}
@@ -101,6 +105,15 @@ func (d *Decider) Decide(a *Action) Decision {
 			m.Decision = Deny
 			m.Error = "condition failed: " + exprMessage(h.err)
 		}
+	}
+	if len(p.limits) > 0 && d.Counters != nil && len(hits) > 0 {
+		d.limit(p, a, &ctx, &dec, func(k int) *CompiledRule { return p.Rules[hits[k].rule] })
+	}
+	enforced, shadow := -1, -1 // indexes into dec.Matched of the strongest matches
+	var timeout time.Duration  // of the strongest enforcing rule
+	for k, h := range hits {
+		r := p.Rules[h.rule]
+		m := &dec.Matched[k]
 		best := &enforced
 		if m.Monitor {
 			best = &shadow
@@ -157,4 +170,56 @@ func ruleReason(m *Match) string {
 		return "rule " + m.Rule + " requires approval"
 	}
 	return "allowed by rule " + m.Rule
+}
+
+// limit applies the limits of the matched rules. Nothing is counted when
+// the rules refuse the action anyway (an enforcing deny, or the default
+// deny with no enforcing match). Otherwise each limited rule that matched
+// takes one from its counter; a rule past its limit turns into a deny
+// naming the limit, and when an enforcing one does, the action is refused
+// and what the others took is given back. What was taken is listed in
+// dec.Counted.
+func (d *Decider) limit(p *Policy, a *Action, c *evalCtx, dec *Decision, rule func(k int) *CompiledRule) {
+	anyLimit := false
+	effect := Effect("")
+	for k := range dec.Matched {
+		m := &dec.Matched[k]
+		anyLimit = anyLimit || rule(k).Quota != nil
+		if !m.Monitor && (effect == "" || m.Decision.Beats(effect)) {
+			effect = m.Decision
+		}
+	}
+	if !anyLimit || effect == Deny || (effect == "" && p.Default == Deny) {
+		return
+	}
+	t := c.time()
+	var taken [8]int
+	took := taken[:0]
+	refused := false
+	for k := range dec.Matched {
+		r, m := rule(k), &dec.Matched[k]
+		if r.Quota == nil || m.Decision == Deny {
+			continue
+		}
+		ok, reset := d.Counters.Take(counterKey(r, a, d.Session), r.Quota, t)
+		if ok {
+			took = append(took, k)
+			continue
+		}
+		m.Decision, m.Reason = Deny, limitReason(r, reset)
+		refused = refused || !m.Monitor
+	}
+	if refused {
+		for _, k := range took {
+			r := rule(k)
+			d.Counters.Release(counterKey(r, a, d.Session), r.Quota)
+		}
+		return
+	}
+	if len(took) > 0 {
+		dec.Counted = make([]string, len(took))
+		for i, k := range took {
+			dec.Counted[i] = rule(k).Name
+		}
+	}
 }

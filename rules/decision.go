@@ -72,6 +72,9 @@ type Decision struct {
 	ApprovalTimeout time.Duration `json:"approval_timeout,omitempty"`
 	// Revision identifies the policy that decided: a commit or content hash.
 	Revision string `json:"revision,omitempty"`
+	// Counted names the rules whose limits counted this action: what a
+	// gateway rebuilds its counters from after a restart.
+	Counted []string `json:"counted,omitempty"`
 }
 
 // KillSwitch is consulted before any rule. The gateway fills it in; a nil

@@ -147,6 +147,11 @@ func (l *loader) load() (*Policy, error) {
 	for i, r := range p.Rules {
 		r.pos = i
 	}
+	for _, r := range p.Rules {
+		if r.Quota != nil {
+			p.limits = append(p.limits, r)
+		}
+	}
 	p.index = newIndex(p.Rules)
 	p.paramsRead = paramsReadOf(p.Rules)
 	p.Revision = "sha256:" + hex.EncodeToString(l.hash.Sum(nil))
@@ -366,6 +371,18 @@ func (l *loader) addRules(file string, body ast.Node, rules []Rule) {
 				default:
 					cr.Timeout = d
 				}
+			}
+		}
+		if r.Limit != nil {
+			q, key, msg := compileLimit(r.Limit, &r)
+			if msg != "" {
+				n := at("limit")
+				if key != "" {
+					n = valueOf(n, key)
+				}
+				l.errorf(file, n, "%s: %s", label, msg)
+			} else {
+				cr.Quota = q
 			}
 		}
 		if r.When != "" {

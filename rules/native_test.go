@@ -146,6 +146,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("version: 1\nrules:\n  - name: a\n    actions: [a.b]\n    when: params.x ==\n    decision: deny\n"))
 	f.Add([]byte("version: 1\nx: &a [1]\nrules: *a\n"))
 	f.Add([]byte("{version: 1, rules: [{name: a, actions: ['*'], decision: allow}]}"))
+	f.Add([]byte("version: 1\nrules:\n  - name: a\n    actions: [a.*]\n    decision: allow\n    limit: {count: 2, per: 1d12h}\n  - name: b\n    actions: [openai.*]\n    decision: require_approval\n    limit: {tokens: 9, per: session}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fsys := fstestMap(map[string][]byte{PolicyFile: data})
 		p, err := LoadFS(fsys, "p")
@@ -161,9 +162,15 @@ func FuzzLoad(f *testing.F) {
 			}
 			return
 		}
+		limited := &Decider{Policy: p, Counters: NewMemCounters()}
 		for _, a := range nativeActions() {
 			if d := p.Decide(a); !d.Effect.Valid() {
 				t.Fatalf("invalid decision %+v", d)
+			}
+			for range 3 {
+				if d := limited.Decide(a); !d.Effect.Valid() {
+					t.Fatalf("invalid decision with limits %+v", d)
+				}
 			}
 		}
 	})

@@ -74,6 +74,7 @@ type Rule struct {
 	Reason   string    `yaml:"reason,omitempty" json:"reason,omitempty" jsonschema_description:"Shown to the agent and recorded with the decision."`
 	Mode     Mode      `yaml:"mode,omitempty" json:"mode,omitempty" jsonschema_description:"monitor records what the rule would decide without enforcing it (shadow mode for a staged rollout)."`
 	Approval *Approval `yaml:"approval,omitempty" json:"approval,omitempty" jsonschema_description:"Settings for require_approval."`
+	Limit    *Limit    `yaml:"limit,omitempty" json:"limit,omitempty" jsonschema_description:"At most count actions, or tokens of model calls, per window (a duration such as 1h, or session). Past it the rule refuses, saying the limit and when it resets. Counted: the actions the rule matched that were let through."`
 }
 
 // Approval configures how long a held action waits for a person.
@@ -106,6 +107,8 @@ type Policy struct {
 
 	index      *index
 	paramsRead ParamsRead
+	// limits are the rules with a limit, in policy order.
+	limits []*CompiledRule
 }
 
 // CompiledRule is a rule ready to evaluate.
@@ -115,10 +118,12 @@ type CompiledRule struct {
 	File      string
 	Line, Col int
 	Timeout   time.Duration
-	globs     []glob
-	program   *vm.Program
-	native    native // nil unless the condition has a native form
-	pos       int    // index in Policy.Rules
+	// Quota is the rule's limit, compiled; nil when it has none.
+	Quota   *Quota
+	globs   []glob
+	program *vm.Program
+	native  native // nil unless the condition has a native form
+	pos     int    // index in Policy.Rules
 	// reason is the decision's reason when the rule decides as written,
 	// made once rather than per decision.
 	reason string

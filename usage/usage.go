@@ -405,3 +405,15 @@ func set(pairs ...any) error {
 	}
 	return nil
 }
+
+// Tokens is what a model call's usage counts against a token limit: every
+// token the API reports processing, input, output and cache reads and
+// writes. OpenAI's input already includes its cached tokens, so they are
+// not added twice.
+func Tokens(connector string, u *audit.Usage) int64 {
+	n := u.Input + u.Output + u.CacheWrite
+	if FormatOf(connector) != OpenAI {
+		n += u.CacheRead
+	}
+	return n
+}

@@ -216,3 +216,14 @@ func BenchmarkSSEChat(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*events), "ns/event")
 }
+
+// A token limit counts every token processed, cached ones once.
+func TestTokens(t *testing.T) {
+	u := &audit.Usage{Input: 100, Output: 20, CacheRead: 60, CacheWrite: 5}
+	if got := Tokens("anthropic", u); got != 185 {
+		t.Errorf("anthropic: %d, want 185 (its input excludes cache reads)", got)
+	}
+	if got := Tokens("openai", u); got != 125 {
+		t.Errorf("openai: %d, want 125 (its input includes cached tokens)", got)
+	}
+}

@@ -318,6 +318,12 @@ func printDecision(w io.Writer, p *rules.Policy, a *rules.Action, d rules.Decisi
 			line += ": " + m.Reason
 		}
 		fmt.Fprintf(w, "%s\n    at %s\n", line, ruleAt(p, m.Rule))
+		for _, r := range p.Limited() {
+			if r.Name == m.Rule {
+				// explain keeps no counters: it shows the decision within the limit.
+				fmt.Fprintf(w, "    limit %s (not counted here: a gateway refuses past it)\n", r.Quota)
+			}
+		}
 	}
 }
 

@@ -220,6 +220,7 @@ func followPin(ctx context.Context, c *cli.Context, dir string, g *gateway.Gatew
 		},
 	}
 	go w.Run(ctx)
+	followRemote(ctx, c.App.ErrWriter, dir)
 }
 
 // writeBundle writes the CA bundle the agent trusts (the system roots and
@@ -293,6 +294,9 @@ func resolvePolicy(home, dir string) (p *rules.Policy, source string, pinned boo
 			return nil, "", false, policyErr(err)
 		}
 		return p, "policy " + dir, false, nil
+	}
+	if err := syncAtStart(os.Stderr, home); err != nil {
+		return nil, "", false, err
 	}
 	p, pin, err := gitops.LoadPinned(home)
 	switch {
