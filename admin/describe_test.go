@@ -45,3 +45,12 @@ func TestDescribeGolden(t *testing.T) {
 		t.Error("a control character reached the output")
 	}
 }
+
+// A request held by a shared gateway (tf serve) names its agent.
+func TestDescribeNamesAgent(t *testing.T) {
+	var b strings.Builder
+	Describe(&b, approval.Request{ID: "a2", Gateway: "serve", Agent: "ci", Action: "http.post", Rule: "r"}, time.Now())
+	if first, _, _ := strings.Cut(b.String(), "\n"); first != "approval a2  agent ci  gateway serve  rule r" {
+		t.Fatalf("first line %q", first)
+	}
+}

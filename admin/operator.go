@@ -141,7 +141,11 @@ func Describe(w io.Writer, r approval.Request, now time.Time) {
 	// resource, a reason that quotes it): printed through termtext.Safe,
 	// so that no escape sequence reaches the person deciding.
 	safe := termtext.Safe
-	fmt.Fprintf(w, "approval %s  gateway %s  rule %s\n", safe(r.ID), safe(r.Gateway), safe(r.Rule))
+	if r.Agent != "" {
+		fmt.Fprintf(w, "approval %s  agent %s  gateway %s  rule %s\n", safe(r.ID), safe(r.Agent), safe(r.Gateway), safe(r.Rule))
+	} else {
+		fmt.Fprintf(w, "approval %s  gateway %s  rule %s\n", safe(r.ID), safe(r.Gateway), safe(r.Rule))
+	}
 	fmt.Fprintf(w, "  action:  %s", safe(r.Action))
 	if r.Method != "" {
 		fmt.Fprintf(w, "  (%s %s%s)", safe(r.Method), safe(r.Host), safe(r.Path))

@@ -57,12 +57,17 @@ type Request struct {
 	Digest  string    `json:"digest"`
 	Created time.Time `json:"created"`
 	Expires time.Time `json:"expires"`
+	// Agent is the agent of a shared gateway (tf serve) whose request is
+	// held; empty under tf run.
+	Agent string `json:"agent,omitempty"`
 }
 
 // Key is what an "approve for this session" grant is bound to: gateway,
-// action type, params digest and policy revision.
+// agent, action type, params digest and policy revision. The agent is in
+// it so that a grant for one agent of a shared gateway lets no other
+// agent through.
 func (r Request) Key() string {
-	return r.Gateway + "\x00" + r.Action + "\x00" + r.Digest + "\x00" + r.Revision
+	return r.Gateway + "\x00" + r.Agent + "\x00" + r.Action + "\x00" + r.Digest + "\x00" + r.Revision
 }
 
 // An Answer is a person's decision on one pending approval.

@@ -391,3 +391,19 @@ func BenchmarkHeld(b *testing.B) {
 		wg.Wait()
 	}
 }
+
+// On a shared gateway a grant is bound to the agent that asked, and the
+// notification names it.
+func TestAgentInKeyAndMessage(t *testing.T) {
+	a, b := req("", "github.pr.merge", "d1"), req("", "github.pr.merge", "d1")
+	a.Agent, b.Agent = "ci", "dev"
+	if a.Key() == b.Key() {
+		t.Fatal("two agents' identical requests share a session grant")
+	}
+	if msg := NewMessage(a); !strings.Contains(msg.Text, "agent ci") || msg.Approval.Agent != "ci" {
+		t.Fatalf("the message does not name the agent: %q", msg.Text)
+	}
+	if msg := NewMessage(req("", "github.pr.merge", "d1")); strings.Contains(msg.Text, "agent") {
+		t.Fatalf("a session of no agent is named one: %q", msg.Text)
+	}
+}

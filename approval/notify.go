@@ -45,7 +45,11 @@ type Message struct {
 // NewMessage builds the message for r.
 func NewMessage(r Request) Message {
 	var b strings.Builder
-	fmt.Fprintf(&b, "*tf: %s needs approval* (gateway %s, rule %s)\n", r.Action, r.Gateway, r.Rule)
+	if r.Agent != "" {
+		fmt.Fprintf(&b, "*tf: %s needs approval* (agent %s, gateway %s, rule %s)\n", r.Action, r.Agent, r.Gateway, r.Rule)
+	} else {
+		fmt.Fprintf(&b, "*tf: %s needs approval* (gateway %s, rule %s)\n", r.Action, r.Gateway, r.Rule)
+	}
 	if r.Reason != "" {
 		fmt.Fprintf(&b, "> %s\n", r.Reason)
 	}

@@ -40,8 +40,9 @@
 //	request_id      links a decision to its outcome
 //	gateway         the governed session
 //	action          decision: the rules.Action JSON (type, connector,
-//	                resource, params, request{method, host, path, ...});
-//	                params are redacted by the caller
+//	                resource, params, request{method, host, path, ...},
+//	                agent: the agent of a shared gateway (tf serve), left
+//	                out under tf run); params are redacted by the caller
 //	decision        decision: the rules.Decision JSON (decision, rule,
 //	                reason, matched, default, kill_switch, monitor, would,
 //	                approval_timeout, revision, counted: the rules whose

@@ -22,7 +22,7 @@ import (
 var encodedFields = map[string][]string{
 	"Record":   {"schema_version", "seq", "time", "kind", "request_id", "gateway", "action", "decision", "approval", "status", "bytes_in", "bytes_out", "duration_ms", "error", "mcp", "usage", "event", "details", "prev", "hash"},
 	"MCP":      {"session", "id", "is_error"},
-	"Action":   {"id", "time", "gateway", "connector", "type", "resource", "params", "request"},
+	"Action":   {"id", "time", "gateway", "connector", "type", "resource", "params", "request", "agent"},
 	"Request":  {"method", "scheme", "host", "port", "path", "query", "headers"},
 	"Decision": {"decision", "rule", "reason", "matched", "default", "kill_switch", "monitor", "would", "would_rule", "would_reason", "approval_timeout", "revision", "counted"},
 	"Match":    {"rule", "decision", "reason", "monitor", "error"},
@@ -265,6 +265,7 @@ func (e *enc) action(a *rules.Action) {
 		}
 		e.close()
 	}
+	e.optStr("agent", a.Agent)
 	e.close()
 }
 

@@ -482,6 +482,10 @@ func (p *fastParser) action(a *rules.Action) bool {
 			if seen.first(7) {
 				ok = p.request(&a.Request)
 			}
+		case "agent":
+			if seen.first(8) {
+				a.Agent, ok = p.str()
+			}
 		}
 		return ok
 	})

@@ -49,6 +49,7 @@ func decision(i int) *Record {
 			Resource:  map[string]string{"owner": "acme", "repo": "app"},
 			Params:    map[string]any{"branch": fmt.Sprintf("branch-%04d", i), "number": float64(i)},
 			Request:   rules.Request{Method: "POST", Host: "api.github.com", Path: "/repos/acme/app"},
+			Agent:     []string{"", "ci-runner"}[i%2],
 		},
 		Decision: d,
 	}

@@ -38,6 +38,8 @@ type Filter struct {
 	// Before, when set, keeps only records with a lower seq: the page of
 	// older records after one already shown.
 	Before uint64
+	// Agent keeps the decisions of one agent of a shared gateway.
+	Agent string
 }
 
 // Validate refuses a filter that could never be meant.
@@ -71,7 +73,7 @@ func (f Filter) Match(r *Record) bool {
 	if f.Gateway != "" && r.Gateway != f.Gateway {
 		return false
 	}
-	if f.Decision == "" && f.Connector == "" && f.Action == "" {
+	if f.Decision == "" && f.Connector == "" && f.Action == "" && f.Agent == "" {
 		return true
 	}
 	if r.Kind != KindDecision || r.Action == nil || r.Decision == nil {
@@ -81,6 +83,9 @@ func (f Filter) Match(r *Record) bool {
 		return false
 	}
 	if f.Connector != "" && r.Action.Connector != f.Connector {
+		return false
+	}
+	if f.Agent != "" && r.Action.Agent != f.Agent {
 		return false
 	}
 	return f.Action == "" || rules.GlobMatch(f.Action, r.Action.Type)

@@ -81,6 +81,7 @@ func TestScanFilters(t *testing.T) {
 		{"action glob", Filter{Action: "github.*"}, func(i int, d *Record) bool { return i%3 == 0 }},
 		{"action glob middle", Filter{Action: "*.package.*"}, func(i int, d *Record) bool { return i%3 == 1 }},
 		{"gateway", Filter{Gateway: "gw1", Kind: KindDecision}, func(i int, d *Record) bool { return i%2 == 1 }},
+		{"agent", Filter{Agent: "ci-runner"}, func(i int, d *Record) bool { return i%2 == 1 }},
 		{"since/until", Filter{Since: base.Add(10 * time.Second), Until: base.Add(20 * time.Second), Kind: KindDecision},
 			func(i int, d *Record) bool { return i >= 10 && i < 20 }},
 		{"combined", Filter{Decision: rules.RequireApproval, Gateway: "gw0"}, func(i int, d *Record) bool { return i%3 == 2 && i%5 != 4 && i%2 == 0 }},

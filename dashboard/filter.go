@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tameflare/tf/admin"
+	"github.com/tameflare/tf/agents"
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/killswitch"
 	"github.com/tameflare/tf/rules"
@@ -148,8 +149,13 @@ func parseScope(kind, name string) (killswitch.Scope, error) {
 			return s, err
 		}
 		s.Gateway = name
+	case "agent":
+		if err := agents.ValidName(name); err != nil {
+			return s, err
+		}
+		s.Agent = name
 	default:
-		return s, fmt.Errorf("scope %q: want all, connector or gateway", kind)
+		return s, fmt.Errorf("scope %q: want all, connector, gateway or agent", kind)
 	}
 	return s, s.Validate()
 }

@@ -248,6 +248,25 @@ func TestKillSwitchScopesFromForms(t *testing.T) {
 	if rep := f.send(ctx, http.MethodGet, "/repos/acme/app"); rep.status != http.StatusOK {
 		t.Fatalf("another gateway's switch stopped this one: %+v", rep)
 	}
+	// An agent's switch (tf serve) stops that agent only: this gateway's
+	// session names none. Its form deactivates it.
+	if code := activate("agent", "ci runner"); code != http.StatusBadRequest {
+		t.Fatalf("a bad agent name: %d", code)
+	}
+	if code := activate("agent", "ci"); code != http.StatusSeeOther {
+		t.Fatalf("agent scope: %d", code)
+	}
+	if rep := f.send(ctx, http.MethodGet, "/repos/acme/app"); rep.status != http.StatusOK {
+		t.Fatalf("an agent's switch stopped a session of no agent: %+v", rep)
+	}
+	_, page = get(t, f.d, c, ck, "/killswitch")
+	if !strings.Contains(page, "agent ci") || !strings.Contains(page, `name="scope" value="agent"><input type="hidden" name="name" value="ci">`) {
+		t.Fatalf("the agent switch is not shown with its own form:\n%s", page)
+	}
+	post(t, f.d, c, ck, "/killswitch/deactivate", url.Values{"csrf": {csrf}, "scope": {"agent"}, "name": {"ci"}, "confirm": {"yes"}}, nil)
+	if _, page = get(t, f.d, c, ck, "/killswitch"); strings.Contains(page, `data-scope="agent ci"`) {
+		t.Fatal("the agent switch stayed on after its form deactivated it")
+	}
 	if code := activate("connector", "github"); code != http.StatusSeeOther {
 		t.Fatalf("connector scope: %d", code)
 	}

@@ -22,16 +22,17 @@ type authFailures struct {
 	last   time.Time // when the last record was queued
 	n      int       // failures since
 	client string    // the latest failing client
+	user   string    // the user name it sent (an agent's name), never a token
 }
 
 // authFailed is the proxy's AuthFailed hook: the first failure is recorded
 // at once, later ones at most once per authFailEvery with their count. It
 // never blocks: records are queued.
-func (g *Gateway) authFailed(client string) {
+func (g *Gateway) authFailed(client, user string) {
 	a := &g.authFails
 	a.mu.Lock()
 	a.n++
-	a.client = client
+	a.client, a.user = client, user
 	now := g.now()
 	if !a.last.IsZero() && now.Sub(a.last) < authFailEvery {
 		a.mu.Unlock()
@@ -40,22 +41,27 @@ func (g *Gateway) authFailed(client string) {
 	n := a.n
 	a.n, a.last = 0, now
 	a.mu.Unlock()
-	g.recordAuthFailures(n, client)
+	g.recordAuthFailures(n, client, user)
 }
 
 // flushAuthFailures records failures still counted, at close.
 func (g *Gateway) flushAuthFailures() {
 	a := &g.authFails
 	a.mu.Lock()
-	n, client := a.n, a.client
+	n, client, user := a.n, a.client, a.user
 	a.n = 0
 	a.mu.Unlock()
 	if n > 0 {
-		g.recordAuthFailures(n, client)
+		g.recordAuthFailures(n, client, user)
 	}
 }
 
-func (g *Gateway) recordAuthFailures(n int, client string) {
-	_ = g.log.AppendAsync(&audit.Record{Kind: audit.KindEvent, Gateway: g.name, Event: EventAuthFailed,
-		Details: map[string]any{"client": client, "failures": n}})
+func (g *Gateway) recordAuthFailures(n int, client, user string) {
+	details := map[string]any{"client": client, "failures": n}
+	if user != "" && user != "tf" {
+		// The name a client of a shared gateway claimed: which agent's
+		// credentials fail (or are being guessed). Never the token.
+		details["agent"] = user
+	}
+	_ = g.log.AppendAsync(&audit.Record{Kind: audit.KindEvent, Gateway: g.name, Event: EventAuthFailed, Details: details})
 }

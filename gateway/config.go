@@ -42,6 +42,8 @@ type ConfigFile struct {
 	Audit AuditConfig `yaml:"audit,omitempty"`
 	// Pin makes this home follow a ref in the policy repository's remote.
 	Pin PinConfig `yaml:"pin,omitempty"`
+	// Serve configures tf serve (see ServeConfig).
+	Serve ServeConfig `yaml:"serve,omitempty"`
 }
 
 // PinConfig is the pin: section of the config file: gateways follow the
@@ -128,6 +130,12 @@ func LoadConfigFile(path string) (*ConfigFile, error) {
 	}
 	if c.Limits.BodyReadTimeout < 0 || c.Limits.MaxConnsPerClient < 0 || c.Limits.MaxInspectedBody < 0 {
 		return nil, fmt.Errorf("%s: limits must not be negative", path)
+	}
+	if c.Serve.Drain < 0 {
+		return nil, fmt.Errorf("%s: serve: drain must not be negative", path)
+	}
+	if (c.Serve.TLSCert == "") != (c.Serve.TLSKey == "") {
+		return nil, fmt.Errorf("%s: serve: tls_cert and tls_key go together", path)
 	}
 	return &c, nil
 }

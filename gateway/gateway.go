@@ -6,6 +6,7 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tameflare/tf/agents"
 	"github.com/tameflare/tf/approval"
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/connectors"
@@ -73,6 +75,13 @@ type Config struct {
 	// Limits bound clients; zero values mean the limits: section of
 	// $TF_HOME/config.yaml, else the proxy's defaults.
 	Limits Limits
+	// Agents makes the gateway shared (tf serve): clients authenticate
+	// with the per-agent tokens of $TF_HOME/agents.json instead of the
+	// session token, and every action names its agent.
+	Agents bool
+	// ProxyTLS, when set, serves the proxy leg over TLS (an HTTPS
+	// proxy), as tf serve must on an address other than loopback.
+	ProxyTLS *ProxyTLS
 	// AgentKeys are the model API keys tf took from its own environment
 	// (keyring.AdoptAgentKeys): each is injected for its connector when
 	// the policy's credentials name none for it, and the agent's
@@ -127,6 +136,11 @@ type Gateway struct {
 	// limits per session.
 	counters *rules.MemCounters
 	session  string
+	// agents authenticates the agents of a shared gateway; nil under
+	// tf run.
+	agents *agents.Watcher
+	// proxyTLS says the proxy leg is TLS (an HTTPS proxy).
+	proxyTLS bool
 }
 
 // Start starts a gateway: it loads or creates the CA, opens the audit log,
@@ -225,7 +239,16 @@ func Start(cfg Config) (*Gateway, error) {
 		g.log.Close()
 		return nil, err
 	}
+	var authenticate func(user, token string) (string, bool)
+	if cfg.Agents {
+		g.agents = agents.Watch(cfg.Home, time.Second, func(err error) {
+			_ = g.log.AppendAsync(&audit.Record{Kind: audit.KindEvent, Gateway: g.name, Event: EventAgentsUnreadable,
+				Details: map[string]any{"error": err.Error()}})
+		})
+		authenticate = g.agents.Authenticate
+	}
 	g.proxy, err = httpproxy.New(httpproxy.Config{
+		Authenticate:      authenticate,
 		CA:                g.ca,
 		Token:             g.token,
 		Governor:          g,
@@ -239,6 +262,7 @@ func Start(cfg Config) (*Gateway, error) {
 		AuthFailed:        g.authFailed,
 	})
 	if err != nil {
+		g.closeAgents()
 		g.log.Close()
 		return nil, err
 	}
@@ -247,11 +271,24 @@ func Start(cfg Config) (*Gateway, error) {
 		addr = "127.0.0.1:0"
 	}
 	if g.listener, err = net.Listen("tcp", addr); err != nil {
+		g.closeAgents()
 		g.log.Close()
 		return nil, fmt.Errorf("listening on %s: %w", addr, err)
 	}
+	if cfg.ProxyTLS != nil {
+		tc, err := g.proxyTLSConfig(cfg.ProxyTLS, g.listener.Addr())
+		if err != nil {
+			g.listener.Close()
+			g.closeAgents()
+			g.log.Close()
+			return nil, err
+		}
+		g.listener = tls.NewListener(g.listener, tc)
+		g.proxyTLS = true
+	}
 	if err := g.startOperator(cfg); err != nil {
 		g.listener.Close()
+		g.closeAgents()
 		g.log.Close()
 		return nil, err
 	}
@@ -261,6 +298,7 @@ func Start(cfg Config) (*Gateway, error) {
 	details := map[string]any{
 		"proxy": g.listener.Addr().String(), "pid": os.Getpid(), "revision": p.Revision,
 		"policy": p.Source, "mode": string(g.Mode()), "isolated": g.isolated, "tf_version": version.Get().Short(),
+		"shared": cfg.Agents, "proxy_tls": g.proxyTLS,
 	}
 	if p.LongestWindow() > 0 {
 		// How many recorded actions the limits' counters were rebuilt from.
@@ -299,6 +337,16 @@ func (g *Gateway) ProxyURLAt(addr string) string {
 	return (&url.URL{Scheme: "http", User: url.UserPassword("tf", g.token), Host: addr}).String()
 }
 
+// AgentProxyURL is the proxy URL an agent of a shared gateway uses, with
+// its name and token: https:// when the proxy leg is TLS.
+func (g *Gateway) AgentProxyURL(host, agent, token string) string {
+	scheme := "http"
+	if g.proxyTLS {
+		scheme = "https"
+	}
+	return (&url.URL{Scheme: scheme, User: url.UserPassword(agent, token), Host: host}).String()
+}
+
 // RecordEvent appends an event of this gateway to the audit log.
 func (g *Gateway) RecordEvent(ctx context.Context, event string, details map[string]any) error {
 	return g.log.Event(ctx, g.name, event, details)
@@ -335,17 +383,43 @@ func (g *Gateway) Mode() rules.Mode {
 // Close stops the proxy, records that the gateway stopped, and closes the
 // audit log.
 func (g *Gateway) Close() error {
+	return g.stop("the gateway stopped before anyone answered", time.Second, nil)
+}
+
+// Shutdown stops the gateway gracefully (tf serve on SIGTERM): held
+// requests are refused at once with a reason that says so, new ones are
+// no longer accepted, and exchanges in flight may finish within drain;
+// what is still running then is cut, as Close does. The stop is recorded
+// with how many holds were refused and whether the drain completed.
+func (g *Gateway) Shutdown(drain time.Duration) error {
+	return g.stop(ShutdownReason, drain, map[string]any{"reason": "shutdown", "drain": drain.String()})
+}
+
+// ShutdownReason is what a request held for approval is told when the
+// gateway shuts down.
+const ShutdownReason = "the gateway is shutting down"
+
+func (g *Gateway) stop(holdReason string, drain time.Duration, details map[string]any) error {
 	g.closing.Do(func() {
 		// Held requests are answered (cancelled, with the reason) while
 		// the proxy can still write their refusals.
 		var err error
-		if g.cancelHolds() > 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		held := g.cancelHolds(holdReason)
+		if held > 0 || details != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), drain)
 			err = g.proxy.Shutdown(ctx)
 			cancel()
 			if errors.Is(err, context.DeadlineExceeded) {
 				err = nil // what is still in flight is cut, as Close does
+				if details != nil {
+					details["drained"] = false
+				}
+			} else if details != nil {
+				details["drained"] = err == nil
 			}
+		}
+		if details != nil {
+			details["held_refused"] = held
 		}
 		err = errors.Join(err, g.proxy.Close())
 		if g.agentSrv != nil {
@@ -355,8 +429,11 @@ func (g *Gateway) Close() error {
 		if serr := <-g.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 			err = errors.Join(err, serr)
 		}
+		if g.agents != nil {
+			g.agents.Close()
+		}
 		g.flushAuthFailures()
-		_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStopped, nil)
+		_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStopped, details)
 		g.closeErr = errors.Join(err, g.log.Close())
 		if g.closeErr == nil {
 			g.closeErr = g.checkpoint()

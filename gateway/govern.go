@@ -142,19 +142,28 @@ type ruling struct {
 // durably. When classErr is set the request could not be classified: it is
 // recorded as the one action unclassified returns, refused.
 func (g *Gateway) decideAll(ctx context.Context, actions []rules.Action, classErr error, refs []*audit.MCP, unclassified func(error) rules.Action) ruling {
-	r := g.decideOnly(actions, classErr, unclassified)
+	r := g.decideOnly(actions, classErr, unclassified, httpproxy.Agent(ctx))
 	// The decision records are durable before anything is forwarded.
 	r.recordErr = g.log.AppendAll(ctx, g.decisionRecords(nil, r.id, r.actions, r.decisions, refs))
 	return r
 }
 
-// decideOnly is decideAll without the records.
-func (g *Gateway) decideOnly(actions []rules.Action, classErr error, unclassified func(error) rules.Action) ruling {
+// decideOnly is decideAll without the records; agent is who sent the
+// request to a shared gateway.
+func (g *Gateway) decideOnly(actions []rules.Action, classErr error, unclassified func(error) rules.Action, agent string) ruling {
 	start := g.now()
 	r := ruling{id: newRequestID(start), policy: g.policy.Load()} // one revision decides the whole request
 	p := r.policy
 	if classErr != nil {
 		actions = []rules.Action{unclassified(classErr)}
+	}
+	// Who sent it is known before deciding: rules, the kill switch and
+	// limits (counted per gateway and agent) judge action.gateway and
+	// action.agent.
+	for i := range actions {
+		actions[i].Gateway, actions[i].Agent = g.name, agent
+	}
+	if classErr != nil {
 		r.decisions = []rules.Decision{{
 			Effect: rules.Deny, Revision: p.Revision,
 			Reason: "tf could not classify this request, so it is refused: " + g.redact(classErr.Error()),
@@ -163,7 +172,6 @@ func (g *Gateway) decideOnly(actions []rules.Action, classErr error, unclassifie
 		d := g.decider(p)
 		r.decisions = make([]rules.Decision, len(actions))
 		for i := range actions {
-			actions[i].Gateway = g.name // limits count per gateway
 			r.decisions[i] = d.Decide(&actions[i])
 			if bodyTruncated(&actions[i]) && !r.decisions[i].KillSwitch {
 				r.decisions[i] = g.refuseTruncated(p, &actions[i], r.decisions[i])
@@ -183,7 +191,6 @@ func (g *Gateway) decideOnly(actions []rules.Action, classErr error, unclassifie
 			actions[i].ID = r.id + "." + strconv.Itoa(i)
 		}
 		actions[i].Time = start
-		actions[i].Gateway = g.name
 	}
 	r.actions = actions
 	return r
@@ -196,7 +203,7 @@ func (g *Gateway) GovernTunnel(ctx context.Context, host string, port int) httpp
 	id := newRequestID(start)
 	p := g.policy.Load()
 	a := rules.Action{
-		ID: id, Time: start, Gateway: g.name, Connector: "net", Type: "net.connect",
+		ID: id, Time: start, Gateway: g.name, Agent: httpproxy.Agent(ctx), Connector: "net", Type: "net.connect",
 		Resource: map[string]string{"host": host},
 		Params:   map[string]any{"port": port},
 		Request:  rules.Request{Method: http.MethodConnect, Host: host, Port: port},

@@ -59,7 +59,7 @@ func (g *Gateway) hold(ctx context.Context, id string, actions []rules.Action, d
 		Action: a.Type, Connector: a.Connector, Resource: a.Resource, Params: keyring.RedactParams(a.Params),
 		Method: a.Request.Method, Host: a.Request.Host, Path: a.Request.Path,
 		Rule: d.Rule, Reason: d.Reason, Revision: d.Revision, Digest: digest,
-		Created: now, Expires: now.Add(timeout),
+		Created: now, Expires: now.Add(timeout), Agent: a.Agent,
 	}
 	if len(held) > 1 {
 		req.Reason += fmt.Sprintf(" (one approval for the %d held actions of this request)", len(held))
@@ -67,6 +67,9 @@ func (g *Gateway) hold(ctx context.Context, id string, actions []rules.Action, d
 	base := map[string]any{
 		"id": req.ID, "request_id": id, "action": req.Action, "rule": req.Rule,
 		"digest": digest, "revision": req.Revision,
+	}
+	if a.Agent != "" {
+		base["agent"] = a.Agent
 	}
 
 	var res approval.Result

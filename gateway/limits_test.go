@@ -186,7 +186,7 @@ rules:
 		for _, b := range branches {
 			as = append(as, rules.Action{Type: "github.repo.push", Connector: "github", Params: map[string]any{"branch": b}})
 		}
-		return f.g.decideOnly(as, nil, nil).decisions
+		return f.g.decideOnly(as, nil, nil, "").decisions
 	}
 	for range 3 {
 		ds := push("feature/a", "main")

@@ -536,7 +536,7 @@ func (m *mcpGovernor) DecideLines(ctx context.Context, lines []mcp.Line) []mcp.R
 	rs := make([]ruling, len(lines))
 	var recs []*audit.Record
 	for i, l := range lines {
-		rs[i] = g.decideOnly(m.stdio(l.Actions), l.Err, m.unclassified)
+		rs[i] = g.decideOnly(m.stdio(l.Actions), l.Err, m.unclassified, "")
 		recs = g.decisionRecords(recs, rs[i].id, rs[i].actions, rs[i].decisions, idRefs(l.IDs))
 	}
 	err := g.log.AppendAll(ctx, recs)

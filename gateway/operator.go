@@ -40,7 +40,7 @@ type operator struct {
 	// cuts holds one context per set of connectors in flight; a kill
 	// switch that matches cancels it, cutting every exchange that uses it.
 	cutMu sync.Mutex
-	cuts  map[string]*cut
+	cuts  map[cutKey]*cut
 
 	// holds counts hold calls in progress so that Close waits for their
 	// records before closing the log.
@@ -48,6 +48,10 @@ type operator struct {
 	holdClosed bool
 	holds      sync.WaitGroup
 }
+
+// cutKey names the exchanges that share a cut: one agent's (none under
+// tf run) of one set of connectors, sorted and joined by NUL.
+type cutKey struct{ agent, conns string }
 
 type cut struct {
 	ctx    context.Context
@@ -59,7 +63,7 @@ type cut struct {
 func (g *Gateway) startOperator(cfg Config) error {
 	op := &g.op
 	op.home, op.started, op.timeout = cfg.Home, g.now(), cfg.ApprovalTimeout
-	op.cuts = map[string]*cut{}
+	op.cuts = map[cutKey]*cut{}
 	if op.timeout <= 0 {
 		op.timeout = approval.DefaultTimeout
 	}
@@ -98,7 +102,7 @@ func (g *Gateway) startOperator(cfg Config) error {
 	op.approval = approval.NewManager(approval.Options{
 		Now:    g.now,
 		Notify: notify,
-		Refuse: func(r approval.Request) (string, bool) { return op.kill.KilledConnector(r.Connector) },
+		Refuse: func(r approval.Request) (string, bool) { return op.kill.KilledConnector(r.Agent, r.Connector) },
 	})
 	op.kill = killswitch.Watch(cfg.Home, g.name, killswitch.DefaultInterval, g.killSwitchChanged)
 	g.killSwitch = op.kill
@@ -144,7 +148,7 @@ func (g *Gateway) answerAnywhere(id string, a approval.Answer) error {
 
 // cancelHolds cancels every pending approval, refuses new ones, and waits
 // for the held requests to be recorded. It returns how many were held.
-func (g *Gateway) cancelHolds() int {
+func (g *Gateway) cancelHolds(reason string) int {
 	op := &g.op
 	if op.approval == nil {
 		return 0
@@ -152,7 +156,7 @@ func (g *Gateway) cancelHolds() int {
 	op.holdMu.Lock()
 	op.holdClosed = true
 	op.holdMu.Unlock()
-	n := op.approval.Close("the gateway stopped before anyone answered")
+	n := op.approval.Close(reason)
 	op.holds.Wait()
 	return n
 }
@@ -192,8 +196,8 @@ func (g *Gateway) killSwitchChanged(st killswitch.State) {
 	op := &g.op
 	op.cutMu.Lock()
 	for k, c := range op.cuts {
-		for conn := range strings.SplitSeq(k, "\x00") {
-			if sw, ok := st.Match(g.name, conn); ok {
+		for conn := range strings.SplitSeq(k.conns, "\x00") {
+			if sw, ok := st.Match(g.name, k.agent, conn); ok {
 				c.cancel(errors.New(sw.Describe()))
 				delete(op.cuts, k)
 				break
@@ -205,7 +209,7 @@ func (g *Gateway) killSwitchChanged(st killswitch.State) {
 		return
 	}
 	op.approval.Deny(func(r approval.Request) bool {
-		_, ok := st.Match(g.name, r.Connector)
+		_, ok := st.Match(g.name, r.Agent, r.Connector)
 		return ok
 	}, approval.Result{Outcome: approval.Denied, Approver: "kill switch", KillSwitch: true, Reason: killReason(st, g.name)})
 }
@@ -230,26 +234,32 @@ func (g *Gateway) cutOff(actions []rules.Action) context.Context {
 	if op.kill == nil {
 		return nil
 	}
-	// The key names the connectors, sorted, joined by NUL; the common
-	// case, a request of one connector, allocates nothing unless its
-	// context is new.
-	key := oneConnector(actions)
-	if key == "" {
-		conns := make([]string, 0, len(actions))
+	// The key names the connectors, sorted, joined by NUL, and the agent
+	// (a switch for one agent cuts only its exchanges); the common case,
+	// a request of one connector, allocates nothing unless its context is
+	// new.
+	conns := oneConnector(actions)
+	if conns == "" {
+		cs := make([]string, 0, len(actions))
 		for _, a := range actions {
-			conns = append(conns, a.Connector)
+			cs = append(cs, a.Connector)
 		}
-		sort.Strings(conns)
-		key = strings.Join(compact(conns), "\x00")
+		sort.Strings(cs)
+		conns = strings.Join(compact(cs), "\x00")
 	}
+	agent := ""
+	if len(actions) > 0 {
+		agent = actions[0].Agent // one request, one agent
+	}
+	key := cutKey{agent, conns}
 
 	// Under cutMu, which killSwitchChanged also takes, after the new
 	// state is in force: a switch turned on now is seen either here or
 	// there.
 	op.cutMu.Lock()
 	defer op.cutMu.Unlock()
-	for c := range strings.SplitSeq(key, "\x00") {
-		if reason, killed := op.kill.KilledConnector(c); killed {
+	for c := range strings.SplitSeq(conns, "\x00") {
+		if reason, killed := op.kill.KilledConnector(agent, c); killed {
 			return cancelledCtx(reason)
 		}
 	}

@@ -57,6 +57,7 @@ func (p *Proxy) handleConnect(w http.ResponseWriter, r *http.Request, fc *framin
 	}
 	inner := newFramingConn(tlsConn, p.maxHead(), &a)
 	inner.raw = raw
+	inner.agent = fc.agent
 	if err := p.innerL.deliver(inner); err != nil {
 		p.dropRaw(raw)
 	}

@@ -21,6 +21,10 @@ type framingConn struct {
 	net.Conn
 	target *authority // CONNECT authority for intercepted tunnels, nil on the listener side
 	raw    net.Conn   // the client connection under the TLS of a tunnel
+	// agent is who the proxy credentials of the request being served
+	// name (Config.Authenticate): set per request on the listener side,
+	// inherited by a tunnel from its CONNECT.
+	agent string
 
 	mu sync.Mutex
 	t  framingTracker

@@ -98,7 +98,7 @@ func TestBodyReadTimeout(t *testing.T) {
 // reported with the client's address.
 func TestAuthFailedReported(t *testing.T) {
 	got := make(chan string, 10)
-	tp := startProxy(t, Config{AuthFailed: func(client string) { got <- client }})
+	tp := startProxy(t, Config{AuthFailed: func(client, _ string) { got <- client }})
 	for _, auth := range []string{"", "Proxy-Authorization: Basic dGY6d3Jvbmc=\r\n"} {
 		resp := tp.rawRequest(t, "GET http://example.test/ HTTP/1.1\r\nHost: example.test\r\n"+auth+"\r\n")
 		if resp.StatusCode != http.StatusProxyAuthRequired {

@@ -45,6 +45,13 @@ type Config struct {
 	// Token is the per-session credential: clients must send
 	// Proxy-Authorization: Basic base64("tf:" + Token). Required.
 	Token string
+	// Authenticate, if set, checks proxy credentials instead of Token
+	// (a shared gateway's per-agent tokens): it gets the user name and
+	// password of Basic credentials, or an empty user and the token of
+	// Bearer ones, and returns the agent they identify. It must compare
+	// secrets in constant time and not block. Agent(ctx) gives the agent
+	// to the Governor.
+	Authenticate func(user, token string) (agent string, ok bool)
 	// Governor decides every request. Required.
 	Governor Governor
 	// Upstreams maps "host" or "host:port" to an "addr:port" to dial
@@ -77,9 +84,9 @@ type Config struct {
 	// answered 503 and closed.
 	MaxConnsPerClient int
 	// AuthFailed, if set, is called for every request refused for missing
-	// or wrong proxy credentials, with the client's address. It must not
-	// block.
-	AuthFailed func(client string)
+	// or wrong proxy credentials, with the client's address and the user
+	// name it sent (never the password). It must not block.
+	AuthFailed func(client, user string)
 	// ErrorLog receives connection-level errors of the underlying servers
 	// (never request contents); nil discards them.
 	ErrorLog *log.Logger
@@ -418,9 +425,11 @@ func (p *Proxy) serveProxy(w http.ResponseWriter, r *http.Request) {
 	if !p.checkFraming(w, fc) {
 		return
 	}
-	if !p.authorized(r) {
+	agent, ok := p.authorized(r)
+	if !ok {
+		user, _, sent := ParseProxyAuthorization(r.Header.Get("Proxy-Authorization"))
 		if p.cfg.AuthFailed != nil {
-			p.cfg.AuthFailed(r.RemoteAddr)
+			p.cfg.AuthFailed(r.RemoteAddr, user)
 		}
 		if r.Method == http.MethodConnect {
 			// The framing tracker stops at a CONNECT head; the client
@@ -428,10 +437,17 @@ func (p *Proxy) serveProxy(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Connection", "close")
 		}
 		w.Header().Set("Proxy-Authenticate", `Basic realm="tf"`)
-		writeText(w, http.StatusProxyAuthRequired, "proxy authentication required")
+		msg := "proxy authentication required: no proxy credentials were sent"
+		if sent {
+			// The same words whether the name or the token is wrong: the
+			// answer tells a guesser nothing.
+			msg = "proxy authentication required: the proxy credentials are not valid for this gateway"
+		}
+		writeText(w, http.StatusProxyAuthRequired, msg)
 		return
 	}
 	r.Header.Del("Proxy-Authorization")
+	fc.agent = agent
 	if r.Method == http.MethodConnect {
 		p.handleConnect(w, r, fc)
 		return
@@ -523,21 +539,58 @@ func (p *Proxy) checkFraming(w http.ResponseWriter, fc *framingConn) bool {
 }
 
 // authorized checks Proxy-Authorization against the session token in
-// constant time.
-func (p *Proxy) authorized(r *http.Request) bool {
-	v := r.Header.Get("Proxy-Authorization")
-	scheme, cred, ok := strings.Cut(v, " ")
-	if !ok || !strings.EqualFold(scheme, "Basic") {
-		return false
+// constant time, or with Config.Authenticate, and returns the agent it
+// names.
+func (p *Proxy) authorized(r *http.Request) (string, bool) {
+	user, pass, ok := ParseProxyAuthorization(r.Header.Get("Proxy-Authorization"))
+	if !ok {
+		return "", false
 	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
-	if err != nil {
-		return false
+	if p.cfg.Authenticate != nil {
+		return p.cfg.Authenticate(user, pass)
 	}
-	user, pass, ok := strings.Cut(string(raw), ":")
 	userOK := subtle.ConstantTimeCompare([]byte(user), []byte(ProxyUser))
 	passOK := subtle.ConstantTimeCompare([]byte(pass), []byte(p.cfg.Token))
-	return ok && userOK&passOK == 1
+	return "", userOK&passOK == 1
+}
+
+// ParseProxyAuthorization reads a Proxy-Authorization value: Basic
+// credentials give their user and password, a Bearer token an empty user
+// and the token. Anything else is not ok.
+func ParseProxyAuthorization(v string) (user, pass string, ok bool) {
+	scheme, cred, ok := strings.Cut(v, " ")
+	if !ok {
+		return "", "", false
+	}
+	cred = strings.TrimSpace(cred)
+	switch {
+	case strings.EqualFold(scheme, "Basic"):
+		raw, err := base64.StdEncoding.DecodeString(cred)
+		if err != nil {
+			return "", "", false
+		}
+		user, pass, ok := strings.Cut(string(raw), ":")
+		if !ok {
+			return "", "", false
+		}
+		return user, pass, true
+	case strings.EqualFold(scheme, "Bearer"):
+		if cred == "" || strings.ContainsAny(cred, " \t") {
+			return "", "", false
+		}
+		return "", cred, true
+	}
+	return "", "", false
+}
+
+// Agent is the agent whose proxy credentials carried the request (or the
+// CONNECT of the tunnel) that ctx belongs to: what Config.Authenticate
+// returned, empty with the session token.
+func Agent(ctx context.Context) string {
+	if fc, ok := ctx.Value(connKey{}).(*framingConn); ok {
+		return fc.agent
+	}
+	return ""
 }
 
 // writeText writes a short plain-text response of the proxy's own, prefixed

@@ -34,11 +34,13 @@ const maxFileBytes = 1 << 20
 func Path(home string) string { return filepath.Join(home, FileName) }
 
 // A Scope is what one switch stops: everything, one connector's traffic,
-// or one gateway. Exactly one field is set.
+// one gateway, or one agent of a shared gateway (tf serve). Exactly one
+// field is set.
 type Scope struct {
 	All       bool   `json:"all,omitempty"`
 	Connector string `json:"connector,omitempty"`
 	Gateway   string `json:"gateway,omitempty"`
+	Agent     string `json:"agent,omitempty"`
 }
 
 // Validate refuses a scope that names nothing or more than one thing.
@@ -47,7 +49,7 @@ func (s Scope) Validate() error {
 	if s.All {
 		n++
 	}
-	for _, v := range []string{s.Connector, s.Gateway} {
+	for _, v := range []string{s.Connector, s.Gateway, s.Agent} {
 		if v != "" {
 			n++
 			if strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
@@ -56,7 +58,7 @@ func (s Scope) Validate() error {
 		}
 	}
 	if n != 1 {
-		return errors.New("a kill switch scope needs exactly one of all, connector or gateway")
+		return errors.New("a kill switch scope needs exactly one of all, connector, gateway or agent")
 	}
 	return nil
 }
@@ -70,13 +72,18 @@ func (s Scope) String() string {
 		return "connector " + s.Connector
 	case s.Gateway != "":
 		return "gateway " + s.Gateway
+	case s.Agent != "":
+		return "agent " + s.Agent
 	}
 	return "none"
 }
 
-// Matches reports whether traffic of connector through gateway is in scope.
-func (s Scope) Matches(gateway, connector string) bool {
-	return s.All || (s.Connector != "" && s.Connector == connector) || (s.Gateway != "" && s.Gateway == gateway)
+// Matches reports whether traffic of connector sent by agent through
+// gateway is in scope. Traffic of no agent (tf run) is in no agent's
+// scope.
+func (s Scope) Matches(gateway, agent, connector string) bool {
+	return s.All || (s.Connector != "" && s.Connector == connector) || (s.Gateway != "" && s.Gateway == gateway) ||
+		(s.Agent != "" && s.Agent == agent)
 }
 
 // A Switch is one active kill switch.
@@ -112,11 +119,11 @@ type State struct {
 // Active reports whether any switch is on.
 func (s State) Active() bool { return len(s.Switches) > 0 }
 
-// Match returns the first switch that stops connector's traffic through
-// gateway.
-func (s State) Match(gateway, connector string) (Switch, bool) {
+// Match returns the first switch that stops connector's traffic sent by
+// agent through gateway.
+func (s State) Match(gateway, agent, connector string) (Switch, bool) {
 	for _, w := range s.Switches {
-		if w.Scope.Matches(gateway, connector) {
+		if w.Scope.Matches(gateway, agent, connector) {
 			return w, true
 		}
 	}
@@ -325,6 +332,9 @@ func record(ctx context.Context, home, event string, w Switch) error {
 		return fmt.Errorf("recording %s: %w", event, err)
 	}
 	details := map[string]any{"scope": w.Scope.String(), "by": w.By}
+	if w.Scope.Agent != "" {
+		details["agent"] = w.Scope.Agent
+	}
 	if w.Reason != "" {
 		details["reason"] = w.Reason
 	}

@@ -14,25 +14,30 @@ import (
 )
 
 func TestScope(t *testing.T) {
-	for _, s := range []Scope{{}, {All: true, Connector: "x"}, {Connector: "a", Gateway: "b"}, {Connector: "a\n"}} {
+	for _, s := range []Scope{{}, {All: true, Connector: "x"}, {Connector: "a", Gateway: "b"}, {Connector: "a\n"}, {Agent: "a", Gateway: "b"}, {Agent: "a\x7f"}} {
 		if s.Validate() == nil {
 			t.Errorf("%+v validated", s)
 		}
 	}
 	cases := []struct {
-		s             Scope
-		gateway, conn string
-		match         bool
+		s                    Scope
+		gateway, agent, conn string
+		match                bool
 	}{
-		{Scope{All: true}, "g", "github", true},
-		{Scope{Connector: "github"}, "g", "github", true},
-		{Scope{Connector: "github"}, "g", "npm", false},
-		{Scope{Gateway: "g"}, "g", "npm", true},
-		{Scope{Gateway: "g"}, "h", "npm", false},
+		{Scope{All: true}, "g", "", "github", true},
+		{Scope{Connector: "github"}, "g", "", "github", true},
+		{Scope{Connector: "github"}, "g", "", "npm", false},
+		{Scope{Gateway: "g"}, "g", "", "npm", true},
+		{Scope{Gateway: "g"}, "h", "", "npm", false},
+		{Scope{Agent: "ci"}, "g", "ci", "npm", true},
+		{Scope{Agent: "ci"}, "g", "dev", "npm", false},
+		// tf run's traffic names no agent: an agent switch never stops it.
+		{Scope{Agent: "ci"}, "ci", "", "npm", false},
+		{Scope{All: true}, "g", "dev", "npm", true},
 	}
 	for _, c := range cases {
-		if c.s.Validate() != nil || c.s.Matches(c.gateway, c.conn) != c.match {
-			t.Errorf("%v matches %s/%s: want %v", c.s, c.gateway, c.conn, c.match)
+		if c.s.Validate() != nil || c.s.Matches(c.gateway, c.agent, c.conn) != c.match {
+			t.Errorf("%v matches %s/%s/%s: want %v", c.s, c.gateway, c.agent, c.conn, c.match)
 		}
 	}
 }
@@ -57,7 +62,7 @@ func TestActivateDeactivateRecordsAndPersists(t *testing.T) {
 	if err != nil || len(st.Switches) != 2 {
 		t.Fatalf("state %+v %v", st, err)
 	}
-	if sw, ok := st.Match("x", "npm"); !ok || sw.Reason != "leak 2" || !strings.Contains(sw.Describe(), "bob") {
+	if sw, ok := st.Match("x", "", "npm"); !ok || sw.Reason != "leak 2" || !strings.Contains(sw.Describe(), "bob") {
 		t.Fatalf("match %+v %v", sw, ok)
 	}
 	if fi, err := os.Stat(Path(home)); err != nil || fi.Mode().Perm()&0o077 != 0 {

@@ -125,13 +125,13 @@ func (w *Watcher) State() State { return *w.state.Load() }
 
 // Killed reports whether a switch stops a through this gateway, and why.
 func (w *Watcher) Killed(a *rules.Action) (string, bool) {
-	return w.KilledConnector(a.Connector)
+	return w.KilledConnector(a.Agent, a.Connector)
 }
 
-// KilledConnector reports whether a switch stops connector's traffic
-// through this gateway, and why.
-func (w *Watcher) KilledConnector(connector string) (string, bool) {
-	sw, ok := w.state.Load().Match(w.gateway, connector)
+// KilledConnector reports whether a switch stops connector's traffic sent
+// by agent through this gateway, and why.
+func (w *Watcher) KilledConnector(agent, connector string) (string, bool) {
+	sw, ok := w.state.Load().Match(w.gateway, agent, connector)
 	if !ok {
 		return "", false
 	}

@@ -19,6 +19,10 @@ type Action struct {
 	Resource  map[string]string `json:"resource,omitempty" jsonschema:"description=What the action is about: owner, repo, server, tool, package, host."`
 	Params    map[string]any    `json:"params,omitempty" jsonschema:"description=Details of the action: branch, number, base, tool arguments."`
 	Request   Request           `json:"request,omitzero" jsonschema:"description=The HTTP request that carried the action (never its secrets)."`
+	// Agent is the agent that authenticated to a shared gateway (tf
+	// serve) with its token; empty under tf run, whose one session is
+	// named by Gateway.
+	Agent string `json:"agent,omitempty" jsonschema:"description=The agent that sent the request through a shared gateway (tf agents add NAME); empty under tf run."`
 }
 
 // Request is the part of an HTTP request that rules may look at. Headers

@@ -22,6 +22,7 @@ type actionEnv struct {
 	Type      string `expr:"type"`
 	Connector string `expr:"connector"`
 	Gateway   string `expr:"gateway"`
+	Agent     string `expr:"agent"`
 }
 
 type requestEnv struct {
@@ -41,7 +42,7 @@ func newEnv(a *Action, now time.Time) *exprEnv {
 		now = a.Time
 	}
 	return &exprEnv{
-		Action:   actionEnv{ID: a.ID, Type: a.Type, Connector: a.Connector, Gateway: a.Gateway},
+		Action:   actionEnv{ID: a.ID, Type: a.Type, Connector: a.Connector, Gateway: a.Gateway, Agent: a.Agent},
 		Resource: a.Resource,
 		Params:   a.Params,
 		Request: requestEnv{

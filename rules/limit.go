@@ -141,10 +141,13 @@ type CounterKey struct {
 	// Session is empty for a limit over a duration: such counters span
 	// runs of the gateway.
 	Session string
+	// Agent is the agent of a shared gateway (tf serve): each agent has
+	// its own counters, as each tf run does; empty under tf run.
+	Agent string
 }
 
 func counterKey(r *CompiledRule, a *Action, session string) CounterKey {
-	k := CounterKey{Rule: r.Name, Gateway: a.Gateway}
+	k := CounterKey{Rule: r.Name, Gateway: a.Gateway, Agent: a.Agent}
 	if r.Quota.Session() {
 		k.Session = session
 	}

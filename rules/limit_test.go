@@ -133,6 +133,15 @@ func TestLimitCountSlidingWindow(t *testing.T) {
 	if dec := d.Decide(other); dec.Effect != rules.Allow {
 		t.Fatalf("another gateway: %+v", dec)
 	}
+	// Each agent of a shared gateway has its own counters: ci's five do
+	// not use up dev's, and ci stays refused.
+	for i := range 6 {
+		a := act("github.pr.create")
+		a.Agent = "dev"
+		if dec := d.Decide(a); (dec.Effect == rules.Allow) != (i < 5) {
+			t.Fatalf("dev's pr %d: %+v", i+1, dec)
+		}
+	}
 	// Without counters no limit is checked (tf policy explain).
 	if dec := p.Decide(act("github.pr.create")); dec.Effect != rules.Allow {
 		t.Fatalf("no counters: %+v", dec)

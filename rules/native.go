@@ -274,6 +274,8 @@ func compileField(n ast.Node) func(*evalCtx) (any, bool) {
 			return func(c *evalCtx) (any, bool) { return c.a.Connector, true }
 		case "gateway":
 			return func(c *evalCtx) (any, bool) { return c.a.Gateway, true }
+		case "agent":
+			return func(c *evalCtx) (any, bool) { return c.a.Agent, true }
 		}
 	case "request":
 		switch key {

@@ -25,7 +25,7 @@ var nativeExprs = []string{
 	`not (request.path startsWith "/repos/")`,
 	`request.headers.accept == "application/json"`,
 	`request.port == 443 and request.scheme == "https"`,
-	`action.gateway == "ci" or action.connector == "npm"`,
+	`action.gateway == "ci" or action.connector == "npm"`, `action.agent == "ci-runner"`,
 	`action.type endsWith ".merge"`,
 	`request.host matches "(^|\\.)github\\.com$"`,
 	`true`, `false && params.number > 1`,
@@ -49,7 +49,7 @@ func nativeActions() []*Action {
 	for i, p := range params {
 		out = append(out, &Action{
 			ID: fmt.Sprint(i), Type: []string{"github.pr.merge", "npm.package.publish"}[i%2],
-			Connector: []string{"github", "npm"}[i%2], Gateway: []string{"ci", "dev"}[i%2],
+			Connector: []string{"github", "npm"}[i%2], Gateway: []string{"ci", "dev"}[i%2], Agent: []string{"ci-runner", ""}[i%2],
 			Resource: map[string]string{"owner": []string{"acme", "other"}[i%2], "repo": "app"},
 			Params:   p,
 			Request: Request{Method: []string{"PUT", "DELETE"}[i%2], Scheme: "https", Host: "api.github.com", Port: 443,

@@ -17,7 +17,7 @@ type TestFile struct {
 // sequence of steps decided one after another (for limits).
 type TestCase struct {
 	Name   string `yaml:"name" json:"name" jsonschema:"required,minLength=1" jsonschema_description:"What the case checks, in words."`
-	Action Action `yaml:"action,omitempty" json:"action,omitzero" jsonschema_description:"The action, in its JSON form: type, connector, gateway, resource, params, request. In a sequence, the action of the steps that give none."`
+	Action Action `yaml:"action,omitempty" json:"action,omitzero" jsonschema_description:"The action, in its JSON form: type, connector, gateway, agent, resource, params, request. In a sequence, the action of the steps that give none."`
 	Expect Effect `yaml:"expect,omitempty" json:"expect,omitempty" jsonschema_description:"The decision the policy must give, as if enforced (monitor mode does not change what a test expects). Give expect or sequence."`
 	Rule   string `yaml:"rule,omitempty" json:"rule,omitempty" jsonschema_description:"Optional: the rule that must decide. Empty string is not checked; use expect alone for the default."`
 	// Sequence decides its steps in order against the same counters, so

@@ -82,10 +82,25 @@ func runApprovalsList(c *cli.Context) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tGATEWAY\tACTION\tTARGET\tRULE\tEXPIRES IN\tPARAMS")
+	// The AGENT column appears when a shared gateway (tf serve) holds
+	// something: it names who asked.
+	agents := false
+	for _, p := range pending {
+		agents = agents || p.Agent != ""
+	}
+	agentCol := func(s string) string {
+		if !agents {
+			return ""
+		}
+		if s == "" {
+			s = "-"
+		}
+		return oneLine(s) + "\t"
+	}
+	fmt.Fprintln(tw, "ID\tGATEWAY\t"+agentCol("AGENT")+"ACTION\tTARGET\tRULE\tEXPIRES IN\tPARAMS")
 	now := time.Now()
 	for _, p := range pending {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", oneLine(p.ID), oneLine(p.Gateway), oneLine(p.Action), oneLine(target(p.Resource, p.Host)), oneLine(p.Rule),
+		fmt.Fprintf(tw, "%s\t%s\t%s%s\t%s\t%s\t%s\t%s\n", oneLine(p.ID), oneLine(p.Gateway), agentCol(p.Agent), oneLine(p.Action), oneLine(target(p.Resource, p.Host)), oneLine(p.Rule),
 			p.Expires.Sub(now).Round(time.Second), oneLine(paramsLine(p.Params, 80)))
 	}
 	return tw.Flush()
@@ -115,6 +130,10 @@ func runAnswer(c *cli.Context, approve bool) error {
 		verb = "approved for this session"
 	} else if approve {
 		verb = "approved"
+	}
+	if r.Agent != "" {
+		fmt.Fprintf(c.App.Writer, "%s %s: %s of agent %s at gateway %s\n", verb, oneLine(r.ID), oneLine(r.Action), oneLine(r.Agent), oneLine(r.Gateway))
+		return nil
 	}
 	fmt.Fprintf(c.App.Writer, "%s %s: %s at gateway %s\n", verb, oneLine(r.ID), oneLine(r.Action), oneLine(r.Gateway))
 	return nil

@@ -12,13 +12,39 @@ import (
 	"github.com/tameflare/tf/killswitch"
 )
 
-func init() { register(killCommand()) }
+func init() {
+	register(killCommand())
+	register(resumeCommand())
+}
+
+// resumeCommand is tf kill --off under the name people look for after a
+// kill.
+func resumeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "resume",
+		Usage:     "turn a kill switch off again (tf kill --off)",
+		UsageText: "tf resume [--all | --connector NAME | --gateway NAME | --agent NAME] [--reason TEXT]",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "all", Usage: "every switch"},
+			&cli.StringFlag{Name: "connector", Usage: "the switch of this connector"},
+			&cli.StringFlag{Name: "gateway", Usage: "the switch of this gateway"},
+			&cli.StringFlag{Name: "agent", Usage: "the switch of this agent of a shared gateway"},
+			&cli.StringFlag{Name: "reason", Usage: "why, recorded"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return cli.Exit("tf resume takes no arguments (did you mean --agent NAME?)", 2)
+			}
+			return killOrResume(c, true)
+		},
+	}
+}
 
 func killCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "kill",
 		Usage:     "stop governed traffic at once: every gateway refuses what the kill switch covers",
-		UsageText: "tf kill [--all | --connector NAME | --gateway NAME] [--reason TEXT]\ntf kill --off [--all | --connector NAME | --gateway NAME]\ntf kill --status",
+		UsageText: "tf kill [--all | --connector NAME | --gateway NAME | --agent NAME] [--reason TEXT]\ntf kill --off [--all | --connector NAME | --gateway NAME | --agent NAME]\ntf kill --status",
 		Description: "The kill switch is kept in $TF_HOME/killswitch and survives restarts; running gateways obey it\n" +
 			"within 100 ms: new requests get 403 with X-TF-Kill-Switch: active, exchanges in flight are cut\n" +
 			"and held approvals are denied. Without a scope, tf kill stops everything and tf kill --off\n" +
@@ -27,6 +53,7 @@ func killCommand() *cli.Command {
 			&cli.BoolFlag{Name: "all", Usage: "every gateway and connector"},
 			&cli.StringFlag{Name: "connector", Usage: "only this connector's traffic (github, npm, http, net, ...)"},
 			&cli.StringFlag{Name: "gateway", Usage: "only this gateway (tf run --name)"},
+			&cli.StringFlag{Name: "agent", Usage: "only this agent of a shared gateway (tf serve; tf agents add NAME)"},
 			&cli.StringFlag{Name: "reason", Usage: "why, recorded and shown to the agent"},
 			&cli.BoolFlag{Name: "off", Usage: "turn the switch of the scope off (without a scope: all switches)"},
 			&cli.BoolFlag{Name: "status", Usage: "show the switches that are on"},
@@ -36,8 +63,8 @@ func killCommand() *cli.Command {
 }
 
 func killScope(c *cli.Context) (killswitch.Scope, error) {
-	s := killswitch.Scope{All: c.Bool("all"), Connector: c.String("connector"), Gateway: c.String("gateway")}
-	if !s.All && s.Connector == "" && s.Gateway == "" {
+	s := killswitch.Scope{All: c.Bool("all"), Connector: c.String("connector"), Gateway: c.String("gateway"), Agent: c.String("agent")}
+	if !s.All && s.Connector == "" && s.Gateway == "" && s.Agent == "" {
 		s.All = true
 	}
 	return s, s.Validate()
@@ -47,16 +74,13 @@ func runKill(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return cli.Exit("tf kill takes no arguments (did you mean --reason?)", 2)
 	}
-	dir, err := home.Dir()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
-	defer cancel()
-	w := c.App.Writer
 	if c.Bool("status") {
 		if c.Bool("off") || c.IsSet("reason") {
 			return cli.Exit("--status shows; it takes no --off or --reason", 2)
+		}
+		dir, err := home.Dir()
+		if err != nil {
+			return err
 		}
 		st, err := killswitch.Read(dir)
 		if err != nil {
@@ -65,12 +89,24 @@ func runKill(c *cli.Context) error {
 		printKillState(c, st)
 		return nil
 	}
+	return killOrResume(c, c.Bool("off"))
+}
+
+// killOrResume turns the switch of the scope the flags name on or off.
+func killOrResume(c *cli.Context, off bool) error {
+	dir, err := home.Dir()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
+	defer cancel()
+	w := c.App.Writer
 	scope, err := killScope(c)
 	if err != nil {
 		return cli.Exit(err.Error(), 2)
 	}
 	who := admin.Operator()
-	if c.Bool("off") {
+	if off {
 		off, _, err := killswitch.Deactivate(ctx, dir, scope, who, c.String("reason"))
 		if err != nil {
 			return err

@@ -25,7 +25,7 @@ func logsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "logs",
 		Usage: "show the decisions in the audit log",
-		Description: "Prints one line per decision: time, gateway, decision (\"would deny\" in monitor mode),\n" +
+		Description: "Prints one line per decision: time, gateway (and agent: gateway/agent), decision (\"would deny\" in monitor mode),\n" +
 			"action, target, rule, status of the forwarded request when known, and reason.\n" +
 			"--json prints the records themselves (decisions, outcomes and events) as JSON Lines.",
 		Flags: []cli.Flag{
@@ -36,6 +36,7 @@ func logsCommand() *cli.Command {
 			&cli.StringFlag{Name: "connector", Usage: "only actions of this connector (github, npm, mcp, http, ...)"},
 			&cli.StringFlag{Name: "action", Usage: "only action types matching this `GLOB` (* matches anything: github.pr.*)"},
 			&cli.StringFlag{Name: "gateway", Usage: "only records of this gateway (tf run --name)"},
+			&cli.StringFlag{Name: "agent", Usage: "only decisions of this agent of a shared gateway (tf agents add NAME)"},
 			&cli.StringFlag{Name: "kind", Usage: "with --json: only decision, outcome or event records"},
 			&cli.BoolFlag{Name: "json", Usage: "print records as JSON Lines"},
 			&cli.BoolFlag{Name: "csv", Usage: "print a CSV header and one row per decision"},
@@ -80,6 +81,7 @@ func logsFilter(c *cli.Context, now time.Time) (audit.Filter, error) {
 		Connector: c.String("connector"),
 		Action:    c.String("action"),
 		Gateway:   c.String("gateway"),
+		Agent:     c.String("agent"),
 	}
 	if s := c.String("since"); s != "" {
 		if d, err := time.ParseDuration(s); err == nil {
@@ -185,20 +187,29 @@ func (p *rowPrinter) row(r audit.Row) error {
 	if p.cw != nil {
 		if !p.header {
 			p.header = true
-			if err := p.cw.Write([]string{"time", "gateway", "request_id", "decision", "action", "target", "rule", "status", "tokens", "reason"}); err != nil {
+			if err := p.cw.Write([]string{"time", "gateway", "request_id", "decision", "action", "target", "rule", "status", "tokens", "reason", "agent"}); err != nil {
 				return err
 			}
 		}
 		return p.cw.Write([]string{d.Time.UTC().Format(time.RFC3339Nano), oneLine(d.Gateway), oneLine(d.RequestID), oneLine(d.Label()),
-			oneLine(d.Action.Type), oneLine(d.Target()), oneLine(d.Decision.Rule), oneLine(r.Status()), r.Tokens(), oneLine(d.Decision.Reason)})
+			oneLine(d.Action.Type), oneLine(d.Target()), oneLine(d.Decision.Rule), oneLine(r.Status()), r.Tokens(), oneLine(d.Decision.Reason), oneLine(d.Action.Agent)})
 	}
 	if !p.header {
 		p.header = true
 		fmt.Fprintln(p.tw, "TIME\tGATEWAY\t"+paint(styleBold, "DECISION")+"\tACTION\tTARGET\tRULE\tSTATUS\tTOKENS\tREASON")
 	}
 	_, err := fmt.Fprintf(p.tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Time.Local().Format("2006-01-02 15:04:05"),
-		cell(d.Gateway), paintDecision(string(d.Decision.Effect), cell(d.Label())), cell(d.Action.Type), cell(d.Target()), cell(d.Decision.Rule), cell(r.Status()), cell(r.Tokens()), oneLine(d.Decision.Reason))
+		cell(who(d)), paintDecision(string(d.Decision.Effect), cell(d.Label())), cell(d.Action.Type), cell(d.Target()), cell(d.Decision.Rule), cell(r.Status()), cell(r.Tokens()), oneLine(d.Decision.Reason))
 	return err
+}
+
+// who names where a decision came from: the gateway, and the agent of a
+// shared gateway after a slash (ci-gw/runner-3).
+func who(d *audit.Record) string {
+	if d.Action != nil && d.Action.Agent != "" {
+		return d.Gateway + "/" + d.Action.Agent
+	}
+	return d.Gateway
 }
 
 func (p *rowPrinter) flush() error {
