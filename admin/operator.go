@@ -18,6 +18,7 @@ import (
 	"github.com/tameflare/tf/approval"
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/killswitch"
+	"github.com/tameflare/tf/otlp"
 	"github.com/tameflare/tf/rules"
 )
 
@@ -53,6 +54,9 @@ type Overview struct {
 	Denials     []*audit.Record  `json:"last_denials"`
 	// AuditError is why the last denials could not be read.
 	AuditError string `json:"audit_error,omitempty"`
+	// Shipping is the state of audit shipping to OpenTelemetry, when a
+	// gateway of home ever shipped.
+	Shipping *otlp.Status `json:"shipping,omitempty"`
 }
 
 // Pending lists the pending approvals of every gateway of home, oldest
@@ -110,6 +114,11 @@ func Collect(ctx context.Context, home string, n int) (Overview, error) {
 	}
 	if o.Denials, err = audit.Last(audit.Dir(home), audit.Filter{Kind: audit.KindDecision, Decision: rules.Deny}, n); err != nil && !errors.Is(err, os.ErrNotExist) {
 		o.AuditError = err.Error()
+	}
+	if st, err := otlp.ReadStatus(home, time.Now()); err == nil {
+		o.Shipping = &st
+	} else if !errors.Is(err, otlp.ErrNotShipping) {
+		o.Shipping = &otlp.Status{Error: err.Error()}
 	}
 	return o, nil
 }

@@ -74,6 +74,10 @@
 // a shorter one, so an older tf must say "newer than I read" rather than
 // "unknown member". Within one release cycle the bump happens once.
 //
+// Shipped to OpenTelemetry (package otlp), a record is one log record
+// whose body is its line byte for byte; the attributes are documented in
+// docs/otel.md. ReadExport and ScanSources read such exports back.
+//
 // The canonical bytes of a record are its line exactly as stored, with the
 // final member `,"hash":"<64 hex>"` removed: the bytes up to that comma
 // followed by "}". Hashing the stored bytes, not a re-encoding, means a
@@ -98,7 +102,8 @@
 //     it holds.
 //
 // Records nobody waits for (AppendAsync: outcomes) never start a batch:
-// they go with the next Append's batch or, after the sync window, alone.
+// they wait in a queue of their own, which wakes no goroutine, and go
+// with the next Append's batch or, after the sync window, alone.
 // A failed write or fdatasync, in the writer or the syncer, is sticky:
 // every later Append fails (and the gateway refuses the request).
 //

@@ -96,6 +96,10 @@ type Options struct {
 	Sync SyncMode
 	// SyncWindow is SyncGroup's bound; zero means DefaultSyncWindow.
 	SyncWindow time.Duration
+	// Durable, if set, is called after each fdatasync of a segment with
+	// how long the oldest record it made durable had been written (for
+	// metrics). It must not block.
+	Durable func(lag time.Duration)
 }
 
 // Hooks for tests that simulate a failing disk or a power loss.
@@ -134,6 +138,9 @@ type Log struct {
 	posMu sync.Mutex
 	pos   head     // where the writer has written to
 	posF  *os.File // the segment being written
+	// written is when the oldest write not yet durable was made; zero
+	// when all is durable. Kept only for Options.Durable.
+	written time.Time
 	// syncMu is held for every segment fdatasync, head write, rotation
 	// and lock release.
 	syncMu     sync.Mutex
@@ -154,6 +161,14 @@ type Log struct {
 	idle     time.Duration
 	notAfter time.Time  // do not take the lock before (after yielding it)
 	deferred []*request // records without a waiter, waiting for a batch
+
+	// Records of AppendAsync wait here, not in reqs, so that queueing one
+	// wakes nobody: the next batch takes them, or asyncT (armed when the
+	// queue becomes non-empty) kicks the writer after the sync window.
+	asyncMu sync.Mutex
+	asyncQ  []*request
+	asyncT  *time.Timer
+	kick    chan struct{}
 	// batches counts committed batches; read only after Close (benchmarks).
 	batches uint64
 	buf     []byte
@@ -197,7 +212,10 @@ func Open(dir string, opts Options) (*Log, error) {
 		sha:        sha256.New(),
 		dirty:      make(chan struct{}, 1),
 		syncerDone: make(chan struct{}),
+		kick:       make(chan struct{}, 1),
 	}
+	l.asyncT = time.AfterFunc(time.Hour, l.kickWriter)
+	l.asyncT.Stop()
 	if l.lockF, err = os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o600); err != nil {
 		return nil, fmt.Errorf("opening audit lock: %w", err)
 	}
@@ -323,7 +341,41 @@ func (l *Log) AppendAsync(r *Record) error {
 	if err != nil {
 		return err
 	}
-	return l.enqueue(context.Background(), req)
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return ErrClosed
+	}
+	l.asyncMu.Lock()
+	l.asyncQ = append(l.asyncQ, req)
+	n := len(l.asyncQ)
+	if n == 1 {
+		l.asyncT.Reset(l.opts.SyncWindow)
+	}
+	l.asyncMu.Unlock()
+	if n >= maxBatch {
+		l.kickWriter()
+	}
+	return nil
+}
+
+func (l *Log) kickWriter() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// takeAsync takes the records AppendAsync queued.
+func (l *Log) takeAsync() []*request {
+	l.asyncMu.Lock()
+	defer l.asyncMu.Unlock()
+	q := l.asyncQ
+	if len(q) > 0 {
+		l.asyncQ = nil
+		l.asyncT.Stop()
+	}
+	return q
 }
 
 // prepare fills in r's time and gateway, checks it and encodes its body.
@@ -482,6 +534,7 @@ func (l *Log) run() {
 			}
 		case <-deferC:
 			deferC = nil
+		case <-l.kick:
 		case <-holdC:
 			if l.checkHold() {
 				holdT.Stop()
@@ -494,6 +547,11 @@ func (l *Log) run() {
 			l.deferred = nil
 			deferT.Stop()
 			deferC = nil
+		}
+		if async := l.takeAsync(); len(async) > 0 {
+			// Queued before the records just received from this
+			// goroutine's point of view: they go first.
+			batch = append(async, batch...)
 		}
 		if len(batch) > 0 {
 			l.commitBatch(batch)
@@ -727,16 +785,31 @@ func (l *Log) syncer() {
 // syncMu is held.
 func (l *Log) syncLocked(segment bool) error {
 	l.posMu.Lock()
-	p, f := l.pos, l.posF
+	p, f, written := l.pos, l.posF, l.written
 	l.posMu.Unlock()
 	if !segment || f == nil || p.sameAs(l.durable) {
 		return nil
+	}
+	var started time.Time
+	if l.opts.Durable != nil {
+		started = time.Now()
 	}
 	if err := syncFile(f); err != nil {
 		return fmt.Errorf("syncing audit segment %s: %w", segmentName(p.Seg), err)
 	}
 	l.syncs.Add(1)
 	l.durable = p
+	if l.opts.Durable != nil && !written.IsZero() {
+		l.posMu.Lock()
+		if l.pos.sameAs(p) {
+			l.written = time.Time{}
+		} else {
+			// Written since p was read, so no earlier than started.
+			l.written = started
+		}
+		l.posMu.Unlock()
+		l.opts.Durable(time.Since(written))
+	}
 	return nil
 }
 
@@ -798,6 +871,9 @@ func (l *Log) write(p []byte, seq uint64, hash [32]byte) error {
 	l.st.Off += int64(len(p))
 	l.posMu.Lock()
 	l.pos = head{Seq: seq, Hash: hash, Seg: l.st.Seg, Off: l.st.Off}
+	if l.opts.Durable != nil && l.written.IsZero() {
+		l.written = time.Now()
+	}
 	l.posMu.Unlock()
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/tameflare/tf/approval"
 	"github.com/tameflare/tf/audit"
+	"github.com/tameflare/tf/otlp"
 )
 
 // ConfigFile is the optional file of gateway settings in $TF_HOME: where
@@ -44,6 +45,16 @@ type ConfigFile struct {
 	Pin PinConfig `yaml:"pin,omitempty"`
 	// Serve configures tf serve (see ServeConfig).
 	Serve ServeConfig `yaml:"serve,omitempty"`
+	// Metrics configures the Prometheus endpoint.
+	Metrics MetricsConfig `yaml:"metrics,omitempty"`
+	// OTel is where OpenTelemetry data goes over OTLP: the audit log
+	// (otlp) and metrics; the standard OTEL_EXPORTER_OTLP_* variables
+	// override it.
+	//
+	//	otel:
+	//	  endpoint: https://otel.example.com:4318
+	//	  headers: {authorization: "Bearer ..."}
+	OTel otlp.Config `yaml:"otel,omitempty"`
 }
 
 // PinConfig is the pin: section of the config file: gateways follow the
@@ -62,6 +73,23 @@ type PinConfig struct {
 	RequireSigned bool          `yaml:"require_signed,omitempty"`
 	Interval      time.Duration `yaml:"interval,omitempty"`
 	Credential    string        `yaml:"credential,omitempty"`
+}
+
+// MetricsConfig is the metrics: section of the config file.
+//
+//	metrics:
+//	  listen: 127.0.0.1:9464   # serve Prometheus /metrics here
+type MetricsConfig struct {
+	// Listen is the address of /metrics; empty serves none. A second
+	// gateway of the same home finds it in use and serves none (tf
+	// status says so).
+	Listen string `yaml:"listen,omitempty"`
+	// AllowNonLoopback permits a listen address beyond loopback;
+	// /metrics has no authentication.
+	AllowNonLoopback bool `yaml:"allow_non_loopback,omitempty"`
+	// Interval is how often OTLP metrics are pushed (default 60s, or
+	// OTEL_METRIC_EXPORT_INTERVAL).
+	Interval time.Duration `yaml:"interval,omitempty"`
 }
 
 // AuditConfig is the audit: section of the config file.
@@ -127,6 +155,9 @@ func LoadConfigFile(path string) (*ConfigFile, error) {
 	}
 	if c.Pin.Interval < 0 {
 		return nil, fmt.Errorf("%s: pin: interval must not be negative", path)
+	}
+	if c.Metrics.Interval < 0 {
+		return nil, fmt.Errorf("%s: metrics: interval must not be negative", path)
 	}
 	if c.Limits.BodyReadTimeout < 0 || c.Limits.MaxConnsPerClient < 0 || c.Limits.MaxInspectedBody < 0 {
 		return nil, fmt.Errorf("%s: limits must not be negative", path)

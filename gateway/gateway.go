@@ -29,7 +29,10 @@ import (
 	"github.com/tameflare/tf/keyring"
 	"github.com/tameflare/tf/keyring/injection"
 	"github.com/tameflare/tf/mcp"
+	"github.com/tameflare/tf/metrics"
+	"github.com/tameflare/tf/otlp"
 	"github.com/tameflare/tf/rules"
+	"github.com/tameflare/tf/termtext"
 	"github.com/tameflare/tf/version"
 )
 
@@ -82,6 +85,10 @@ type Config struct {
 	// ProxyTLS, when set, serves the proxy leg over TLS (an HTTPS
 	// proxy), as tf serve must on an address other than loopback.
 	ProxyTLS *ProxyTLS
+	// MetricsListen serves Prometheus /metrics on this address (tf run
+	// --metrics) instead of the metrics: listen of $TF_HOME/config.yaml;
+	// unlike the file's, an address in use is an error.
+	MetricsListen string
 	// AgentKeys are the model API keys tf took from its own environment
 	// (keyring.AdoptAgentKeys): each is injected for its connector when
 	// the policy's credentials name none for it, and the agent's
@@ -141,6 +148,11 @@ type Gateway struct {
 	agents *agents.Watcher
 	// proxyTLS says the proxy leg is TLS (an HTTPS proxy).
 	proxyTLS bool
+	// metrics counts decisions and latencies; nil measures nothing.
+	metrics *metrics.Metrics
+	// ship ships the audit log to an OpenTelemetry collector; nil when
+	// none is configured.
+	ship *otlp.Shipper
 }
 
 // Start starts a gateway: it loads or creates the CA, opens the audit log,
@@ -224,11 +236,24 @@ func Start(cfg Config) (*Gateway, error) {
 	}
 	g.token = base64.RawURLEncoding.EncodeToString(tok)
 
+	if g.metrics, err = g.startMetrics(cfg, file); err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			_ = g.metrics.Close(context.Background())
+		}
+	}()
 	sync := cfg.AuditSync
 	if sync == "" {
 		sync = audit.SyncMode(file.Audit.Sync)
 	}
-	if g.log, err = audit.Open(filepath.Join(cfg.Home, "audit"), audit.Options{Gateway: g.name, Now: g.now, Sync: sync}); err != nil {
+	var durable func(time.Duration)
+	if g.metrics != nil {
+		durable = g.metrics.AuditDurable
+	}
+	if g.log, err = audit.Open(filepath.Join(cfg.Home, "audit"), audit.Options{Gateway: g.name, Now: g.now, Sync: sync, Durable: durable}); err != nil {
 		return nil, fmt.Errorf("opening the audit log: %w", err)
 	}
 	g.counters, g.session = rules.NewMemCounters(), sessionID(g.now())
@@ -293,6 +318,16 @@ func Start(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	go func() { g.served <- g.proxy.Serve(g.listener) }()
+	started = true
+	g.watchMetrics()
+	g.ship = startShipping(cfg.Home, g.name, file.OTel)
+	if g.ship != nil {
+		ship := g.ship
+		g.SetShipLag(func() (int64, time.Duration) {
+			n, age := ship.Lag()
+			return int64(n), age
+		})
+	}
 
 	p := g.policy.Load()
 	details := map[string]any{
@@ -435,11 +470,52 @@ func (g *Gateway) stop(holdReason string, drain time.Duration, details map[strin
 		g.flushAuthFailures()
 		_ = g.log.Event(context.Background(), g.name, audit.EventGatewayStopped, details)
 		g.closeErr = errors.Join(err, g.log.Close())
+		// After the log: its last fdatasync is measured too. A push the
+		// collector does not take in time is given up, not waited for.
+		mctx, cancel := context.WithTimeout(context.Background(), metricsCloseWait)
+		_ = g.metrics.Close(mctx)
+		cancel()
+		if g.ship != nil {
+			_ = g.ship.Close() // what is left ships at the next start
+		}
 		if g.closeErr == nil {
 			g.closeErr = g.checkpoint()
 		}
 	})
 	return g.closeErr
+}
+
+// startShipping starts shipping the audit log when an OTLP endpoint is
+// configured. A configuration that cannot work is said once on stderr
+// (and in tf status); the gateway governs on without shipping, the local
+// log keeping every record.
+func startShipping(home, gateway string, file otlp.Config) *otlp.Shipper {
+	warn := func(msg string) { fmt.Fprintf(os.Stderr, "tf: %s\n", termtext.Safe(msg)) }
+	cfg, err := otlp.Resolve(file, os.Getenv)
+	if err != nil {
+		warn("audit shipping is off: " + err.Error())
+		return nil
+	}
+	if !cfg.Enabled() {
+		return nil
+	}
+	s, err := otlp.Start(otlp.Options{Home: home, Gateway: gateway, Config: cfg, Warn: warn})
+	if err != nil {
+		warn(err.Error() + "; the gateway governs on and the local log keeps every record")
+		return nil
+	}
+	return s
+}
+
+// ShippingLag is how far audit shipping is behind the log (records and
+// the age of the oldest unshipped one); ok is false when the gateway does
+// not ship.
+func (g *Gateway) ShippingLag() (records uint64, age time.Duration, ok bool) {
+	if g.ship == nil {
+		return 0, 0, false
+	}
+	records, age = g.ship.Lag()
+	return records, age, true
 }
 
 // checkpoint signs the end of the log as the gateway stops, when the user

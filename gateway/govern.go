@@ -24,6 +24,7 @@ var _ httpproxy.Governor = (*Gateway)(nil)
 // decisions durably, and then lets the request through or refuses it. A
 // request is allowed only when every action it carries is allowed.
 func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy.Verdict {
+	began := time.Now()
 	conn := g.conns.For(req)
 	actions, err := g.conns.Classify(req)
 	var refs []*audit.MCP
@@ -42,6 +43,7 @@ func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy
 		}
 	})
 	id, actions, decisions := r.id, r.actions, r.decisions
+	g.metrics.DecisionTime(conn.Name(), time.Since(began))
 	if r.recordErr != nil {
 		return refusal(http.StatusServiceUnavailable, id, "", actions[0].Type, rules.Deny,
 			"tf could not write the audit log, so nothing is forwarded: "+r.recordErr.Error())
@@ -64,6 +66,7 @@ func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy
 		g.mcpVerdict(&v, req, actions, r.policy, out)
 		g.guardResponse(&v, id, req, actions)
 		g.meterUsage(&v, id, actions, decisions, r.policy)
+		g.timeForward(&v, conn.Name())
 		return v
 	}
 	if er, ok := conn.(connectors.EachRefuser); ok {
@@ -144,7 +147,17 @@ type ruling struct {
 func (g *Gateway) decideAll(ctx context.Context, actions []rules.Action, classErr error, refs []*audit.MCP, unclassified func(error) rules.Action) ruling {
 	r := g.decideOnly(actions, classErr, unclassified, httpproxy.Agent(ctx))
 	// The decision records are durable before anything is forwarded.
+	var wrote time.Time
+	if g.metrics != nil {
+		wrote = time.Now()
+	}
 	r.recordErr = g.log.AppendAll(ctx, g.decisionRecords(nil, r.id, r.actions, r.decisions, refs))
+	if g.metrics != nil {
+		g.metrics.AuditWritten(time.Since(wrote))
+		if r.recordErr == nil {
+			g.countDecisions(r.actions, r.decisions)
+		}
+	}
 	return r
 }
 
@@ -199,6 +212,7 @@ func (g *Gateway) decideOnly(actions []rules.Action, classErr error, unclassifie
 // GovernTunnel decides a passthrough CONNECT: the action net.connect on
 // host and port alone.
 func (g *Gateway) GovernTunnel(ctx context.Context, host string, port int) httpproxy.Verdict {
+	began := time.Now()
 	start := g.now()
 	id := newRequestID(start)
 	p := g.policy.Load()
@@ -209,12 +223,17 @@ func (g *Gateway) GovernTunnel(ctx context.Context, host string, port int) httpp
 		Request:  rules.Request{Method: http.MethodConnect, Host: host, Port: port},
 	}
 	dec := g.decider(p).Decide(&a)
-	if err := g.log.AppendAll(ctx, g.decisionRecords(nil, id, []rules.Action{a}, []rules.Decision{dec}, nil)); err != nil {
+	err := g.log.AppendAll(ctx, g.decisionRecords(nil, id, []rules.Action{a}, []rules.Decision{dec}, nil))
+	g.metrics.DecisionTime(a.Connector, time.Since(began))
+	if err != nil {
 		return refusal(http.StatusServiceUnavailable, id, "", a.Type, rules.Deny, "tf could not write the audit log: "+err.Error())
 	}
+	g.countDecisions([]rules.Action{a}, []rules.Decision{dec})
 	done := func(o httpproxy.Outcome) { g.recordOutcome(id, o, nil) }
 	if dec.Effect == rules.Allow {
-		return httpproxy.Verdict{Allow: true, Done: done, Ctx: g.cutOff([]rules.Action{a})}
+		v := httpproxy.Verdict{Allow: true, Done: done, Ctx: g.cutOff([]rules.Action{a})}
+		g.timeForward(&v, a.Connector)
+		return v
 	}
 	v := refusal(http.StatusForbidden, id, dec.Rule, a.Type, dec.Effect, dec.Reason)
 	v.Done = done

@@ -163,6 +163,7 @@ func (g *Gateway) recordHuman(ctx context.Context, id string, actions []rules.Ac
 		if err := g.log.Append(ctx, r); err != nil {
 			return err
 		}
+		g.metrics.Decided(string(dec.Effect), a.Connector, dec.Rule, dec.KillSwitch)
 	}
 	return nil
 }

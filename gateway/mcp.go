@@ -540,6 +540,11 @@ func (m *mcpGovernor) DecideLines(ctx context.Context, lines []mcp.Line) []mcp.R
 		recs = g.decisionRecords(recs, rs[i].id, rs[i].actions, rs[i].decisions, idRefs(l.IDs))
 	}
 	err := g.log.AppendAll(ctx, recs)
+	if err == nil {
+		for i := range rs {
+			g.countDecisions(rs[i].actions, rs[i].decisions)
+		}
+	}
 	out := make([]mcp.Ruling, len(lines))
 	for i := range rs {
 		rs[i].recordErr = err

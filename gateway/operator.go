@@ -311,7 +311,7 @@ func (g *Gateway) Status() admin.Status {
 	s := admin.Status{
 		Name: g.name, PID: os.Getpid(), Proxy: g.Addr(), Started: g.op.started,
 		Revision: p.Revision, Mode: string(g.Mode()), Slack: g.op.slack,
-		Notes: append([]string(nil), g.op.notes...), Isolated: g.isolated,
+		Notes: append(append([]string(nil), g.op.notes...), g.metricsNotes()...), Isolated: g.isolated,
 		Tokens: g.tokens.get(),
 	}
 	if !g.isolated {

@@ -74,6 +74,9 @@ func (g *Gateway) meterUsage(v *httpproxy.Verdict, id string, actions []rules.Ac
 		}
 		g.tokens.add(u)
 		g.addTokens(p, &actions[0], &decisions[0], u)
+		if u.Unknown == "" {
+			g.metrics.Tokens(g.redact(u.Model), u.Input, u.Output, u.CacheRead, u.CacheWrite)
+		}
 		g.recordOutcomeUsage(id, o, u)
 	}
 }

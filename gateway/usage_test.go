@@ -11,6 +11,7 @@ import (
 
 	"github.com/tameflare/tf/admin"
 	"github.com/tameflare/tf/audit"
+	"github.com/tameflare/tf/metrics/metricstest"
 	"github.com/tameflare/tf/testdata"
 )
 
@@ -53,6 +54,7 @@ func TestModelCallUsage(t *testing.T) {
 	f := start(t, policy(t, "version: 1\ndefault: deny\nrules:\n  - {name: model, actions: [anthropic.messages.create], decision: allow}\n"), func(c *Config) {
 		c.Upstreams["api.anthropic.com"] = strings.TrimPrefix(up.URL, "https://")
 		c.UpstreamCAs = append(c.UpstreamCAs, caPEM)
+		c.MetricsListen = "127.0.0.1:0"
 	})
 	for name, c := range bodies {
 		t.Run(name, func(t *testing.T) {
@@ -84,5 +86,18 @@ func TestModelCallUsage(t *testing.T) {
 	want := admin.Tokens{Calls: 4, Unknown: 2, Input: 24, Output: 13, CacheRead: 400}
 	if got := f.g.Status().Tokens; got != want {
 		t.Errorf("status tokens = %+v, want %+v", got, want)
+	}
+	// /metrics counts the same tokens by model; unknown usage adds none.
+	m, err := metricstest.Scrape("http://" + f.g.MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for kind, n := range map[string]int64{"input": want.Input, "output": want.Output, "cache_read": want.CacheRead} {
+		if got := m.Counter("tf_model_tokens_total", metricstest.Labels{"model": "claude-haiku-4-5", "kind": kind}); got != float64(n) {
+			t.Errorf("tf_model_tokens_total{kind=%s} = %v, want %d", kind, got, n)
+		}
+	}
+	if vals := m.LabelValues("tf_model_tokens_total", "model"); len(vals) != 1 {
+		t.Errorf("token models %v, want only claude-haiku-4-5", vals)
 	}
 }

@@ -182,6 +182,12 @@ type rec struct {
 // package's own writer.
 func writeLog(t testing.TB, home string, recs []rec) {
 	t.Helper()
+	writeLogAs(t, home, "gw1", recs)
+}
+
+// writeLogAs is writeLog for the gateway of another machine.
+func writeLogAs(t testing.TB, home, gateway string, recs []rec) {
+	t.Helper()
 	l, err := audit.Open(audit.Dir(home), audit.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +204,7 @@ func writeLog(t testing.TB, home string, recs []rec) {
 		}
 		err := l.Append(ctx, &audit.Record{
 			Kind: audit.KindDecision, Time: epoch.Add(time.Duration(i) * time.Second),
-			RequestID: idOf(i), Gateway: "gw1", Action: a,
+			RequestID: idOf(i), Gateway: gateway, Action: a,
 			Decision: &rules.Decision{Effect: r.recorded, Revision: "old"},
 		})
 		if err != nil {

@@ -50,6 +50,10 @@ type PlanOptions struct {
 	Since, Until time.Time
 	// Now stamps the plan; nil means time.Now.
 	Now func() time.Time
+	// Audit, when set, replaces this machine's log with these sources:
+	// $TF_HOME or audit log directories and collector exports (see
+	// audit.ScanSources), merged by time, each record once.
+	Audit []string
 }
 
 // A Side is one of the two policies a plan compares.
@@ -170,6 +174,9 @@ type Plan struct {
 	// neither side's answer can be trusted, so none is given.
 	Unknown []*Group `json:"unknown"`
 	Counts  Counts   `json:"counts"`
+	// Audit lists the sources replayed when they were not this
+	// machine's log.
+	Audit []string `json:"audit,omitempty"`
 }
 
 // HasChanges reports whether the candidate differs from the pinned policy in
@@ -250,6 +257,7 @@ func ComputePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 		Policy:        diffPolicies(base, cand),
 		Changes:       []*Transition{},
 		Unknown:       []*Group{},
+		Audit:         opts.Audit,
 	}
 	rep, testErr := runTests(cand, candFS)
 	if rep != nil {
@@ -265,7 +273,7 @@ func ComputePlan(ctx context.Context, opts PlanOptions) (*Plan, error) {
 		pl.Tests.Error = rerr.Error()
 	}
 
-	if err := replay(ctx, pl, opts.Home, base, cand); err != nil {
+	if err := replay(ctx, pl, opts.Home, opts.Audit, base, cand); err != nil {
 		return nil, err
 	}
 	if testErr != nil {
@@ -283,7 +291,7 @@ const replayBatch = 512
 // Reading and decoding the log (audit.Scan) runs in one goroutine and
 // deciding in another, so that on a machine with two cores they overlap;
 // one decider keeps the examples in log order.
-func replay(ctx context.Context, pl *Plan, home string, base, cand *rules.Policy) error {
+func replay(ctx context.Context, pl *Plan, home string, sources []string, base, cand *rules.Policy) error {
 	rd := newReplayer(base, cand, pl.Policy)
 	// Every kind: decisions are replayed; gateway starts begin the
 	// sessions and outcomes carry the tokens that limits count.
@@ -299,7 +307,11 @@ func replay(ctx context.Context, pl *Plan, home string, base, cand *rules.Policy
 		}
 	}()
 	batch := make([]*audit.Record, 0, replayBatch)
-	err := audit.Scan(audit.Dir(home), f, func(rec *audit.Record) error {
+	scan := func(fn func(*audit.Record) error) error { return audit.Scan(audit.Dir(home), f, fn) }
+	if len(sources) > 0 {
+		scan = func(fn func(*audit.Record) error) error { return audit.ScanSources(ctx, sources, f, fn) }
+	}
+	err := scan(func(rec *audit.Record) error {
 		batch = append(batch, rec)
 		if len(batch) < replayBatch {
 			return nil
@@ -889,8 +901,14 @@ func (p *Plan) WriteTextColor(w io.Writer, color bool) error {
 	ew := &errWriter{w: w}
 	ew.printf("Policy %s: pinned %s → candidate %s\n", repoLabel(p.Repository), p.Base.Label(), p.Candidate.Label())
 	window := "in the whole audit log"
+	if len(p.Audit) > 0 {
+		window = "in " + plural(len(p.Audit), "the audit source", fmt.Sprintf("%d audit sources", len(p.Audit)))
+	}
 	if !p.Since.IsZero() {
-		window = "since " + p.Since.UTC().Format(time.RFC3339)
+		window += " since " + p.Since.UTC().Format(time.RFC3339)
+		if len(p.Audit) == 0 {
+			window = "since " + p.Since.UTC().Format(time.RFC3339)
+		}
 	}
 	ew.printf("Replayed %s recorded %s %s.\n", thousands(p.Counts.Replayed), plural(p.Counts.Replayed, "decision", "decisions"), window)
 	switch {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -369,5 +371,65 @@ func TestPlanColorKeepsValuesSafe(t *testing.T) {
 	out := text.String()
 	if strings.Contains(out, "\x1b[2J") || !strings.Contains(out, ansiRed+`"old"`+ansiReset) {
 		t.Errorf("colour output:\n%q", out)
+	}
+}
+
+// A plan replays the records of two machines' logs and a collector
+// export, each record once, even when the export repeats records one of
+// the logs holds (at-least-once shipping).
+func TestPlanOverManySources(t *testing.T) {
+	home := testHome(t)
+	f, first, _ := twoCommits(t)
+	pinTo(t, home, f.dir, first)
+	writeLog(t, home, releaseLog) // this machine's: not replayed unless named
+	laptop, ci, shipped := t.TempDir(), t.TempDir(), t.TempDir()
+	writeLogAs(t, laptop, "laptop", releaseLog)
+	writeLogAs(t, ci, "ci", releaseLog[:6])
+	writeLogAs(t, shipped, "runner", releaseLog)
+
+	// The collector's file: the runner's records, and the ci log's again.
+	var lines []string
+	for _, dir := range []string{shipped, ci} {
+		if err := audit.Scan(audit.Dir(dir), audit.Filter{}, func(r *audit.Record) error {
+			lines = append(lines, string(r.Line))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var recs []map[string]any
+	for _, l := range lines {
+		recs = append(recs, map[string]any{"body": map[string]any{"stringValue": l}})
+	}
+	export, _ := json.Marshal(map[string]any{"resourceLogs": []any{map[string]any{"scopeLogs": []any{
+		map[string]any{"scope": map[string]any{"name": audit.OTLPScope}, "logRecords": recs},
+	}}}})
+	exportPath := filepath.Join(t.TempDir(), "logs.json")
+	if err := os.WriteFile(exportPath, append(export, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	pl, err := ComputePlan(testCtx(t), PlanOptions{Home: home, Now: fixedNow, Audit: []string{laptop, ci, exportPath}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 2*len(releaseLog) + 6
+	if pl.Counts.Replayed != want {
+		t.Fatalf("replayed %d decisions, want %d", pl.Counts.Replayed, want)
+	}
+	// Each machine's release pushes (4, 4 and 2 in the ci log's first 6)
+	// change from allow to deny.
+	if len(pl.Changes) != 1 || pl.Changes[0].Count != 10 {
+		t.Fatalf("changes %+v, want allow → deny ×10", pl.Changes)
+	}
+	var buf bytes.Buffer
+	if err := pl.WriteText(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "in 3 audit sources") {
+		t.Errorf("plan text does not name the sources:\n%s", buf.String())
+	}
+	if _, err := ComputePlan(testCtx(t), PlanOptions{Home: home, Audit: []string{filepath.Join(t.TempDir(), "nope")}}); err == nil {
+		t.Fatal("a missing audit source is not an error")
 	}
 }

@@ -13,7 +13,7 @@ import (
 const connectEstablished = "HTTP/1.1 200 Connection established\r\n\r\n"
 
 // handleConnect intercepts a CONNECT tunnel (TLS terminated with a leaf for
-// the requested host, requests served by the inner server) or, for
+// the requested host, requests served by serveTunnelConn) or, for
 // passthrough hosts, relays it raw once GovernTunnel allows.
 func (p *Proxy) handleConnect(w http.ResponseWriter, r *http.Request, fc *framingConn) {
 	a, err := parseAuthority(r.Host, 0)
@@ -58,22 +58,9 @@ func (p *Proxy) handleConnect(w http.ResponseWriter, r *http.Request, fc *framin
 	inner := newFramingConn(tlsConn, p.maxHead(), &a)
 	inner.raw = raw
 	inner.agent = fc.agent
-	if err := p.innerL.deliver(inner); err != nil {
-		p.dropRaw(raw)
-	}
-	// raw stays registered until the inner server reports the connection
-	// closed or hijacked (innerConnState), so Close can always cut it.
-}
-
-// innerConnState forgets tunnel connections the inner server is done with.
-// A hijacked (upgraded) connection is cut through its request context.
-func (p *Proxy) innerConnState(c net.Conn, s http.ConnState) {
-	if s != http.StateClosed && s != http.StateHijacked {
-		return
-	}
-	if fc, ok := c.(*framingConn); ok && fc.raw != nil {
-		p.removeRaw(fc.raw)
-	}
+	// raw stays registered until the tunnel's loop ends, so Close can
+	// always cut it.
+	p.serveTunnelConn(inner, tlsConn, raw)
 }
 
 func (p *Proxy) dropRaw(c net.Conn) {

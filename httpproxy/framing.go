@@ -94,6 +94,7 @@ type framingTracker struct {
 	connect        bool
 	http10         bool
 	upgrade        bool
+	hostCount      int
 	clCount        int
 	clValue        []byte
 	clBad          bool
@@ -252,6 +253,8 @@ func (t *framingTracker) headLine(line []byte) {
 		t.teChunked = bytes.EqualFold(value, []byte("chunked"))
 	case bytes.EqualFold(name, []byte("Upgrade")):
 		t.upgrade = true
+	case bytes.EqualFold(name, []byte("Host")):
+		t.hostCount++
 	}
 }
 
@@ -268,6 +271,8 @@ func (t *framingTracker) endHead() {
 		reason = "request folds a Content-Length or Transfer-Encoding header"
 	case t.teCount > 0 && t.http10:
 		reason = "HTTP/1.0 request with Transfer-Encoding"
+	case t.hostCount > 1:
+		reason = "request has more than one Host header"
 	}
 	t.queue = append(t.queue, reason)
 

@@ -1,6 +1,15 @@
 // Package httpproxy is the governing forward proxy: it intercepts HTTP and
 // CONNECT traffic, asks a Governor about every request and forwards or
 // refuses it.
+//
+// The listener side (absolute-form HTTP requests and CONNECT) is a
+// net/http server. The requests inside an intercepted tunnel, the hot
+// path, are served by a loop of the proxy's own (tunnel.go), and HTTP/1.1
+// exchanges go upstream through h1Client (h1client.go): both run an
+// exchange in one goroutine, where net/http's server and transport hand
+// each request between several (issue 14). Responses pass through
+// httputil.ReverseProxy either way; HTTP/2 to upstreams (gRPC) uses
+// http.Transport.
 package httpproxy
 
 import (
@@ -19,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tameflare/tf/connectors"
@@ -166,9 +176,7 @@ type Proxy struct {
 	resolver  *net.Resolver
 	refusal   Response // the default refusal
 
-	outer  *http.Server // the listener side: proxy requests and CONNECT
-	inner  *http.Server // requests inside intercepted tunnels
-	innerL *connListener
+	outer *http.Server // the listener side: proxy requests and CONNECT
 
 	ctx    context.Context // cancelled by Close: cuts governing, forwarding and tunnels
 	cancel context.CancelFunc
@@ -178,9 +186,12 @@ type Proxy struct {
 	closed    bool // no new handlers or raw connections
 	active    int  // running handlers
 	idle      *sync.Cond
-	raw       map[net.Conn]struct{} // hijacked connections the servers do not track
-	innerDone chan struct{}         // closed when the inner server stops; nil before Serve
-	perClient map[string]int        // open client connections by client address
+	raw       map[net.Conn]struct{}    // hijacked connections the servers do not track
+	perClient map[string]int           // open client connections by client address
+	tunnels   map[*tunnelConn]struct{} // intercepted tunnels being served
+
+	closedFlag     atomic.Bool // closed, read without the lock on every tunnel request
+	tunnelsClosing atomic.Bool // graceful shutdown: tunnels close when idle
 }
 
 // New returns a Proxy for cfg. It checks the configuration but opens
@@ -235,7 +246,7 @@ func New(cfg Config) (*Proxy, error) {
 		resolver:  net.DefaultResolver,
 		raw:       make(map[net.Conn]struct{}),
 		perClient: make(map[string]int),
-		innerL:    newConnListener(),
+		tunnels:   make(map[*tunnelConn]struct{}),
 		refusal: Response{
 			Status: http.StatusForbidden,
 			Header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
@@ -259,8 +270,6 @@ func New(cfg Config) (*Proxy, error) {
 		ModifyResponse: p.upstreamResponse,
 	}
 	p.outer = p.newServer(http.HandlerFunc(p.serveProxy))
-	p.inner = p.newServer(http.HandlerFunc(p.serveTunnel))
-	p.inner.ConnState = p.innerConnState
 	return p, nil
 }
 
@@ -333,14 +342,6 @@ func (p *Proxy) Serve(l net.Listener) error {
 		l.Close() // as http.Server.Serve does
 		return http.ErrServerClosed
 	}
-	if p.innerDone == nil {
-		done := make(chan struct{})
-		p.innerDone = done
-		go func() {
-			defer close(done)
-			_ = p.inner.Serve(p.innerL) // returns when innerL closes
-		}()
-	}
 	p.mu.Unlock()
 	return p.outer.Serve(&framingListener{Listener: l, maxHead: p.maxHead(), p: p})
 }
@@ -373,17 +374,16 @@ func (p *Proxy) stop(graceful context.Context) error {
 
 	var errs []error
 	if graceful != nil {
-		errs = append(errs, p.outer.Shutdown(graceful), p.inner.Shutdown(graceful))
+		errs = append(errs, p.outer.Shutdown(graceful), p.shutdownTunnels(graceful))
 	}
 
 	p.mu.Lock()
 	p.closed = true
-	innerDone := p.innerDone
+	p.closedFlag.Store(true)
+	p.tunnelsClosing.Store(true)
 	p.mu.Unlock()
 	p.cancel()
 	errs = append(errs, p.outer.Close())
-	p.innerL.Close()
-	errs = append(errs, p.inner.Close())
 	p.mu.Lock()
 	for c := range p.raw {
 		c.Close()
@@ -392,9 +392,6 @@ func (p *Proxy) stop(graceful context.Context) error {
 		p.idle.Wait()
 	}
 	p.mu.Unlock()
-	if innerDone != nil {
-		<-innerDone
-	}
 	p.transport.CloseIdleConnections()
 	return errors.Join(errs...)
 }
@@ -660,45 +657,3 @@ func (p *Proxy) admit(addr net.Addr) (release func(), ok bool) {
 		})
 	}, true
 }
-
-// connListener hands connections from CONNECT handlers to the inner server.
-type connListener struct {
-	ch   chan net.Conn
-	done chan struct{}
-	once sync.Once
-}
-
-func newConnListener() *connListener {
-	return &connListener{ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *connListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-// deliver passes c to the inner server; it fails once the listener closed.
-func (l *connListener) deliver(c net.Conn) error {
-	select {
-	case l.ch <- c:
-		return nil
-	case <-l.done:
-		return net.ErrClosed
-	}
-}
-
-func (l *connListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *connListener) Addr() net.Addr { return tunnelAddr{} }
-
-type tunnelAddr struct{}
-
-func (tunnelAddr) Network() string { return "tunnel" }
-func (tunnelAddr) String() string  { return "intercepted-tunnels" }

@@ -856,7 +856,7 @@ func TestHeaderLimits(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("status %d", resp.StatusCode)
 	}
-	if tp.outer.ReadHeaderTimeout != DefaultReadHeaderTimeout || tp.inner.ReadHeaderTimeout != DefaultReadHeaderTimeout || tp.inner.MaxHeaderBytes != 8<<10 {
+	if tp.outer.ReadHeaderTimeout != DefaultReadHeaderTimeout || tp.outer.MaxHeaderBytes != 8<<10 || tp.cfg.ReadHeaderTimeout != DefaultReadHeaderTimeout {
 		t.Error("server limits not applied")
 	}
 }

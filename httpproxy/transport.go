@@ -16,21 +16,24 @@ import (
 // the request is gRPC (which needs HTTP/2 framing and trailers). On a
 // loopback or LAN upstream HTTP/1.1 is the cheaper protocol: Go's HTTP/2
 // client adds a goroutine hand-off per request and flow-control frames,
-// measured at 60–220 µs per request at one client (issue 14).
+// measured at 60–220 µs per request at one client (issue 14). HTTP/1.1
+// goes through h1Client, which runs each exchange in the caller's
+// goroutine (see there).
 type upstreamTransport struct {
-	h1, h2 *http.Transport
+	h1 *h1Client
+	h2 *http.Transport
 }
 
 func newUpstreamTransport(dial func(context.Context, string, string) (net.Conn, error), roots *x509.CertPool) *upstreamTransport {
-	base := func(h2 bool) *http.Transport {
-		t := &http.Transport{
+	h2 := func() *http.Transport {
+		return &http.Transport{
 			Proxy:       nil, // never chain to a proxy from the environment
 			DialContext: dial,
 			TLSClientConfig: &tls.Config{
 				RootCAs:    roots,
 				MinVersion: tls.VersionTLS12,
 			},
-			ForceAttemptHTTP2:      h2,
+			ForceAttemptHTTP2:      true,
 			DisableCompression:     true, // pass encodings through untouched
 			MaxIdleConns:           256,
 			MaxIdleConnsPerHost:    64,
@@ -39,13 +42,18 @@ func newUpstreamTransport(dial func(context.Context, string, string) (net.Conn, 
 			ExpectContinueTimeout:  time.Second,
 			MaxResponseHeaderBytes: 1 << 20,
 		}
-		if !h2 {
-			// A non-nil empty map keeps the transport from offering h2.
-			t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
-		}
-		return t
 	}
-	return &upstreamTransport{h1: base(false), h2: base(true)}
+	return &upstreamTransport{
+		h1: &h1Client{
+			dial:           dial,
+			tlsConfig:      &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+			maxIdlePerHost: 64,
+			idleTimeout:    90 * time.Second,
+			maxHeaderBytes: 1 << 20,
+			handshake:      10 * time.Second,
+		},
+		h2: h2(),
+	}
 }
 
 func (t *upstreamTransport) RoundTrip(r *http.Request) (*http.Response, error) {

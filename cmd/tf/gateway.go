@@ -38,6 +38,7 @@ func gatewayFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "upstream", Usage: "HOST=ADDR: dial ADDR for HOST; repeatable"},
 		&cli.StringSliceFlag{Name: "upstream-ca", Usage: "PEM file of a CA trusted for upstreams besides the system roots; repeatable"},
 		&cli.StringSliceFlag{Name: "keep-env", Usage: "keep this secret-looking variable in the shell's environment; repeatable"},
+		&cli.StringFlag{Name: "metrics", Usage: "ADDR: serve Prometheus /metrics on this loopback address, e.g. 127.0.0.1:9464 (default: metrics: listen in $TF_HOME/config.yaml)"},
 	}
 }
 
@@ -152,7 +153,7 @@ func gatewayStart(c *cli.Context) error {
 		return err
 	}
 	args := []string{"gateway", "serve", name}
-	for _, f := range []string{"policy", "mode"} {
+	for _, f := range []string{"policy", "mode", "metrics"} {
 		if c.IsSet(f) {
 			args = append(args, "--"+f, c.String(f))
 		}
@@ -255,6 +256,9 @@ func gatewayServe(c *cli.Context) error {
 	defer os.Remove(envPath(dir, name))
 	fmt.Fprintf(c.App.ErrWriter, "tf: governing with %s (%d rules, %s, revision %s); proxy %s\n",
 		source, len(policy.Rules), g.Mode(), shortRev(policy.Revision), g.Addr())
+	if a := g.MetricsAddr(); a != "" {
+		fmt.Fprintf(c.App.ErrWriter, "tf: metrics on http://%s/metrics\n", a)
+	}
 	if len(removed) > 0 {
 		fmt.Fprintf(c.App.ErrWriter, "tf: kept out of the shell's environment: %s\n", strings.Join(removed, ", "))
 	}

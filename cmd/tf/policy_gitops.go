@@ -31,6 +31,7 @@ func gitopsPolicyCommands() []*cli.Command {
 				&cli.StringFlag{Name: "rev", Usage: "candidate `REVISION` (branch, tag or commit)"},
 				&cli.StringFlag{Name: "worktree", Usage: "candidate policy `DIR` instead of a revision"},
 				&cli.StringFlag{Name: "since", Value: "7d", Usage: "replay decisions of the last `DURATION` (7d, 12h; 0 or all: everything)"},
+				&cli.StringSliceFlag{Name: "audit", Usage: "replay the records of `SRC` instead of this machine's log: a $TF_HOME or audit directory, or a collector's file export (OTLP JSON lines, gzip too); repeat for many; @local is this machine's log"},
 				&cli.StringFlag{Name: "out", Usage: "save the plan to `FILE` for tf policy apply"},
 				&cli.BoolFlag{Name: "json", Usage: "print the plan as JSON (format_version 1)"},
 				&cli.BoolFlag{Name: "detailed-exitcode", Usage: "exit 2 when the plan has changes"},
@@ -136,8 +137,15 @@ func runPlan(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	var sources []string
+	for _, src := range c.StringSlice("audit") {
+		if src == "@local" {
+			src = h
+		}
+		sources = append(sources, src)
+	}
 	pl, err := gitops.ComputePlan(c.Context, gitops.PlanOptions{
-		Home: h, Rev: c.String("rev"), Worktree: c.String("worktree"), Since: since,
+		Home: h, Rev: c.String("rev"), Worktree: c.String("worktree"), Since: since, Audit: sources,
 	})
 	if pl == nil {
 		return cli.Exit(err.Error(), 1)

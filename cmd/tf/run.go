@@ -62,6 +62,7 @@ tf gateway start NAME; eval "$(tf env NAME)"; tf gateway stop NAME.`,
 			&cli.StringSliceFlag{Name: "ro", Usage: "PATH: a directory the sandboxed agent may read but not write; repeatable"},
 			&cli.StringSliceFlag{Name: "rw", Usage: "PATH: a directory the sandboxed agent may write; repeatable"},
 			&cli.BoolFlag{Name: "dashboard", Usage: "also serve the dashboard on loopback and open its one-time link"},
+			&cli.StringFlag{Name: "metrics", Usage: "ADDR: serve Prometheus /metrics on this loopback address, e.g. 127.0.0.1:9464 (default: metrics: listen in $TF_HOME/config.yaml)"},
 			&cli.BoolFlag{Name: "print-env", Usage: "print the environment a governed process needs (shell syntax): with CMD on stderr, then run CMD; without CMD on stdout, then serve until interrupted (to wire a shell, use tf gateway start and tf env)"},
 		},
 		Action: runAction,
@@ -145,6 +146,9 @@ func runAction(c *cli.Context) error {
 	fmt.Fprintf(c.App.ErrWriter, "tf: governing with %s (%d rules, %s, revision %s); proxy %s; audit in %s\n",
 		source, len(policy.Rules), g.Mode(), shortRev(policy.Revision), g.Addr(), filepath.Join(dir, "audit"))
 
+	if a := g.MetricsAddr(); a != "" {
+		fmt.Fprintf(c.App.ErrWriter, "tf: metrics on http://%s/metrics\n", a)
+	}
 	if !isolate {
 		fmt.Fprintf(c.App.ErrWriter, "tf: warning: %s\n", gateway.NotIsolated)
 	}
@@ -313,7 +317,8 @@ func resolvePolicy(home, dir string) (p *rules.Policy, source string, pinned boo
 }
 
 func gatewayConfig(c *cli.Context, dir string) (gateway.Config, error) {
-	cfg := gateway.Config{Name: c.String("name"), Home: dir, Mode: rules.Mode(c.String("mode")), Upstreams: map[string]string{}}
+	cfg := gateway.Config{Name: c.String("name"), Home: dir, Mode: rules.Mode(c.String("mode")), Upstreams: map[string]string{},
+		MetricsListen: c.String("metrics")}
 	file, err := gateway.LoadConfigFile(gateway.ConfigPath(dir))
 	if err != nil {
 		return cfg, err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tameflare/tf/admin"
 	"github.com/tameflare/tf/home"
+	"github.com/tameflare/tf/otlp"
 )
 
 func init() { register(statusCommand()) }
@@ -78,6 +79,9 @@ func runStatus(c *cli.Context) error {
 		}
 		tw.Flush()
 	}
+	if o.Shipping != nil {
+		fmt.Fprintln(w, shippingLine(o.Shipping, now))
+	}
 	fmt.Fprintln(w)
 	switch {
 	case o.AuditError != "":
@@ -100,6 +104,32 @@ func runStatus(c *cli.Context) error {
 		tw.Flush()
 	}
 	return nil
+}
+
+// shippingLine says where the audit log is shipped and how far behind.
+func shippingLine(st *otlp.Status, now time.Time) string {
+	if st.Endpoint == "" {
+		return "audit shipping: " + oneLine(st.Error)
+	}
+	s := "audit shipping to " + oneLine(st.Endpoint)
+	if st.Gateway != "" {
+		s += " (by gateway " + oneLine(st.Gateway) + ")"
+	}
+	switch {
+	case st.Behind == 0:
+		s += ": up to date"
+	case st.Age > 0:
+		s += fmt.Sprintf(": %d records behind, the oldest %s old", st.Behind, st.Age.Round(time.Second))
+	default:
+		s += fmt.Sprintf(": %d records behind", st.Behind)
+	}
+	if st.Error != "" {
+		s += fmt.Sprintf("; failing since %s: %s", st.ErrorSince.Local().Format("15:04:05"), oneLine(st.Error))
+	}
+	if !st.Updated.IsZero() && now.Sub(st.Updated) > time.Minute && st.Behind > 0 {
+		s += fmt.Sprintf(" (no gateway has shipped for %s)", now.Sub(st.Updated).Round(time.Second))
+	}
+	return s
 }
 
 // short shortens a commit or content hash for a table, keeping a

@@ -1,0 +1,164 @@
+package otlp
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tameflare/tf/audit"
+)
+
+// BenchmarkAppendWhileShipping is the decision path's view of shipping:
+// the time of one audit Append with no shipper, and with a shipper
+// following the log and posting to a local endpoint. The difference is
+// what shipping costs a decision (the budget is 2 µs).
+func BenchmarkAppendWhileShipping(b *testing.B) {
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+	}))
+	defer sink.Close()
+	for _, ship := range []bool{false, true} {
+		name := "off"
+		if ship {
+			name = "on"
+		}
+		b.Run(name, func(b *testing.B) {
+			home := b.TempDir()
+			l, err := audit.Open(audit.Dir(home), audit.Options{Gateway: "bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			var s *Shipper
+			if ship {
+				if s, err = Start(Options{Home: home, Gateway: "bench", Config: Config{Endpoint: sink.URL}}); err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+			}
+			recs := make([]*audit.Record, 1024)
+			for i := range recs {
+				recs[i] = decision(i)
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			i := 0
+			cpu0 := cpuTime()
+			for b.Loop() {
+				r := *recs[i%len(recs)]
+				r.Time = time.Time{}
+				if err := l.Append(ctx, &r); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			if cpu := cpuTime() - cpu0; cpu > 0 {
+				b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+			}
+		})
+	}
+}
+
+// BenchmarkBuild is the shipper's own cost per record, off the decision
+// path: turning an audit record into an SDK log record.
+func BenchmarkBuild(b *testing.B) {
+	home := b.TempDir()
+	l, err := audit.Open(audit.Dir(home), audit.Options{Gateway: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	appendN(b, l, 0, 256)
+	l.Close()
+	var batch []*audit.Record
+	audit.Scan(audit.Dir(home), audit.Filter{}, func(r *audit.Record) error { batch = append(batch, r); return nil })
+	s, err := Start(Options{Home: b.TempDir(), Gateway: "bench", Config: Config{Endpoint: "http://127.0.0.1:1"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(s.build(batch)) != len(batch) {
+			b.Fatal("lost records")
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/record")
+}
+
+// shipThroughput writes n records, then ships them all to endpoint and
+// reports records per second.
+func shipThroughput(b *testing.B, endpoint string, n int) {
+	b.StopTimer()
+	home := b.TempDir()
+	l, err := audit.Open(audit.Dir(home), audit.Options{Gateway: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	batch := make([]*audit.Record, 0, 500)
+	for i := 0; i < n; i++ {
+		r := decision(i)
+		batch = append(batch, r)
+		if len(batch) == cap(batch) {
+			if err := l.AppendAll(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := l.AppendAll(ctx, batch); err != nil {
+		b.Fatal(err)
+	}
+	l.Close()
+	b.StartTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	s, err := Start(Options{Home: home, Gateway: "bench", Config: Config{Endpoint: endpoint}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	deadline := time.Now().Add(5 * time.Minute)
+	for s.Shipped() < uint64(n) {
+		if time.Now().After(deadline) {
+			b.Fatalf("shipped %d of %d records in 5 minutes: %+v", s.Shipped(), n, s.Status())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	el, cpu := time.Since(start), cpuTime()-cpu0
+	b.ReportMetric(float64(n)/el.Seconds(), "records/s")
+	if cpu > 0 {
+		// The CPU of the whole process: shipper, exporter and the local
+		// endpoint (or nothing of the collector, a separate process).
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/record")
+	}
+}
+
+// BenchmarkShipThroughput ships 100,000 records to a local endpoint that
+// reads and discards the requests (the exporter and shipper alone).
+func BenchmarkShipThroughput(b *testing.B) {
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+	}))
+	defer sink.Close()
+	for range b.N {
+		shipThroughput(b, sink.URL, benchRecords)
+	}
+}
+
+// BenchmarkShipToRealCollector ships 100,000 records to the test
+// collector (OTLP receiver, file exporter).
+func BenchmarkShipToRealCollector(b *testing.B) {
+	bin := collectorBinary(b)
+	addr := freeAddr(b)
+	startCollector(b, bin, addr, filepath.Join(b.TempDir(), "out.jsonl"))
+	for range b.N {
+		shipThroughput(b, "http://"+addr, benchRecords)
+	}
+}
+
+// benchRecords is how many records the throughput benchmarks ship.
+const benchRecords = 100_000

@@ -1,0 +1,603 @@
+// Package otlp ships the audit log to an OpenTelemetry collector as OTLP
+// log records, one per audit record, from a cursor persisted in $TF_HOME.
+//
+// The local log stays the source of truth. The shipper follows it the way
+// tf logs -f does (it is never on the append path), batches what it reads,
+// posts each batch with the official OTLP/HTTP exporter, and advances the
+// cursor only after the collector answered 2xx: after a restart or an
+// outage it resumes from the cursor, so every record arrives at least once.
+//
+// The SDK's BatchProcessor is not used: it drops records when its queue
+// is full and never tells which records a collector acknowledged, which
+// is what a cursor needs. A LoggerProvider still builds the records (so
+// the resource and scope are the SDK's), a processor collects them, and
+// the shipper calls the exporter itself, one batch at a time.
+package otlp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofrs/flock"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
+	otellog "go.opentelemetry.io/otel/log"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+
+	"github.com/tameflare/tf/audit"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxBatch      = 1024
+	DefaultMaxBatchBytes = 4 << 20
+	DefaultFlushInterval = 200 * time.Millisecond
+	DefaultExportTimeout = 10 * time.Second
+	// DefaultDrainTimeout bounds how long Close keeps trying to ship what
+	// is left; what it cannot ship goes at the next start.
+	DefaultDrainTimeout = 3 * time.Second
+)
+
+// Options configure a Shipper.
+type Options struct {
+	// Home is $TF_HOME: the audit log, the cursor and the status file.
+	Home string
+	// Gateway names the shipping gateway (resource attribute tf.gateway).
+	Gateway string
+	// Config says where to ship.
+	Config Config
+	// Warn is told about a problem once when it starts, not per record,
+	// and once when shipping recovers. It never receives a header value.
+	Warn func(msg string)
+	// Zero values mean the defaults above.
+	MaxBatch      int
+	MaxBatchBytes int
+	FlushInterval time.Duration
+	ExportTimeout time.Duration
+	DrainTimeout  time.Duration
+	// RetryMin and RetryMax bound the wait between failed exports
+	// (default 100ms and 5s).
+	RetryMin, RetryMax time.Duration
+}
+
+// A Shipper ships the audit log of one $TF_HOME. Of several gateways that
+// share a $TF_HOME, the one that holds $TF_HOME/otel/lock ships; the
+// others wait to take over.
+type Shipper struct {
+	opts     Options
+	dir      string // the audit log
+	url      string // redacted, for messages
+	exp      *otlploghttp.Exporter
+	provider *sdklog.LoggerProvider
+	logger   otellog.Logger
+	coll     *collector
+	lock     *flock.Flock
+
+	acked        atomic.Uint64 // the last acknowledged seq
+	end          atomic.Uint64 // the last seq known to be in the log
+	pendingSince atomic.Int64  // unix nanos of the oldest unacknowledged record read, 0 when none
+	shipped      atomic.Uint64 // records acknowledged since Start
+	lastHTTP     atomic.Value  // string: the status line of the last answer
+
+	mu       sync.Mutex
+	st       Status
+	warned   string
+	lastSave time.Time
+
+	stopFollow context.CancelFunc // ends the follow: drain and stop
+	hardStop   context.CancelFunc // ends everything
+	done       chan struct{}
+}
+
+// Start checks the configuration and starts shipping in the background.
+// A configuration that cannot work (a malformed endpoint, an unsupported
+// protocol) is an error, also written to the status file for tf status.
+func Start(opts Options) (*Shipper, error) {
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
+	}
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = DefaultFlushInterval
+	}
+	if opts.ExportTimeout <= 0 {
+		opts.ExportTimeout = DefaultExportTimeout
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = DefaultDrainTimeout
+	}
+	if opts.RetryMin <= 0 {
+		opts.RetryMin = 100 * time.Millisecond
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = 5 * time.Second
+	}
+	if opts.Warn == nil {
+		opts.Warn = func(string) {}
+	}
+	s := &Shipper{opts: opts, dir: audit.Dir(opts.Home), done: make(chan struct{})}
+	s.st = Status{Gateway: opts.Gateway, PID: os.Getpid(), Headers: opts.Config.headerNames()}
+	if err := os.MkdirAll(Dir(opts.Home), 0o700); err != nil {
+		return nil, fmt.Errorf("audit shipping: %w", err)
+	}
+	u, err := opts.Config.LogsURL()
+	if err != nil {
+		s.st.Endpoint = Redact(opts.Config.LogsEndpoint + opts.Config.Endpoint)
+		s.st.Error, s.st.ErrorSince = err.Error(), nowUTC()
+		_ = s.saveStatus(true)
+		return nil, fmt.Errorf("audit shipping: %w", err)
+	}
+	s.url = Redact(u.String())
+	s.st.Endpoint = s.url
+	expOpts := []otlploghttp.Option{
+		otlploghttp.WithEndpointURL(u.String()),
+		// The exporter's errors omit the status of a retryable answer;
+		// the transport remembers it for the message.
+		otlploghttp.WithHTTPClient(&http.Client{Timeout: opts.ExportTimeout, Transport: &statusTransport{rt: http.DefaultTransport, last: &s.lastHTTP}}),
+		otlploghttp.WithTimeout(opts.ExportTimeout),
+		// The shipper retries a batch itself, from the cursor.
+		otlploghttp.WithRetry(otlploghttp.RetryConfig{Enabled: false}),
+	}
+	if len(opts.Config.Headers) > 0 {
+		expOpts = append(expOpts, otlploghttp.WithHeaders(opts.Config.Headers))
+	}
+	if s.exp, err = otlploghttp.New(context.Background(), expOpts...); err != nil {
+		return nil, fmt.Errorf("audit shipping: %s", s.scrub(err))
+	}
+	s.coll = &collector{}
+	s.provider = sdklog.NewLoggerProvider(
+		sdklog.WithResource(newResource(opts.Gateway)),
+		sdklog.WithProcessor(s.coll),
+		sdklog.WithAttributeValueLengthLimit(-1),
+		// toLog sets each key once; the SDK's dedup map was a fifth of
+		// the shipper's CPU.
+		sdklog.WithAllowKeyDuplication(),
+	)
+	s.logger = s.provider.Logger(ScopeName)
+	s.lock = flock.New(filepath.Join(Dir(opts.Home), "lock"))
+	if c, err := ReadCursor(opts.Home); err == nil {
+		s.acked.Store(c.Seq)
+	}
+	if end, err := audit.End(s.dir); err == nil {
+		s.end.Store(end)
+	}
+	followCtx, stopFollow := context.WithCancel(context.Background())
+	hardCtx, hardStop := context.WithCancel(context.Background())
+	s.stopFollow, s.hardStop = stopFollow, hardStop
+	go s.run(followCtx, hardCtx)
+	return s, nil
+}
+
+// Dir is where the shipper keeps its cursor, lock and status.
+func Dir(home string) string { return filepath.Join(home, "otel") }
+
+// Lag is how far shipping is behind the log: records written and not yet
+// acknowledged by the collector, and the age of the oldest of them. It is
+// cheap (three atomic loads) and safe to call from any goroutine, e.g. a
+// metrics gauge.
+func (s *Shipper) Lag() (records uint64, age time.Duration) {
+	end, acked := s.end.Load(), s.acked.Load()
+	if end > acked {
+		records = end - acked
+	}
+	if p := s.pendingSince.Load(); p != 0 {
+		age = time.Since(time.Unix(0, p))
+	}
+	return records, age
+}
+
+// Shipped is how many records the collector acknowledged since Start.
+func (s *Shipper) Shipped() uint64 { return s.shipped.Load() }
+
+// Status is the shipper's state as tf status shows it.
+func (s *Shipper) Status() Status {
+	s.mu.Lock()
+	st := s.st
+	s.mu.Unlock()
+	st.Acked = s.acked.Load()
+	st.Behind, st.Age = s.Lag()
+	return st
+}
+
+// Close stops following the log, ships what it has read within the drain
+// timeout, and stops. Whatever is left is shipped at the next start.
+func (s *Shipper) Close() error {
+	s.stopFollow()
+	t := time.AfterFunc(s.opts.DrainTimeout, s.hardStop)
+	<-s.done
+	t.Stop()
+	s.hardStop()
+	s.mu.Lock()
+	standby := strings.HasPrefix(s.st.State, "standby")
+	s.mu.Unlock()
+	if !standby {
+		_ = s.saveStatus(true)
+	}
+	_ = s.lock.Unlock()
+	_ = s.provider.Shutdown(context.Background())
+	return s.exp.Shutdown(context.Background())
+}
+
+// run takes the lock and ships until told to stop.
+func (s *Shipper) run(followCtx, hardCtx context.Context) {
+	defer close(s.done)
+	go s.watchEnd(hardCtx)
+	for {
+		ok, err := s.lock.TryLock()
+		if err != nil {
+			s.fail(fmt.Errorf("locking %s: %w", s.lock.Path(), err))
+		}
+		if ok {
+			break
+		}
+		s.setState("standby: another gateway of this $TF_HOME ships")
+		select {
+		case <-followCtx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+	s.setState("shipping")
+	// After takes over from another shipper, the cursor may have moved.
+	if c, err := ReadCursor(s.opts.Home); err == nil && c.Seq > s.acked.Load() {
+		s.acked.Store(c.Seq)
+	}
+	wait := s.opts.RetryMin
+	for {
+		err := s.follow(followCtx, hardCtx)
+		if followCtx.Err() != nil || hardCtx.Err() != nil {
+			return
+		}
+		if err != nil {
+			s.fail(err)
+		}
+		select {
+		case <-followCtx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, s.opts.RetryMax)
+	}
+}
+
+// watchEnd keeps the log's end current for Lag, once a second.
+func (s *Shipper) watchEnd(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if end, err := audit.End(s.dir); err == nil && end > s.end.Load() {
+			s.end.Store(end)
+		}
+		s.mu.Lock()
+		standby := strings.HasPrefix(s.st.State, "standby")
+		s.mu.Unlock()
+		if standby {
+			if c, err := ReadCursor(s.opts.Home); err == nil {
+				s.acked.Store(c.Seq)
+			}
+		}
+	}
+}
+
+// follow reads the log from the cursor and ships it in batches until
+// followCtx ends (then it ships what it read) or reading fails.
+func (s *Shipper) follow(followCtx, hardCtx context.Context) error {
+	recs := make(chan *audit.Record, 2*s.opts.MaxBatch)
+	ferr := make(chan error, 1)
+	after := s.acked.Load()
+	go func() {
+		defer close(recs)
+		deliver := func(r *audit.Record) error {
+			if r.Seq > s.end.Load() {
+				s.end.Store(r.Seq) // for Lag, even while the batch waits
+			}
+			select {
+			case recs <- r:
+				after = r.Seq
+				return nil
+			case <-hardCtx.Done():
+				return hardCtx.Err()
+			}
+		}
+		err := audit.Follow(followCtx, s.dir, audit.Filter{}, after, deliver)
+		if err == nil && followCtx.Err() != nil {
+			// Follow stops at its next poll without reading what was
+			// written since the last one; a Follow with an ended
+			// context reads to the end once and returns.
+			err = audit.Follow(followCtx, s.dir, audit.Filter{}, after, deliver)
+		}
+		ferr <- err
+	}()
+	var (
+		batch []*audit.Record
+		size  int
+		timer = time.NewTimer(time.Hour)
+	)
+	timer.Stop()
+	defer timer.Stop()
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := s.ship(hardCtx, batch); err != nil {
+			return err
+		}
+		batch, size = batch[:0], 0
+		return nil
+	}
+	for {
+		select {
+		case r, ok := <-recs:
+			if !ok {
+				err := <-ferr
+				if ferr := flush(); ferr != nil && err == nil {
+					err = ferr
+				}
+				return err
+			}
+			if r.Seq > s.end.Load() {
+				s.end.Store(r.Seq)
+			}
+			if len(batch) == 0 {
+				s.pendingSince.CompareAndSwap(0, r.Time.UnixNano())
+				timer.Reset(s.opts.FlushInterval)
+			}
+			batch = append(batch, r)
+			size += len(r.Line)
+			if len(batch) >= s.opts.MaxBatch || size >= s.opts.MaxBatchBytes {
+				timer.Stop()
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		case <-timer.C:
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// ship exports one batch, retrying until the collector acknowledges it
+// or hardCtx ends, then moves the cursor past it.
+func (s *Shipper) ship(hardCtx context.Context, batch []*audit.Record) error {
+	recs := s.build(batch)
+	wait := s.opts.RetryMin
+	for {
+		s.lastHTTP.Store("")
+		ctx, cancel := context.WithTimeout(hardCtx, s.opts.ExportTimeout)
+		err := s.exp.Export(ctx, recs)
+		timedOut := ctx.Err() != nil || os.IsTimeout(err) || strings.Contains(fmt.Sprint(err), "Timeout exceeded")
+		cancel()
+		if err != nil && errors.Is(err, partialSuccess) {
+			// The collector took the batch and refused some records as
+			// malformed; sending them again would not change its mind.
+			s.warnOnce("partial", fmt.Sprintf("audit shipping: the collector at %s refused part of a batch: %s", s.url, s.scrub(err)))
+			err = nil
+		}
+		if err == nil {
+			break
+		}
+		if hardCtx.Err() != nil {
+			return hardCtx.Err()
+		}
+		if timedOut {
+			err = fmt.Errorf("the collector did not answer within %s: %w", s.opts.ExportTimeout, err)
+		} else if st, _ := s.lastHTTP.Load().(string); st != "" && !strings.Contains(err.Error(), st) {
+			err = fmt.Errorf("the collector answered %s: %w", st, err)
+		}
+		s.fail(err)
+		select {
+		case <-hardCtx.Done():
+			return hardCtx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, s.opts.RetryMax)
+	}
+	last := batch[len(batch)-1]
+	if err := WriteCursor(s.opts.Home, Cursor{Seq: last.Seq, Hash: last.Hash, Time: last.Time}); err != nil {
+		// The collector has the batch; not keeping the cursor means it
+		// is sent again after a restart, which at-least-once allows.
+		s.fail(fmt.Errorf("keeping the cursor: %w", err))
+	}
+	s.acked.Store(last.Seq)
+	s.shipped.Add(uint64(len(batch)))
+	s.pendingSince.Store(0)
+	s.recovered(last)
+	return nil
+}
+
+// build turns a batch into SDK records, with the resource and scope.
+func (s *Shipper) build(batch []*audit.Record) []sdklog.Record {
+	s.coll.recs = make([]sdklog.Record, 0, len(batch))
+	ctx := context.Background()
+	for _, r := range batch {
+		s.logger.Emit(ctx, toLog(r))
+	}
+	recs := s.coll.recs
+	s.coll.recs = nil
+	return recs
+}
+
+// partialSuccess matches the exporter's partial-success error.
+var partialSuccess = partialSuccessError{}
+
+type partialSuccessError struct{}
+
+func (partialSuccessError) Error() string { return "OTLP partial success" }
+
+// Is matches the exporter's internal PartialSuccess by its message,
+// which is the only thing the exporter exposes of it.
+func (partialSuccessError) Is(err error) bool {
+	return strings.HasPrefix(err.Error(), "OTLP partial success")
+}
+
+// fail records a problem and warns once per kind of problem.
+func (s *Shipper) fail(err error) {
+	msg := s.scrub(err)
+	s.mu.Lock()
+	if s.st.Error == "" {
+		s.st.ErrorSince = nowUTC()
+	}
+	s.st.Error = msg
+	s.mu.Unlock()
+	_ = s.saveStatus(true)
+	s.warnOnce(errorClass(msg), fmt.Sprintf("audit shipping to %s failed: %s; the local log keeps every record and shipping resumes when the collector answers", s.url, msg))
+}
+
+// recovered clears a problem after an acknowledged batch.
+func (s *Shipper) recovered(last *audit.Record) {
+	s.mu.Lock()
+	hadErr := s.st.Error != ""
+	s.st.Error, s.st.ErrorSince = "", time.Time{}
+	s.st.AckedTime = last.Time
+	s.mu.Unlock()
+	if hadErr {
+		s.mu.Lock()
+		s.warned = ""
+		s.mu.Unlock()
+		s.opts.Warn(fmt.Sprintf("audit shipping to %s resumed", s.url))
+	}
+	_ = s.saveStatus(hadErr)
+}
+
+func (s *Shipper) warnOnce(class, msg string) {
+	s.mu.Lock()
+	same := s.warned == class
+	s.warned = class
+	s.mu.Unlock()
+	if !same {
+		s.opts.Warn(msg)
+	}
+}
+
+// errorClass groups messages that differ only in detail (a port, a
+// count) so that a flapping collector does not warn per batch.
+func errorClass(msg string) string {
+	if i := strings.IndexAny(msg, "0123456789"); i > 0 {
+		return msg[:i]
+	}
+	return msg
+}
+
+// setState records the state; a standby shipper keeps it to itself, so
+// that the status file stays the shipping gateway's.
+func (s *Shipper) setState(state string) {
+	s.mu.Lock()
+	s.st.State = state
+	s.mu.Unlock()
+	if !strings.HasPrefix(state, "standby") {
+		_ = s.saveStatus(true)
+	}
+}
+
+// scrub shortens an error for people and removes the endpoint's query and
+// user info, should the exporter quote the URL.
+func (s *Shipper) scrub(err error) string {
+	msg := err.Error()
+	if full := s.opts.Config.LogsEndpoint + s.opts.Config.Endpoint; full != "" {
+		if u, perr := s.opts.Config.LogsURL(); perr == nil {
+			msg = strings.ReplaceAll(msg, u.String(), s.url)
+		}
+	}
+	for _, v := range s.opts.Config.Headers {
+		if v != "" {
+			msg = strings.ReplaceAll(msg, v, "[redacted]")
+		}
+	}
+	msg = strings.Join(strings.Fields(msg), " ")
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	return msg
+}
+
+// statusTransport keeps the status line of the last non-2xx answer.
+type statusTransport struct {
+	rt   http.RoundTripper
+	last *atomic.Value
+}
+
+func (t *statusTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.rt.RoundTrip(req)
+	if err == nil && (resp.StatusCode < 200 || resp.StatusCode > 299) {
+		t.last.Store(resp.Status)
+	}
+	return resp, err
+}
+
+// collector is the processor that hands emitted records to the shipper.
+// Emit and build run in the shipping goroutine only.
+type collector struct{ recs []sdklog.Record }
+
+func (c *collector) OnEmit(_ context.Context, r *sdklog.Record) error {
+	c.recs = append(c.recs, r.Clone())
+	return nil
+}
+func (c *collector) Enabled(context.Context, sdklog.EnabledParameters) bool { return true }
+func (c *collector) Shutdown(context.Context) error                         { return nil }
+func (c *collector) ForceFlush(context.Context) error                       { return nil }
+
+var _ sdklog.Processor = (*collector)(nil)
+
+// A Cursor is the last record the collector acknowledged.
+type Cursor struct {
+	Seq  uint64    `json:"seq"`
+	Hash string    `json:"hash"`
+	Time time.Time `json:"time"`
+}
+
+func cursorPath(home string) string { return filepath.Join(Dir(home), "cursor") }
+
+// ReadCursor reads the persisted cursor; none is seq 0 (ship from the
+// start of the log).
+func ReadCursor(home string) (Cursor, error) {
+	var c Cursor
+	b, err := os.ReadFile(cursorPath(home))
+	if errors.Is(err, fs.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("%s: %w", cursorPath(home), err)
+	}
+	return c, nil
+}
+
+// WriteCursor replaces the cursor atomically. It is not fsync'd: a cursor
+// lost to a power cut only means records are shipped again.
+func WriteCursor(home string, c Cursor) error {
+	b, _ := json.Marshal(c)
+	return writeAtomic(cursorPath(home), append(b, '\n'))
+}
+
+func writeAtomic(path string, b []byte) error {
+	tmp := path + ".tmp" + strconv.Itoa(os.Getpid())
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
