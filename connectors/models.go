@@ -212,10 +212,11 @@ const maxModelName = 256
 
 // modelParams reads the rule-relevant fields of a model call's body into
 // params. A model call's body is mostly the conversation and can outgrow
-// the inspected prefix in a long session; such a call is not refused (it
-// would end the session) but carries params.body_truncated = true and
-// none of the body's fields, so a rule that limits models must be written
-// to deny when params.model is nil (an allow list does that by itself).
+// the inspected prefix in a long session; such a call is not refused here
+// (it would end the session) but carries params.body_truncated = true and
+// none of the body's fields. The gateway refuses it when a rule that
+// applies reads params (see gateway/truncated.go): the fields it would
+// read may lie past the prefix.
 func modelParams(kind modelBody, r *Request, params map[string]any) error {
 	if len(r.Body) == 0 && !r.Truncated {
 		if kind == googleCall {

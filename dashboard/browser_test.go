@@ -206,6 +206,14 @@ func TestBrowser(t *testing.T) {
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector("#rows tr[data-live].d-deny td.status").textContent === "403"`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
 		t.Fatalf("the denied row never showed status 403: %v", err)
 	}
+	// A model call: its row shows the tokens once its outcome arrives.
+	if rep := f.modelCall(ctx); rep.err != nil || rep.status != http.StatusOK {
+		t.Fatalf("the agent's model call: %+v", rep)
+	}
+	do(t, ctx, "model call row", chromedp.WaitVisible(`#rows tr[data-live].d-allow`))
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`[...document.querySelectorAll("#rows tr[data-live] td.tokens")].some(td => td.textContent === "in 12 out 7 cache r3 w0")`, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("the model call's row never showed its tokens: %v", err)
+	}
 	shoot(t, ctx, shots, "traffic")
 
 	// The row opens the full record: matched rules and reasons, no headers.

@@ -54,19 +54,25 @@ func start(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	f.policy = p
-	cert, caPEM, err := testdata.ServerCert("api.github.com")
+	cert, caPEM, err := testdata.ServerCert("api.github.com", "api.anthropic.com")
 	if err != nil {
 		t.Fatal(err)
 	}
 	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.hits.Add(1)
+		if r.Host == "api.anthropic.com" {
+			// A Messages API answer and the usage it reports.
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":12,"output_tokens":7,"cache_read_input_tokens":3}}`)
+			return
+		}
 		io.WriteString(w, `{"merged":true}`)
 	}))
 	up.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	up.StartTLS()
 	t.Cleanup(up.Close)
 	f.g, err = gateway.Start(gateway.Config{Name: "agent-1", Home: f.home, Policy: p, Approvals: &approval.Config{},
-		Upstreams:   map[string]string{"api.github.com": strings.TrimPrefix(up.URL, "https://")},
+		Upstreams:   map[string]string{"api.github.com": strings.TrimPrefix(up.URL, "https://"), "api.anthropic.com": strings.TrimPrefix(up.URL, "https://")},
 		UpstreamCAs: [][]byte{caPEM}})
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +109,25 @@ func (f *fixture) send(ctx context.Context, method, path string) reply {
 	if err != nil {
 		return reply{err: err}
 	}
+	res, err := f.agent.Do(req)
+	if err != nil {
+		return reply{err: err}
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	return reply{status: res.StatusCode, header: res.Header, body: string(b), err: err}
+}
+
+// modelCall makes a Messages API call as the governed agent (the fixture
+// policy's default allows it); the upstream reports 12 in, 7 out, 3
+// read from the cache.
+func (f *fixture) modelCall(ctx context.Context) reply {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://api.anthropic.com/v1/messages",
+		strings.NewReader(`{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		return reply{err: err}
+	}
+	req.Header.Set("Content-Type", "application/json")
 	res, err := f.agent.Do(req)
 	if err != nil {
 		return reply{err: err}

@@ -287,3 +287,47 @@ func TestKillSwitchScopesFromForms(t *testing.T) {
 		t.Fatalf("after deactivation: %+v", rep)
 	}
 }
+
+// The Traffic page and the record page show a model call's token usage,
+// read from its outcome record.
+func TestTrafficShowsTokens(t *testing.T) {
+	f := start(t)
+	ctx, cancel := deadline(t, 30*time.Second)
+	defer cancel()
+	if rep := f.modelCall(ctx); rep.status != http.StatusOK {
+		t.Fatalf("model call: %+v", rep)
+	}
+	f.send(ctx, http.MethodGet, "/repos/acme/app")
+	waitOutcomes(t, ctx, f.home, 2)
+	c := browserless()
+	ck := login(t, f.d, c, f.d.URL())
+	code, page := get(t, f.d, c, ck, "/traffic")
+	if code != http.StatusOK || !strings.Contains(page, "<th>Tokens</th>") ||
+		!strings.Contains(page, `<td class="tokens" data-label="Tokens">in 12 out 7 cache r3 w0</td>`) ||
+		!strings.Contains(page, `<td class="tokens" data-label="Tokens"></td>`) {
+		t.Fatalf("traffic page: %d\n%s", code, page)
+	}
+	var seq uint64
+	for _, r := range decisionsOf(t, f.home) {
+		if r.Action.Type == "anthropic.messages.create" {
+			seq = r.Seq
+		}
+	}
+	code, page = get(t, f.d, c, ck, "/traffic/"+itoa(seq))
+	if code != http.StatusOK || !strings.Contains(page, "<dt>Tokens</dt><dd>12 in, 7 out, cache 3 read, 0 written (claude-sonnet-4-5)</dd>") {
+		t.Fatalf("record page: %d\n%s", code, page)
+	}
+}
+
+func decisionsOf(t *testing.T, home string) []*audit.Record {
+	t.Helper()
+	var recs []*audit.Record
+	err := audit.Scan(audit.Dir(home), audit.Filter{Kind: audit.KindDecision}, func(r *audit.Record) error {
+		recs = append(recs, r)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}

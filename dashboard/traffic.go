@@ -31,6 +31,8 @@ type row struct {
 	RequestID string `json:"request_id"`
 	Status    string `json:"status"`
 	Latency   string `json:"latency"`
+	// Tokens is a model call's usage, as tf logs shows it: "in 10 out 5".
+	Tokens string `json:"tokens"`
 }
 
 // outcome is a live update of a row: the request finished.
@@ -38,6 +40,7 @@ type outcome struct {
 	RequestID string `json:"request_id"`
 	Status    string `json:"status"`
 	Latency   string `json:"latency"`
+	Tokens    string `json:"tokens"`
 }
 
 func makeRow(r *audit.Record, o *audit.Record) row {
@@ -60,13 +63,13 @@ func makeRow(r *audit.Record, o *audit.Record) row {
 	}
 	if o != nil {
 		oc := outcomeOf(o)
-		out.Status, out.Latency = oc.Status, oc.Latency
+		out.Status, out.Latency, out.Tokens = oc.Status, oc.Latency, oc.Tokens
 	}
 	return out
 }
 
 func outcomeOf(o *audit.Record) outcome {
-	oc := outcome{RequestID: o.RequestID, Status: audit.Row{Outcome: o}.Status()}
+	oc := outcome{RequestID: o.RequestID, Status: audit.Row{Outcome: o}.Status(), Tokens: audit.Row{Outcome: o}.Tokens()}
 	if o.Status != 0 || o.Error != "" || o.DurationMS != 0 {
 		oc.Latency = strconv.FormatInt(o.DurationMS, 10) + " ms"
 	}

@@ -74,6 +74,39 @@ func isGitRequest(req *connectors.Request) bool {
 	return strings.HasSuffix(p, "/info/refs") || strings.HasSuffix(p, "/git-upload-pack") || strings.HasSuffix(p, "/git-receive-pack")
 }
 
+// holdAgentKeys takes the model API keys tf took from its environment:
+// each must resolve now (from TF_SECRET_<NAME>), so a key that went
+// missing stops the gateway at start rather than failing model calls.
+func (g *Gateway) holdAgentKeys(keys []keyring.AgentKey) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if g.secrets == nil {
+		g.secrets = keyring.NewResolver(nil, keyring.ResolverOptions{})
+	}
+	g.agentKeys = keys
+	g.agentCreds = map[string]*injection.Injection{}
+	for _, k := range keys {
+		if _, err := g.secrets.Get(k.Secret); err != nil {
+			return fmt.Errorf("the model API key of %s: %w", k.Env, err)
+		}
+		if g.agentCreds[k.Connector] == nil {
+			g.agentCreds[k.Connector] = k.Injection()
+		}
+	}
+	return nil
+}
+
+// credential is injectionFor with the agent keys as the fallback: the
+// policy's credential for a connector wins over the key tf took from its
+// environment.
+func (g *Gateway) credential(a *rules.Action, req *connectors.Request) (in *injection.Injection, gitBasic bool) {
+	if in, gitBasic = injectionFor(g.policy.Load().Credentials, a, req); in != nil {
+		return in, gitBasic
+	}
+	return g.agentCreds[a.Connector], false
+}
+
 // prepare returns the edit of the outbound request for an allowed request:
 // the connector's credential, replacing whatever credential the agent sent.
 // The secret is read at this moment, so `tf creds set` while the gateway
@@ -82,7 +115,7 @@ func (g *Gateway) prepare(req *connectors.Request, actions []rules.Action) func(
 	if len(actions) == 0 {
 		return nil
 	}
-	in, gitBasic := injectionFor(g.policy.Load().Credentials, &actions[0], req)
+	in, gitBasic := g.credential(&actions[0], req)
 	if in == nil || g.secrets == nil {
 		return stripPlaceholder
 	}
@@ -133,17 +166,46 @@ func (g *Gateway) warn(format string, args ...any) {
 // ScrubEnv returns env without the variables that hold secrets: the usual
 // token variables, and any whose value holds a secret this gateway
 // injects, except the names in keep (never one holding a managed secret).
-// removed names what went, never a value.
+// Each model API key the gateway holds (Config.AgentKeys) is replaced by
+// the placeholder, so the agent believes it is logged in and sends what
+// the proxy replaces. removed names what went, never a value.
 func (g *Gateway) ScrubEnv(env, keep []string) (out, removed []string) {
+	var names []string
+	if c := g.policy.Load().Credentials; c != nil {
+		names = c.Secrets()
+	}
+	for _, k := range g.agentKeys {
+		names = append(names, k.Secret)
+	}
 	var managed []string
-	if c := g.policy.Load().Credentials; c != nil && g.secrets != nil {
-		for _, name := range c.Secrets() {
+	if g.secrets != nil {
+		for _, name := range names {
 			if v, err := g.secrets.Get(name); err == nil {
 				managed = append(managed, v)
 			}
 		}
 	}
-	return keyring.ScrubEnv(env, managed, keep)
+	out, removed = keyring.ScrubEnv(env, managed, keep)
+	for _, m := range managed {
+		if m != "" && strings.Contains(keyring.PlaceholderValue, m) {
+			return out, removed // a trivially short secret: no placeholder may hold it
+		}
+	}
+	for _, k := range g.agentKeys {
+		if !hasVar(out, k.Env) {
+			out = append(out, k.Env+"="+keyring.PlaceholderValue)
+		}
+	}
+	return out, removed
+}
+
+func hasVar(env []string, name string) bool {
+	for _, kv := range env {
+		if n, _, _ := strings.Cut(kv, "="); n == name {
+			return true
+		}
+	}
+	return false
 }
 
 // stripPlaceholder removes a credential header that carries only the
@@ -175,7 +237,7 @@ func (g *Gateway) guardResponse(v *httpproxy.Verdict, id string, req *connectors
 	if g.secrets == nil || len(actions) == 0 || req.Scheme != "https" {
 		return
 	}
-	if in, _ := injectionFor(g.policy.Load().Credentials, &actions[0], req); in == nil {
+	if in, _ := g.credential(&actions[0], req); in == nil {
 		return
 	}
 	red := g.secrets.Redactor()

@@ -27,6 +27,7 @@ import (
 	"github.com/tameflare/tf/connectors"
 	"github.com/tameflare/tf/httpproxy"
 	"github.com/tameflare/tf/keyring"
+	"github.com/tameflare/tf/keyring/injection"
 	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/metrics"
 	"github.com/tameflare/tf/otlp"
@@ -88,6 +89,11 @@ type Config struct {
 	// --metrics) instead of the metrics: listen of $TF_HOME/config.yaml;
 	// unlike the file's, an address in use is an error.
 	MetricsListen string
+	// AgentKeys are the model API keys tf took from its own environment
+	// (keyring.AdoptAgentKeys): each is injected for its connector when
+	// the policy's credentials name none for it, and the agent's
+	// environment holds the placeholder in its variable.
+	AgentKeys []keyring.AgentKey
 }
 
 // A Gateway is a running proxy that governs one session.
@@ -127,6 +133,12 @@ type Gateway struct {
 	legacy  sync.Map
 	// pins keeps the digests of the tools of listed MCP servers.
 	pins *mcp.PinStore
+	// agentKeys are Config.AgentKeys; agentCreds the injection of the
+	// first one held for each connector.
+	agentKeys  []keyring.AgentKey
+	agentCreds map[string]*injection.Injection
+	// peekLimit is how many body bytes the connectors see.
+	peekLimit int
 	// counters keep the use of rules' limits; session names this run for
 	// limits per session.
 	counters *rules.MemCounters
@@ -179,6 +191,10 @@ func Start(cfg Config) (*Gateway, error) {
 	if limits.MaxInspectedBody == 0 {
 		limits.MaxInspectedBody = file.Limits.MaxInspectedBody
 	}
+	g.peekLimit = limits.MaxInspectedBody
+	if g.peekLimit == 0 {
+		g.peekLimit = httpproxy.DefaultPeekLimit
+	}
 	g.pins = mcp.OpenPins(mcp.PinDir(cfg.Home), g.now)
 	if g.conns == nil {
 		reg, err := connectors.NewRegistry(connectors.Options{GitHub: connectors.GitHubOptions{
@@ -195,6 +211,9 @@ func Start(cfg Config) (*Gateway, error) {
 		g.conns = reg
 	}
 	if g.secrets, err = openSecrets(cfg.Policy, cfg.Secrets); err != nil {
+		return nil, err
+	}
+	if err := g.holdAgentKeys(cfg.AgentKeys); err != nil {
 		return nil, err
 	}
 

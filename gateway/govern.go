@@ -186,6 +186,9 @@ func (g *Gateway) decideOnly(actions []rules.Action, classErr error, unclassifie
 		r.decisions = make([]rules.Decision, len(actions))
 		for i := range actions {
 			r.decisions[i] = d.Decide(&actions[i])
+			if bodyTruncated(&actions[i]) && !r.decisions[i].KillSwitch {
+				r.decisions[i] = g.refuseTruncated(p, &actions[i], r.decisions[i])
+			}
 			if actions[i].Connector == "mcp" {
 				r.decisions[i] = mcp.Baseline(&actions[i], r.decisions[i])
 				if p.MCPPinTools != "" && !r.decisions[i].KillSwitch {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	git "github.com/go-git/go-git/v5"
@@ -33,6 +34,8 @@ type InitOptions struct {
 	Author *object.Signature
 	// Force re-pins to this repository when the pin names another one.
 	Force bool
+	// Agent picks the preset (see Agents); empty means GenericAgent.
+	Agent string
 	// Now is the commit time; nil means time.Now.
 	Now func() time.Time
 }
@@ -56,6 +59,15 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolving %s: %w", opts.Dir, err)
 	}
+	agent := opts.Agent
+	if agent == "" {
+		agent = GenericAgent
+	}
+	preset, ok := agentPresets[agent]
+	if !ok {
+		return nil, fmt.Errorf("unknown agent %q: want one of %s", agent, strings.Join(Agents(), ", "))
+	}
+	files := starterFor(preset)
 	res := &InitResult{Dir: dir}
 	old, err := ReadPin(opts.Home)
 	switch {
@@ -67,7 +79,12 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 		return nil, fmt.Errorf("the pin names another repository (%s@%s); use --force to pin %s instead", old.Repository, old.Short(), dir)
 	}
 	// Check before writing anything, so that a refusal leaves no trace.
-	if data, err := os.ReadFile(filepath.Join(dir, rules.PolicyFile)); err == nil && !bytes.Equal(data, []byte(starterPolicy)) {
+	if data, err := os.ReadFile(filepath.Join(dir, rules.PolicyFile)); err == nil && !bytes.Equal(data, []byte(files[0].body)) {
+		for _, other := range Agents() {
+			if bytes.Equal(data, []byte(starterFor(agentPresets[other])[0].body)) {
+				return nil, fmt.Errorf("%s holds the starter of tf init --agent %s, not %s; refusing to overwrite it", filepath.Join(dir, rules.PolicyFile), other, agent)
+			}
+		}
 		return nil, fmt.Errorf("%s already exists and was not written by tf init; refusing to overwrite it", filepath.Join(dir, rules.PolicyFile))
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("reading %s: %w", rules.PolicyFile, err)
@@ -93,7 +110,7 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	if err := checkIndexClean(wt); err != nil {
 		return nil, err
 	}
-	for _, f := range starterFiles {
+	for _, f := range files {
 		p := filepath.Join(dir, filepath.FromSlash(f.name))
 		if _, err := os.Lstat(p); err == nil {
 			continue // the user's own README or tests stay as they are
@@ -123,7 +140,7 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading status of %s: %w", dir, err)
 	}
-	for _, f := range starterFiles {
+	for _, f := range files {
 		if slices.Contains(res.Created, f.name) || st.File(f.name).Worktree == git.Untracked {
 			if _, err := wt.Add(f.name); err != nil {
 				return nil, fmt.Errorf("staging %s: %w", f.name, err)
@@ -153,7 +170,7 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 		}
 		s := *sig
 		s.When = now()
-		commit, err = wt.Commit("tf init: starter policy for coding agents", &git.CommitOptions{Author: &s, Committer: &s})
+		commit, err = wt.Commit("tf init: starter policy for coding agents ("+agent+")", &git.CommitOptions{Author: &s, Committer: &s})
 		if err != nil {
 			return nil, fmt.Errorf("committing the starter policy: %w", err)
 		}

@@ -15,6 +15,10 @@ const PlaceholderValue = "tf-managed"
 var scrubbedNames = []string{
 	"GITHUB_TOKEN", "GH_TOKEN", "GH_ENTERPRISE_TOKEN", "GITHUB_ENTERPRISE_TOKEN",
 	"NPM_TOKEN", "NODE_AUTH_TOKEN", EnvPassphrase,
+	// The model API keys (AgentKeys): tf injects them, the agent holds a
+	// placeholder when tf does.
+	"ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN",
+	"OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY",
 }
 
 // Placeholders are added to the child's environment by ScrubEnv so that

@@ -18,7 +18,8 @@ const sealedFD = "TF_SEALED_FD"
 // SealProcess keeps tf's own process from being a secret store for other
 // processes of the same user: it marks the process non-dumpable, so they
 // cannot read its memory or environment through /proc, and when its
-// environment holds secrets (TF_SECRET_*, TF_KEYRING_PASSPHRASE) it
+// environment holds secrets (TF_SECRET_*, TF_KEYRING_PASSPHRASE, the
+// AgentKeys variables) it
 // executes itself again without them, handing them over in an anonymous
 // memory file, so /proc/PID/environ never shows them. Call it first in
 // main; it returns only in the process that goes on.
@@ -66,7 +67,7 @@ func SealProcess() error {
 }
 
 func isSecretVar(kv string) bool {
-	return strings.HasPrefix(kv, EnvSecretPfx) || strings.HasPrefix(kv, EnvPassphrase+"=")
+	return strings.HasPrefix(kv, EnvSecretPfx) || strings.HasPrefix(kv, EnvPassphrase+"=") || isAgentKeyVar(kv)
 }
 
 // adoptSealed reads the secrets handed over on fd into this process's own

@@ -106,7 +106,12 @@ type tfProc struct {
 // with the process still running.
 func startTF(t *testing.T, dir, home string, env []string, args ...string) *tfProc {
 	t.Helper()
-	limit := clientRunLimit
+	return startTFWithin(t, clientRunLimit, dir, home, env, args...)
+}
+
+// startTFWithin is startTF with a limit of its own.
+func startTFWithin(t *testing.T, limit time.Duration, dir, home string, env []string, args ...string) *tfProc {
+	t.Helper()
 	if d, ok := t.Deadline(); ok {
 		if left := time.Until(d) - 5*time.Second; left < limit {
 			limit = left

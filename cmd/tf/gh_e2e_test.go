@@ -213,9 +213,16 @@ type pendingApproval struct {
 // if proc ends first or nothing is held within a minute.
 func awaitApproval(t *testing.T, dir, home string, proc *tfProc, typ string) pendingApproval {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	return awaitApprovalWithin(t, time.Minute, 100*time.Millisecond, dir, home, proc, typ)
+}
+
+// awaitApprovalWithin is awaitApproval waiting up to limit, asking every
+// poll.
+func awaitApprovalWithin(t *testing.T, limit, poll time.Duration, dir, home string, proc *tfProc, typ string) pendingApproval {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	for {
 		if proc.exited() {
@@ -236,7 +243,7 @@ func awaitApproval(t *testing.T, dir, home string, proc *tfProc, typ string) pen
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("no %s was held within a minute; last tf approvals list: exit %d\n%s%s", typ, r.code, r.stdout, r.stderr)
+			t.Fatalf("no %s was held within %s; last tf approvals list: exit %d\n%s%s", typ, limit, r.code, r.stdout, r.stderr)
 		case <-tick.C:
 		}
 	}

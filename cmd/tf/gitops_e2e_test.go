@@ -32,3 +32,21 @@ func TestInitShowPlan(t *testing.T) {
 		t.Errorf("tf run did not use the pinned policy:\n%s", r.stderr)
 	}
 }
+
+// tf init --agent X writes a starter that tf policy test passes, for every
+// preset; an unknown agent is a usage error.
+func TestInitAgentPresets(t *testing.T) {
+	env := []string{"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@e", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@e", "HOME=" + t.TempDir()}
+	for _, agent := range []string{"claude-code", "codex", "gemini", "generic"} {
+		repo := filepath.Join(t.TempDir(), "policy")
+		if r := runTF(t, t.TempDir(), env, "init", "--agent", agent, repo); r.code != 0 {
+			t.Fatalf("tf init --agent %s: exit %d\n%s%s", agent, r.code, r.stdout, r.stderr)
+		}
+		if r := runTF(t, t.TempDir(), env, "policy", "test", repo); r.code != 0 || !strings.Contains(r.stdout, " 0 failed") {
+			t.Errorf("tf policy test after tf init --agent %s: exit %d\n%s%s", agent, r.code, r.stdout, r.stderr)
+		}
+	}
+	if r := runTF(t, t.TempDir(), env, "init", "--agent", "cursor", t.TempDir()); r.code != 2 || !strings.Contains(r.stderr, `unknown agent "cursor"`) {
+		t.Errorf("tf init --agent cursor: exit %d\n%s", r.code, r.stderr)
+	}
+}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -18,9 +20,13 @@ func initCommand() *cli.Command {
 		ArgsUsage: "[DIR]",
 		Description: "Creates a git repository in DIR (default .) holding tameflare.yaml, tests/ and a README,\n" +
 			"commits them and pins the commit in $TF_HOME/pin. Running it again changes nothing;\n" +
-			"it never overwrites a tameflare.yaml it did not write.",
+			"it never overwrites a tameflare.yaml it did not write.\n\n" +
+			"--agent picks the agent the starter lets work: its model API and service endpoints\n" +
+			"are allowed, its telemetry refused, other agents' model APIs left to the default (deny).\n" +
+			"generic (the default) allows the model APIs of Claude Code, Codex and Gemini CLI.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "force", Usage: "pin this repository even if the pin names another one"},
+			&cli.StringFlag{Name: "agent", Value: gitops.GenericAgent, Usage: "the coding agent: " + strings.Join(gitops.Agents(), ", ")},
 		},
 		Action: runInit,
 	}
@@ -42,7 +48,10 @@ func runInit(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := gitops.Init(c.Context, gitops.InitOptions{Dir: dir, Home: h, Force: c.Bool("force")})
+	if !slices.Contains(gitops.Agents(), c.String("agent")) {
+		return cli.Exit(fmt.Sprintf("tf init: unknown agent %q: want one of %s", c.String("agent"), strings.Join(gitops.Agents(), ", ")), 2)
+	}
+	res, err := gitops.Init(c.Context, gitops.InitOptions{Dir: dir, Home: h, Force: c.Bool("force"), Agent: c.String("agent")})
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/tameflare/tf/gitops"
 	"github.com/tameflare/tf/home"
 	"github.com/tameflare/tf/httpproxy"
+	"github.com/tameflare/tf/keyring"
 	"github.com/tameflare/tf/rules"
 	"github.com/tameflare/tf/termtext"
 	"github.com/tameflare/tf/testdata"
@@ -338,6 +339,12 @@ func gatewayConfig(c *cli.Context, dir string) (gateway.Config, error) {
 			return cfg, fmt.Errorf("reading upstream CA: %w", err)
 		}
 		cfg.UpstreamCAs = append(cfg.UpstreamCAs, pem)
+	}
+	// The agents' model API keys stay with tf: the gateway injects them
+	// on their API's hosts and the agent holds a placeholder.
+	cfg.AgentKeys = keyring.AdoptAgentKeys(c.StringSlice("keep-env"))
+	for _, k := range cfg.AgentKeys {
+		fmt.Fprintf(c.App.ErrWriter, "tf: %s is held by tf and sent only to the %s API; the agent sees a placeholder\n", k.Env, k.Connector)
 	}
 	return cfg, nil
 }

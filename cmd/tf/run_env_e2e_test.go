@@ -35,3 +35,31 @@ func TestRunExitCodeAndPrintEnv(t *testing.T) {
 		t.Error("--print-env shows the secret")
 	}
 }
+
+// A model API key in tf's environment stays with tf: the agent holds the
+// placeholder, and tf says so without the value; --keep-env gives the
+// agent the real key on purpose.
+func TestRunKeepsModelKeys(t *testing.T) {
+	const key = "sk-ant-api03-printenv-key-stays-with-tf"
+	home := t.TempDir()
+	env := []string{"ANTHROPIC_API_KEY=" + key, "GEMINI_API_KEY=" + key + "-g"}
+	r := runTF(t, home, env, "run", "--policy", examplePolicy, "--", "env")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stdout+r.stderr, key) {
+		t.Errorf("a model key reached the agent or tf's output:\n%s\n%s", r.stdout, r.stderr)
+	}
+	for _, want := range []string{"ANTHROPIC_API_KEY=tf-managed", "GEMINI_API_KEY=tf-managed"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("the agent's environment lacks %s", want)
+		}
+	}
+	if !strings.Contains(r.stderr, "tf: ANTHROPIC_API_KEY is held by tf and sent only to the anthropic API") {
+		t.Errorf("tf does not say it holds the key:\n%s", r.stderr)
+	}
+	r = runTF(t, home, env, "run", "--policy", examplePolicy, "--keep-env", "ANTHROPIC_API_KEY", "--", "env")
+	if r.code != 0 || !strings.Contains(r.stdout, "ANTHROPIC_API_KEY="+key+"\n") || !strings.Contains(r.stdout, "GEMINI_API_KEY=tf-managed") {
+		t.Errorf("--keep-env ANTHROPIC_API_KEY: exit %d\n%s", r.code, r.stdout)
+	}
+}

@@ -15,7 +15,7 @@ function cell(text, cls, label) {
   return td;
 }
 
-// Traffic: prepend each new row; fill in status and latency when the
+// Traffic: prepend each new row; fill in status, latency and tokens when the
 // outcome arrives. Text goes in through textContent only.
 function startTraffic(table) {
   const body = document.getElementById("rows");
@@ -47,6 +47,7 @@ function startTraffic(table) {
     [[r.action, "Action"], [r.target, "Target"], [r.rule, "Rule"], [r.gateway, "Gateway"]].forEach(([v, l]) => tr.appendChild(cell(v, "", l)));
     tr.appendChild(cell(r.status, "status", "Status"));
     tr.appendChild(cell(r.latency, "latency", "Latency"));
+    tr.appendChild(cell(r.tokens, "tokens", "Tokens"));
     body.insertBefore(tr, body.firstChild);
     const none = document.getElementById("no-rows");
     if (none) none.remove();
@@ -59,6 +60,7 @@ function startTraffic(table) {
       if (tr.dataset.request === o.request_id) {
         tr.querySelector(".status").textContent = o.status;
         tr.querySelector(".latency").textContent = o.latency;
+        tr.querySelector(".tokens").textContent = o.tokens;
       }
     }
   });
