@@ -129,12 +129,7 @@ func (a *agentAPI) auth(h http.Handler) http.Handler {
 
 func (a *agentAPI) decide(w http.ResponseWriter, r *http.Request) {
 	var req decideRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		http.Error(w, "tf agent API: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if err := mcp.ValidServerName(req.Server); err != nil {
-		http.Error(w, "tf agent API: "+err.Error(), http.StatusBadRequest)
+	if !readRequest(w, r, &req, &req.Server) {
 		return
 	}
 	var classErr error
@@ -153,12 +148,7 @@ func (a *agentAPI) decide(w http.ResponseWriter, r *http.Request) {
 // stdio relay does, and answers the names to hide.
 func (a *agentAPI) pin(w http.ResponseWriter, r *http.Request) {
 	var req pinRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		http.Error(w, "tf agent API: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if err := mcp.ValidServerName(req.Server); err != nil {
-		http.Error(w, "tf agent API: "+err.Error(), http.StatusBadRequest)
+	if !readRequest(w, r, &req, &req.Server) {
 		return
 	}
 	hide := []string{}
@@ -177,12 +167,7 @@ func (a *agentAPI) pin(w http.ResponseWriter, r *http.Request) {
 // refusal in its place.
 func (a *agentAPI) inspect(w http.ResponseWriter, r *http.Request) {
 	var req inspectRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		http.Error(w, "tf agent API: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	if err := mcp.ValidServerName(req.Server); err != nil {
-		http.Error(w, "tf agent API: "+err.Error(), http.StatusBadRequest)
+	if !readRequest(w, r, &req, &req.Server) {
 		return
 	}
 	in := func(at [2]int) ([]byte, bool) {
@@ -203,6 +188,20 @@ func (a *agentAPI) inspect(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(out)
+}
+
+// readRequest decodes the JSON body of r into v and checks the server name
+// it holds (server points into v); false when it has answered 400.
+func readRequest(w http.ResponseWriter, r *http.Request, v any, server *string) bool {
+	err := json.NewDecoder(r.Body).Decode(v)
+	if err == nil {
+		err = mcp.ValidServerName(*server)
+	}
+	if err != nil {
+		http.Error(w, "tf agent API: "+err.Error(), http.StatusBadRequest)
+		return false
+	}
+	return true
 }
 
 func (a *agentAPI) keep(id string, p *pendingLine) {
@@ -339,24 +338,11 @@ func (rg *remoteGovernor) call(ctx context.Context, path string, in, out any) er
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://tf"+path, bytes.NewReader(b))
-	if err != nil {
+	ans, err := rg.post(ctx, path, b)
+	if err != nil || out == nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+rg.token)
-	resp, err := rg.c.Do(req)
-	if err != nil {
-		return fmt.Errorf("asking the gateway: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("the gateway answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
-	}
-	if out == nil {
-		return nil
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return json.Unmarshal(ans, out)
 }
 
 func (rg *remoteGovernor) Decide(ctx context.Context, actions []rules.Action, classErr error) mcp.Ruling {
