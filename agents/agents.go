@@ -73,19 +73,7 @@ func MarkUsed(home string, seen map[string]time.Time) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(home, UsedFileName+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return replaceFile(path, data, false)
 }
 
 // readUsed reads the used file; what cannot be read is no information.
@@ -285,26 +273,34 @@ func write(home string, f File) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(home, FileName+".tmp*")
-	if err != nil {
-		return fmt.Errorf("writing agents file: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing agents file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing agents file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing agents file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), Path(home)); err != nil {
+	if err := replaceFile(Path(home), append(data, '\n'), true); err != nil {
 		return fmt.Errorf("writing agents file: %w", err)
 	}
 	return nil
+}
+
+// replaceFile replaces path with data through a temporary file beside it,
+// synced first when sync is set.
+func replaceFile(path string, data []byte, sync bool) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if sync {
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return err
+		}
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // A Table answers who a proxy credential belongs to. Its lookups are O(1)
