@@ -311,6 +311,14 @@ func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (res *http.R
 			}
 		}
 	}
+	if ctx.Err() != nil {
+		// Cut while the answer was on its way: closing the connection
+		// may itself have drawn an answer (a server whose handler ends
+		// when its client leaves sends an empty 200), which must not
+		// pass for the upstream's.
+		res.Body.Close()
+		return fail(ctx.Err(), false)
+	}
 	if res.StatusCode == http.StatusSwitchingProtocols {
 		// The connection now belongs to the caller (ReverseProxy's
 		// upgrade relay), which watches the context itself.
