@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -331,5 +332,104 @@ func TestLegacySSEAgentCannotBorrowAnswers(t *testing.T) {
 	}
 	if o := outcomeOf(t, calls[0], outcomes); o.DurationMS < 1500 {
 		t.Errorf("the slow call's outcome took %d ms: recorded before its answer", o.DurationMS)
+	}
+}
+
+// A server that answers a post of the legacy transport in the POST's own
+// response (as Streamable HTTP does) or refuses it: the answers will not
+// come on the stream, so the outcome is recorded at once, from the
+// response. No SDK server does this; a small one stands in.
+func TestLegacySSEAnsweredOnThePost(t *testing.T) {
+	streamDone := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/sse":
+			w.Header().Set("Content-Type", "text/event-stream")
+			io.WriteString(w, "event: endpoint\ndata: /message?sessionId=s1\n\n")
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+			case <-streamDone:
+			}
+		case r.Method == http.MethodPost && r.URL.Path == "/message":
+			var m struct {
+				ID     json.RawMessage `json:"id"`
+				Params struct {
+					Name string `json:"name"`
+				} `json:"params"`
+			}
+			json.NewDecoder(r.Body).Decode(&m)
+			if m.Params.Name == "gone" {
+				http.Error(w, "no such session", http.StatusNotFound)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(m.ID)+`,"result":{"content":[{"type":"text","text":"failed"}],"isError":true}}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer up.Close()
+	defer close(streamDone)
+	home := t.TempDir()
+	t.Setenv("TF_HOME", home)
+	p, err := rules.LoadFS(fstest.MapFS{"tameflare.yaml": {Data: []byte(`version: 1
+default: deny
+mcp_servers:
+  - {name: odd, url: "http://odd.test/sse"}
+rules:
+  - {name: calls, actions: ["mcp.odd.*"], decision: allow}
+`)}}, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.Start(gateway.Config{Name: "odd", Home: home, Policy: p,
+		Upstreams: map[string]string{"odd.test": strings.TrimPrefix(up.URL, "http://")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := dialSSE(t, ctx, g.ProxyURL(), "http://odd.test/sse")
+	call := func(id, name string) string {
+		return `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":"` + name + `","arguments":{}}}`
+	}
+	if st, body := c.post(call("1", "x"), nil); st != http.StatusOK || !strings.Contains(body, `"isError":true`) {
+		t.Fatalf("answered on the post: %d %s", st, body)
+	}
+	if st, _ := c.post(call("2", "gone"), nil); st != http.StatusNotFound {
+		t.Fatalf("refused post: %d", st)
+	}
+	// Both ids are free again: nothing awaits them on the stream.
+	if st, _ := c.post(call("1", "x"), nil); st != http.StatusOK {
+		t.Fatalf("id reused after its answer: %d", st)
+	}
+	// The records are written before the stream ends.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		decisions, outcomes := legacyRecords(t, home)
+		var calls []*audit.Record
+		for _, d := range decisions {
+			if d.Action.Type == "mcp.odd.x" || d.Action.Type == "mcp.odd.gone" {
+				calls = append(calls, d)
+			}
+		}
+		if len(calls) == 3 && len(outcomes[calls[0].RequestID]) == 1 && len(outcomes[calls[1].RequestID]) == 1 && len(outcomes[calls[2].RequestID]) == 1 {
+			for i, want := range []struct {
+				status  int
+				isError string
+			}{{200, "true"}, {404, "absent"}, {200, "true"}} {
+				o := outcomeOf(t, calls[i], outcomes)
+				if o.Status != want.status || isError(o) != want.isError || strings.Contains(o.Error, "no answer") || o.MCP.Session != "s1" {
+					t.Errorf("%s: %d %+v %q", calls[i].Action.Type, o.Status, o.MCP, o.Error)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outcomes not recorded while the stream is open: %d calls, %v", len(calls), outcomes)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
