@@ -72,7 +72,7 @@ func benchLegacyStream(b *testing.B, awaited bool) {
 // The cost of a tool result on the legacy stream, without and with the
 // table of awaited answers (Await, Start, Answer: what tf adds per
 // request for the outcome's isError).
-func BenchmarkLegacyStreamEvent(b *testing.B)         { benchLegacyStream(b, false) }
+func BenchmarkLegacyStreamEvent(b *testing.B)        { benchLegacyStream(b, false) }
 func BenchmarkLegacyStreamEventAwaited(b *testing.B) { benchLegacyStream(b, true) }
 
 // What the table adds per request alone: Await and Start for the POST,
