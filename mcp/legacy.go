@@ -85,25 +85,31 @@ type awaitedReq struct {
 	w    *Wait
 }
 
-// endpointKey returns the origin and path of u as servers route them
-// (host without case or default port, path normalised), and its query's
+// endpointKey returns u's origin (host without case or default port)
+// and path (normalised as servers route), its query and the query's
 // parameter names, sorted.
-func endpointKey(u *url.URL) (originPath string, q url.Values, names []string, err error) {
+func endpointKey(u *url.URL) (origin, path string, q url.Values, names []string, err error) {
 	host := stripDefaultPort(u.Scheme, strings.TrimSuffix(strings.ToLower(u.Host), "."))
-	originPath = u.Scheme + "://" + host + normalPath(u.Path)
+	origin = u.Scheme + "://" + host
 	q, err = url.ParseQuery(u.RawQuery)
 	for k := range q {
 		names = append(names, k)
 	}
 	slices.Sort(names)
-	return originPath, q, names, err
+	return origin, normalPath(u.Path), q, names, err
 }
 
-// sessionKey is the key of the session with the given parameters; ok is
+// sessionKey is the key of the session with the given parameters: the
+// origin and the parameters' values when there are any (a post with them
+// belongs to the session whatever path it names, so that no spelling of
+// the path a server accepts escapes it), else the origin and path. ok is
 // false when q lacks one of names, err set when it gives one twice.
-func sessionKey(originPath string, q url.Values, names []string) (key string, ok bool, err error) {
+func sessionKey(origin, path string, q url.Values, names []string) (key string, ok bool, err error) {
 	var b strings.Builder
-	b.WriteString(originPath)
+	b.WriteString(origin)
+	if len(names) == 0 {
+		b.WriteString(path)
+	}
 	b.WriteByte('?')
 	for _, n := range names {
 		vs := q[n]
@@ -126,20 +132,20 @@ func sessionKey(originPath string, q url.Values, names []string) (key string, ok
 // sessions already: the posts to this endpoint are then governed as
 // ordinary HTTP ones.
 func (s *LegacySessions) Open(endpoint *url.URL, inject chan<- []byte) (*LegacySession, bool) {
-	op, q, names, err := endpointKey(endpoint)
-	if err != nil {
+	origin, path, q, names, err := endpointKey(endpoint)
+	if err != nil || len(names) > maxEndpointParams {
 		return nil, false
 	}
-	key, _, err := sessionKey(op, q, names)
-	if err != nil || len(names) > maxEndpointParams {
+	key, _, err := sessionKey(origin, path, q, names)
+	if err != nil {
 		return nil, false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ls := s.sessions[key]
 	if ls == nil {
-		known := slices.ContainsFunc(s.names[op], func(n []string) bool { return slices.Equal(n, names) })
-		if len(s.sessions) >= MaxLegacySessions || (!known && (len(s.names[op]) >= maxNameLists || len(s.names) >= MaxLegacySessions)) {
+		known := slices.ContainsFunc(s.names[origin], func(n []string) bool { return slices.Equal(n, names) })
+		if len(s.sessions) >= MaxLegacySessions || (!known && (len(s.names[origin]) >= maxNameLists || len(s.names) >= MaxLegacySessions)) {
 			return nil, false
 		}
 		if s.sessions == nil {
@@ -148,7 +154,7 @@ func (s *LegacySessions) Open(endpoint *url.URL, inject chan<- []byte) (*LegacyS
 		ls = &LegacySession{set: s, key: key, awaited: map[string]*awaitedReq{}}
 		s.sessions[key] = ls
 		if !known {
-			s.names[op] = append(s.names[op], names)
+			s.names[origin] = append(s.names[origin], names)
 		}
 	}
 	ls.mu.Lock()
@@ -158,29 +164,41 @@ func (s *LegacySessions) Open(endpoint *url.URL, inject chan<- []byte) (*LegacyS
 }
 
 // Lookup returns the open session that a POST to u belongs to, nil when
-// none: u's origin and path are an announced endpoint's (as servers
-// route), and its query gives each of that endpoint's parameters once,
-// with the announced value (other parameters may come along). A query
-// that names a parameter twice, or that tf cannot read, on a path where
-// sessions are open, is an error: a server might route it to any of them.
+// none. An endpoint announced with query parameters (sessionId=...)
+// takes every post to its origin whose query gives each of them once
+// with the announced value, in any order or spelling, other parameters
+// allowed, whatever the path; one without takes the posts to its path
+// (as servers route: case, dot segments, repeated slashes). A post that
+// names a parameter twice, that matches two sessions, or whose query tf
+// cannot read (a ';'), to an origin where sessions are open, is an
+// error: a server might route it to any of them.
 func (s *LegacySessions) Lookup(u *url.URL) (*LegacySession, error) {
-	op, q, _, qerr := endpointKey(u)
+	origin, path, q, _, qerr := endpointKey(u)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if qerr != nil && len(s.names[op]) > 0 {
-		// A query tf reads otherwise than a server might (a ';').
+	lists := s.names[origin]
+	if len(lists) == 0 {
+		return nil, nil
+	}
+	if qerr != nil {
 		return nil, ErrAmbiguousPost
 	}
-	for _, names := range s.names[op] {
-		key, ok, err := sessionKey(op, q, names)
+	var found *LegacySession
+	for _, names := range lists {
+		key, ok, err := sessionKey(origin, path, q, names)
 		if err != nil {
 			return nil, err
 		}
-		if ls := s.sessions[key]; ok && ls != nil {
-			return ls, nil
+		ls := s.sessions[key]
+		if !ok || ls == nil || ls == found {
+			continue
 		}
+		if found != nil {
+			return nil, ErrAmbiguousPost
+		}
+		found = ls
 	}
-	return nil, nil
+	return found, nil
 }
 
 // CloseAll ends every session (the gateway stops): their waits are

@@ -51,6 +51,7 @@ func TestLegacySessionsLookup(t *testing.T) {
 		t.Fatal("not opened")
 	}
 	other, _ := s.Open(mustURL(t, "http://srv.test/message?sessionId=def"), make(chan []byte))
+	inPath, _ := s.Open(mustURL(t, "http://srv.test/sessions/xyz"), make(chan []byte))
 	for _, tc := range []struct {
 		url  string
 		want *LegacySession
@@ -66,7 +67,14 @@ func TestLegacySessionsLookup(t *testing.T) {
 		{"http://srv.test/message?sessionId=zzz", nil, nil},
 		{"http://srv.test/message", nil, nil},
 		{"https://srv.test/message?sessionId=abc", nil, nil},
-		{"http://srv.test/messages?sessionId=abc", nil, nil},
+		// The session's parameter names it on any path: a spelling of
+		// the path that tf would not see as the endpoint's cannot escape.
+		{"http://srv.test/messages?sessionId=abc", ls, nil},
+		{"http://srv.test/message%3bx?sessionId=abc", ls, nil},
+		{"http://other.test/message?sessionId=abc", nil, nil},
+		// A session named in the path is found by the path.
+		{"http://srv.test/sessions/XYZ/?v=1", inPath, nil},
+		{"http://srv.test/sessions/xyz2", nil, nil},
 		// Which session a server takes is its own affair: refused.
 		{"http://srv.test/message?sessionId=abc&sessionId=def", nil, ErrAmbiguousPost},
 		{"http://srv.test/message?sessionId=abc&sessionId=abc", nil, ErrAmbiguousPost},
