@@ -131,6 +131,9 @@ type Gateway struct {
 	// HTTP+SSE transport by the endpoint their client posts to.
 	mcpConn *mcp.Connector
 	legacy  sync.Map
+	// mcpServers are the servers the MCP connector names: the policy's
+	// and the config file's.
+	mcpServers *mcpServerList
 	// pins keeps the digests of the tools of listed MCP servers.
 	pins *mcp.PinStore
 	// agentKeys are Config.AgentKeys; agentCreds the injection of the
@@ -180,6 +183,11 @@ func Start(cfg Config) (*Gateway, error) {
 	file, err := LoadConfigFile(ConfigPath(cfg.Home))
 	if err != nil {
 		return nil, err
+	}
+	g.mcpServers = &mcpServerList{local: file.MCPServers, policy: g.policy.Load}
+	if _, dropped := mergeMCPServers(cfg.Policy.MCPServers, file.MCPServers); len(dropped) > 0 {
+		fmt.Fprintf(os.Stderr, "tf: the policy's mcp_servers take the name or URL of %s, registered in %s: the policy's entries apply\n",
+			strings.Join(dropped, ", "), ConfigPath(cfg.Home))
 	}
 	limits := cfg.Limits
 	if limits.BodyReadTimeout == 0 {
