@@ -367,6 +367,10 @@ func matchHost(patterns []string, host string) bool {
 // sandbox.
 const NotIsolated = "not isolated: the agent runs outside tf's sandbox and could bypass tf (connect directly, disarm the kill switch, rewrite the audit log); governance is advisory"
 
+// SharedGateway is what tf says of a shared gateway (tf serve), whose
+// agents run on other machines or in containers.
+const SharedGateway = "shared gateway: its agents run elsewhere, so governance holds only where their network sends every connection through this gateway (a firewall or network policy; see deploy/)"
+
 // ServeListener serves the proxy on ln as well: the listener on a
 // sandbox's own loopback, handed over by tf inside, so that the agent's
 // connections reach the proxy directly. It stops with Close.
