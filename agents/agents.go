@@ -148,20 +148,12 @@ func Parse(data []byte) (File, error) {
 
 // Read reads the agents file of home; a missing file holds no agent.
 func Read(home string) (File, error) {
-	fh, err := os.Open(Path(home))
+	data, err := tfhome.ReadFile(Path(home), maxFileBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return File{Version: Version}, nil
 	}
 	if err != nil {
 		return File{}, fmt.Errorf("reading agents file: %w", err)
-	}
-	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, maxFileBytes+1))
-	if err != nil {
-		return File{}, fmt.Errorf("reading agents file: %w", err)
-	}
-	if len(data) > maxFileBytes {
-		return File{}, fmt.Errorf("agents file exceeds %d bytes", maxFileBytes)
 	}
 	return Parse(data)
 }

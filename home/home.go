@@ -3,6 +3,8 @@ package home
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -78,4 +80,24 @@ func WriteFile(path string, data []byte, perm os.FileMode, durable bool) (err er
 		}
 	}
 	return nil
+}
+
+// ReadFile reads path, refusing one larger than limit bytes: the state
+// files in $TF_HOME are small, and a huge one is damage or an attack, not
+// something to load into memory. The errors are the os package's (test a
+// missing file with errors.Is(err, fs.ErrNotExist)), or say the size.
+func ReadFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return data, nil
 }

@@ -1,6 +1,8 @@
 package home
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -42,5 +44,20 @@ func TestWriteFile(t *testing.T) {
 			names = append(names, e.Name())
 		}
 		t.Errorf("the directory holds %v, want state.json and blocked", names)
+	}
+}
+
+// ReadFile reads a file up to its limit, and refuses a larger one whole.
+func TestReadFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(path, []byte("12345"), 0o600)
+	if b, err := ReadFile(path, 5); err != nil || string(b) != "12345" {
+		t.Errorf("at the limit: %q, %v", b, err)
+	}
+	if b, err := ReadFile(path, 4); err == nil || b != nil {
+		t.Errorf("past the limit: %q, %v", b, err)
+	}
+	if _, err := ReadFile(path+"x", 4); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
 	}
 }

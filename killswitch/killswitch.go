@@ -19,7 +19,7 @@ import (
 	"github.com/gofrs/flock"
 
 	"github.com/tameflare/tf/audit"
-	"github.com/tameflare/tf/home"
+	tfhome "github.com/tameflare/tf/home"
 )
 
 // FileName is the kill switch file in $TF_HOME.
@@ -160,20 +160,12 @@ func Parse(data []byte) (State, error) {
 // Read reads the kill switch in home; a missing file means no switch is
 // on.
 func Read(home string) (State, error) {
-	f, err := os.Open(Path(home))
+	data, err := tfhome.ReadFile(Path(home), maxFileBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return State{Version: Version}, nil
 	}
 	if err != nil {
 		return State{}, fmt.Errorf("reading kill switch: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
-	if err != nil {
-		return State{}, fmt.Errorf("reading kill switch: %w", err)
-	}
-	if len(data) > maxFileBytes {
-		return State{}, fmt.Errorf("kill switch file exceeds %d bytes", maxFileBytes)
 	}
 	return Parse(data)
 }
@@ -300,7 +292,7 @@ func write(dir string, st State) error {
 	if err != nil {
 		return fmt.Errorf("encoding kill switch: %w", err)
 	}
-	if err := home.WriteFile(Path(dir), append(data, '\n'), 0o600, true); err != nil {
+	if err := tfhome.WriteFile(Path(dir), append(data, '\n'), 0o600, true); err != nil {
 		return fmt.Errorf("writing kill switch: %w", err)
 	}
 	return nil
