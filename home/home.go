@@ -34,3 +34,48 @@ func Ensure() (string, error) {
 	}
 	return d, nil
 }
+
+// WriteFile replaces path with data, with permissions perm, through a
+// temporary file beside it renamed over path: a reader, or a crash, sees
+// the old file or the new one, never part of one. With durable the data
+// is synced before the rename and the directory after it, so that the
+// new file survives a power cut once WriteFile returns. The errors are
+// the os package's, which name the file.
+func WriteFile(path string, data []byte, perm os.FileMode, durable bool) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err = f.Chmod(perm); err != nil {
+		return err
+	}
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if durable {
+		if err = f.Sync(); err != nil {
+			return err
+		}
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	if durable {
+		if d, derr := os.Open(dir); derr == nil {
+			// The rename is durable only once the directory is.
+			_ = d.Sync()
+			d.Close()
+		}
+	}
+	return nil
+}
