@@ -90,7 +90,7 @@ func (cl *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		pc, err := cl.get(ctx, key)
+		pc, err := cl.get(ctx, key, attempt == 0 && replayable(req))
 		if err != nil {
 			closeReqBody(req)
 			return nil, err
@@ -138,8 +138,19 @@ func h1KeyFor(req *http.Request) (h1Key, error) {
 	return k, nil
 }
 
+// unpeekedIdle: a connection idle for less than this carries a first
+// attempt of a replayable request without the MSG_PEEK that checks it is
+// still open (one syscall a request). If the upstream closed it, nothing
+// of the response arrives and the request is retried on a checked
+// connection. Upstreams close idle connections after seconds, and some
+// write an unasked 408 first; within this bound that is not expected.
+const unpeekedIdle = 100 * time.Millisecond
+
 // get returns an idle connection that is still open, or dials one.
-func (cl *h1Client) get(ctx context.Context, key h1Key) (*h1Conn, error) {
+// replay says the request may be retried on another connection should
+// this one turn out closed: a connection idle only briefly is then
+// taken without looking.
+func (cl *h1Client) get(ctx context.Context, key h1Key, replay bool) (*h1Conn, error) {
 	for {
 		cl.mu.Lock()
 		list := cl.idle[key]
@@ -154,7 +165,8 @@ func (cl *h1Client) get(ctx context.Context, key h1Key) (*h1Conn, error) {
 		cl.mu.Unlock()
 		// An upstream may close a kept-alive connection at any time;
 		// one it closed (or wrote to unasked) is not used again.
-		if time.Since(pc.idleAt) < cl.idleTimeout && pc.br.Buffered() == 0 && connAlive(pc.conn) {
+		idle := time.Since(pc.idleAt)
+		if idle < cl.idleTimeout && pc.br.Buffered() == 0 && (replay && idle < unpeekedIdle || connAlive(pc.conn)) {
 			pc.reused = true
 			return pc, nil
 		}
