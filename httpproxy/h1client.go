@@ -52,6 +52,9 @@ type h1Conn struct {
 	bw     *bufio.Writer
 	idleAt time.Time
 	reused bool
+	// unchecked: taken from the pool without the MSG_PEEK look (see
+	// unpeekedIdle), for a request that may be sent again.
+	unchecked bool
 }
 
 // headLimitReader bounds the bytes read for a response head.
@@ -166,9 +169,12 @@ func (cl *h1Client) get(ctx context.Context, key h1Key, replay bool) (*h1Conn, e
 		// An upstream may close a kept-alive connection at any time;
 		// one it closed (or wrote to unasked) is not used again.
 		idle := time.Since(pc.idleAt)
-		if idle < cl.idleTimeout && pc.br.Buffered() == 0 && (replay && idle < unpeekedIdle || connAlive(pc.conn)) {
-			pc.reused = true
-			return pc, nil
+		if idle < cl.idleTimeout && pc.br.Buffered() == 0 {
+			pc.unchecked = replay && idle < unpeekedIdle
+			if pc.unchecked || connAlive(pc.conn) {
+				pc.reused = true
+				return pc, nil
+			}
 		}
 		pc.close()
 	}
@@ -322,6 +328,13 @@ func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (res *http.R
 				return fail(err, false)
 			}
 		}
+	}
+	if res.StatusCode == http.StatusRequestTimeout && pc.unchecked {
+		// Most likely not this request's answer but the one an upstream
+		// writes unasked as it closes an idle connection, which the
+		// unlooked-at connection held: sent again on a checked one.
+		res.Body.Close()
+		return fail(errors.New("upstream answered 408 on a reused connection"), true)
 	}
 	if ctx.Err() != nil {
 		// Cut while the answer was on its way: closing the connection
