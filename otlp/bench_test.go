@@ -1,7 +1,9 @@
 package otlp
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -90,8 +92,9 @@ func BenchmarkBuild(b *testing.B) {
 }
 
 // shipThroughput writes n records, then ships them all to endpoint and
-// reports records per second.
-func shipThroughput(b *testing.B, endpoint string, n int) {
+// reports records per second. With the pid of the collector's process, it
+// also reports that process's CPU per record.
+func shipThroughput(b *testing.B, endpoint string, n, collectorPID int) {
 	b.StopTimer()
 	home := b.TempDir()
 	l, err := audit.Open(audit.Dir(home), audit.Options{Gateway: "bench"})
@@ -116,6 +119,10 @@ func shipThroughput(b *testing.B, endpoint string, n int) {
 	l.Close()
 	b.StartTimer()
 	start, cpu0 := time.Now(), cpuTime()
+	var ccpu0 time.Duration
+	if collectorPID != 0 {
+		ccpu0 = procCPU(collectorPID)
+	}
 	s, err := Start(Options{Home: home, Gateway: "bench", Config: Config{Endpoint: endpoint}})
 	if err != nil {
 		b.Fatal(err)
@@ -135,6 +142,14 @@ func shipThroughput(b *testing.B, endpoint string, n int) {
 		// endpoint (or nothing of the collector, a separate process).
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/record")
 	}
+	if collectorPID != 0 {
+		// The file exporter flushes its last records within its flush
+		// interval (50ms).
+		time.Sleep(100 * time.Millisecond)
+		if ccpu := procCPU(collectorPID) - ccpu0; ccpu > 0 {
+			b.ReportMetric(float64(ccpu.Nanoseconds())/float64(n), "collector-cpu-ns/record")
+		}
+	}
 }
 
 // BenchmarkShipThroughput ships 100,000 records to a local endpoint that
@@ -145,7 +160,7 @@ func BenchmarkShipThroughput(b *testing.B) {
 	}))
 	defer sink.Close()
 	for range b.N {
-		shipThroughput(b, sink.URL, benchRecords)
+		shipThroughput(b, sink.URL, benchRecords, 0)
 	}
 }
 
@@ -154,11 +169,95 @@ func BenchmarkShipThroughput(b *testing.B) {
 func BenchmarkShipToRealCollector(b *testing.B) {
 	bin := collectorBinary(b)
 	addr := freeAddr(b)
-	startCollector(b, bin, addr, filepath.Join(b.TempDir(), "out.jsonl"))
+	col := startCollector(b, bin, addr, filepath.Join(b.TempDir(), "out.jsonl"))
 	for range b.N {
-		shipThroughput(b, "http://"+addr, benchRecords)
+		shipThroughput(b, "http://"+addr, benchRecords, col.cmd.Process.Pid)
 	}
 }
 
 // benchRecords is how many records the throughput benchmarks ship.
 const benchRecords = 100_000
+
+// BenchmarkCollectorCeiling is the test collector's own limit: a minimal
+// client posts one pre-encoded request of 1,024 records (as the shipper
+// encodes them) over and over, from two connections, so that nearly all
+// the CPU is the collector's. What it reaches bounds what any shipper can
+// reach on the same machine.
+func BenchmarkCollectorCeiling(b *testing.B) {
+	// One request body, as the shipper sends it.
+	bodies := make(chan []byte, 1)
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		select {
+		case bodies <- body:
+		default:
+		}
+	}))
+	home := b.TempDir()
+	l, err := audit.Open(audit.Dir(home), audit.Options{Gateway: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	recs := make([]*audit.Record, 1024)
+	for i := range recs {
+		recs[i] = decision(i) // as shipThroughput writes
+	}
+	if err := l.AppendAll(context.Background(), recs); err != nil {
+		b.Fatal(err)
+	}
+	l.Close()
+	s, err := Start(Options{Home: home, Gateway: "bench", Config: Config{Endpoint: sink.URL}, FlushInterval: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := <-bodies
+	s.Close()
+	sink.Close()
+
+	bin := collectorBinary(b)
+	addr := freeAddr(b)
+	col := startCollector(b, bin, addr, filepath.Join(b.TempDir(), "out.jsonl"))
+	const perRequest, requests, conns = 1024, 100, 2
+	for range b.N {
+		start, cpu0, ccpu0 := time.Now(), cpuTime(), procCPU(col.cmd.Process.Pid)
+		next := make(chan struct{}, requests)
+		for range requests {
+			next <- struct{}{}
+		}
+		close(next)
+		errs := make(chan error, conns)
+		for range conns {
+			go func() {
+				for range next {
+					resp, err := http.Post("http://"+addr+"/v1/logs", "application/x-protobuf", bytes.NewReader(body))
+					if err != nil {
+						errs <- err
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						errs <- fmt.Errorf("the collector answered %s", resp.Status)
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range conns {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+		el := time.Since(start)
+		n := float64(perRequest * requests)
+		b.ReportMetric(n/el.Seconds(), "records/s")
+		if cpu := cpuTime() - cpu0; cpu > 0 {
+			b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/record")
+		}
+		time.Sleep(100 * time.Millisecond) // the file exporter's flush
+		if ccpu := procCPU(col.cmd.Process.Pid) - ccpu0; ccpu > 0 {
+			b.ReportMetric(float64(ccpu.Nanoseconds())/n, "collector-cpu-ns/record")
+		}
+	}
+}
