@@ -94,7 +94,7 @@ func BenchmarkBuild(b *testing.B) {
 // shipThroughput writes n records, then ships them all to endpoint and
 // reports records per second. With the pid of the collector's process, it
 // also reports that process's CPU per record.
-func shipThroughput(b *testing.B, endpoint string, n, collectorPID int) {
+func shipThroughput(b *testing.B, endpoint string, n, collectorPID, inFlight int) {
 	b.StopTimer()
 	home := b.TempDir()
 	l, err := audit.Open(audit.Dir(home), audit.Options{Gateway: "bench"})
@@ -123,7 +123,7 @@ func shipThroughput(b *testing.B, endpoint string, n, collectorPID int) {
 	if collectorPID != 0 {
 		ccpu0 = procCPU(collectorPID)
 	}
-	s, err := Start(Options{Home: home, Gateway: "bench", Config: Config{Endpoint: endpoint}})
+	s, err := Start(Options{Home: home, Gateway: "bench", Config: Config{Endpoint: endpoint}, Concurrency: inFlight})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func BenchmarkShipThroughput(b *testing.B) {
 	}))
 	defer sink.Close()
 	for range b.N {
-		shipThroughput(b, sink.URL, benchRecords, 0)
+		shipThroughput(b, sink.URL, benchRecords, 0, 0)
 	}
 }
 
@@ -171,7 +171,22 @@ func BenchmarkShipToRealCollector(b *testing.B) {
 	addr := freeAddr(b)
 	col := startCollector(b, bin, addr, filepath.Join(b.TempDir(), "out.jsonl"))
 	for range b.N {
-		shipThroughput(b, "http://"+addr, benchRecords, col.cmd.Process.Pid)
+		shipThroughput(b, "http://"+addr, benchRecords, col.cmd.Process.Pid, 0)
+	}
+}
+
+// BenchmarkShipInFlight is BenchmarkShipToRealCollector with 1, 2 and 4
+// batches in flight, to choose DefaultConcurrency.
+func BenchmarkShipInFlight(b *testing.B) {
+	bin := collectorBinary(b)
+	addr := freeAddr(b)
+	col := startCollector(b, bin, addr, filepath.Join(b.TempDir(), "out.jsonl"))
+	for _, n := range []int{1, 2, 4} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			for range b.N {
+				shipThroughput(b, "http://"+addr, benchRecords, col.cmd.Process.Pid, n)
+			}
+		})
 	}
 }
 
