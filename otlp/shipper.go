@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -338,6 +339,9 @@ func (s *Shipper) follow(followCtx, hardCtx context.Context) error {
 			if r.Seq > s.end.Load() {
 				s.end.Store(r.Seq) // for Lag, even while the batch waits
 			}
+			if r.Seq%yieldEvery == 0 {
+				runtime.Gosched()
+			}
 			select {
 			case recs <- r:
 				after = r.Seq
@@ -453,6 +457,14 @@ func (s *Shipper) follow(followCtx, hardCtx context.Context) error {
 	}
 }
 
+// yieldEvery is how many records the shipper reads or builds between
+// yields of its thread. Catching up, it is CPU-bound for as long as there
+// is log to read; a decision whose audit write returns from its sync then
+// waits for a thread until the shipper yields (the scheduler's own
+// preemption is every 10ms), which was most of what shipping cost the
+// decision path.
+const yieldEvery = 32
+
 // A flight is a batch being exported; done receives the outcome once.
 type flight struct {
 	batch []*audit.Record
@@ -523,6 +535,9 @@ func (s *Shipper) build(batch []*audit.Record) []sdklog.Record {
 	attrs := make([]attribute.KeyValue, 0, 24)
 	now := time.Now()
 	for i, r := range batch {
+		if i%yieldEvery == yieldEvery-1 {
+			runtime.Gosched()
+		}
 		recs[i] = s.tmpl
 		attrs = fill(&recs[i], r, now, attrs)
 	}
