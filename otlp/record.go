@@ -8,6 +8,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	otellog "go.opentelemetry.io/otel/log"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/tameflare/tf/audit"
@@ -50,17 +51,18 @@ const (
 	AttrMCPIsError   = "tf.mcp.is_error"
 )
 
-// toLog turns one audit record into the log record that carries it: the
-// body is the stored line byte for byte, so the hash chain can be checked
-// from an export; the attributes repeat what queries need.
-func toLog(r *audit.Record) otellog.Record {
-	var l otellog.Record
+// fill makes l, a copy of the shipper's template record (which carries
+// the resource and scope), the log record of one audit record: the body is
+// the stored line byte for byte, so the hash chain can be checked from an
+// export; the attributes repeat what queries need. attrs is scratch space
+// the caller reuses; l keeps a copy of what it needs.
+func fill(l *sdklog.Record, r *audit.Record, observed time.Time, attrs []attribute.KeyValue) []attribute.KeyValue {
 	l.SetTimestamp(r.Time)
-	l.SetEventName("tf.audit." + string(r.Kind))
+	l.SetObservedTimestamp(observed)
+	l.SetEventName(eventName(r.Kind))
 	l.SetBody(attribute.StringValue(string(r.Line)))
 	sev, text := otellog.SeverityInfo, "INFO"
-	attrs := make([]attribute.KeyValue, 0, 16)
-	attrs = append(attrs,
+	attrs = append(attrs[:0],
 		attribute.String(AttrKind, string(r.Kind)),
 		attribute.Int64(AttrSeq, int64(r.Seq)),
 		attribute.String(AttrHash, r.Hash),
@@ -135,8 +137,22 @@ func toLog(r *audit.Record) otellog.Record {
 	}
 	l.SetSeverity(sev)
 	l.SetSeverityText(text)
-	l.AddAttributes(attrs...)
-	return l
+	l.SetAttributes(attrs...)
+	return attrs
+}
+
+// eventName is the event name of a record kind, without a concatenation
+// per record for the known kinds.
+func eventName(k audit.Kind) string {
+	switch k {
+	case audit.KindDecision:
+		return "tf.audit.decision"
+	case audit.KindOutcome:
+		return "tf.audit.outcome"
+	case audit.KindEvent:
+		return "tf.audit.event"
+	}
+	return "tf.audit." + string(k)
 }
 
 // newResource describes the shipping machine: service.name=tf, its

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -216,6 +217,11 @@ func TestShipsEveryRecordWithItsFields(t *testing.T) {
 	want := readLog(t, home)
 	waitFor(t, "the cursor at the end", 5*time.Second, func() bool { return s.Status().Acked == want[len(want)-1].Seq })
 	got, res := fc.received()
+	// Batches in flight together may arrive in either order; each record
+	// carries its seq.
+	sort.SliceStable(got, func(i, j int) bool {
+		return attrMap(got[i].Attributes)[AttrSeq].GetIntValue() < attrMap(got[j].Attributes)[AttrSeq].GetIntValue()
+	})
 	if len(got) != len(want) {
 		t.Fatalf("received %d records, the log has %d", len(got), len(want))
 	}
