@@ -301,18 +301,27 @@ func End(dir string) (uint64, error) {
 	// A writer advances the head lazily: count the complete, chained
 	// records written past it.
 	for seg := h.Seg; ; seg++ {
-		f, err := os.Open(filepath.Join(dir, segmentName(seg)))
+		// The segment may have been compressed since the head was
+		// written: openSegment falls back to its .gz.
+		f, err := openSegment(dir, segment{num: seg, plain: true})
 		if errors.Is(err, fs.ErrNotExist) {
 			return h.Seq, nil
 		}
 		if err != nil {
 			return 0, fmt.Errorf("reading audit segment: %w", err)
 		}
-		off := int64(0)
-		if seg == h.Seg {
-			off = h.Off
+		if seg == h.Seg && h.Off > 0 {
+			if plain, ok := f.(*os.File); ok {
+				_, err = plain.Seek(h.Off, io.SeekStart)
+			} else {
+				_, err = io.CopyN(io.Discard, f, h.Off)
+			}
+			if err != nil {
+				f.Close()
+				return 0, fmt.Errorf("reading audit segment: %w", err)
+			}
 		}
-		lr := newLineReader(io.NewSectionReader(f, off, 1<<62))
+		lr := newLineReader(f)
 		clean := false
 		for {
 			line, complete, tooLong, err := lr.next()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -333,5 +335,35 @@ func TestScanBefore(t *testing.T) {
 	}
 	if len(got) != 10 || got[9] != all[9].Seq {
 		t.Fatalf("before seq %d: got %v", all[10].Seq, got)
+	}
+}
+
+// TestEndAfterCompression: End counts from a head written lazily, whose
+// segment has been compressed since (a writer rotated and compressed it
+// while End read): it reads the .gz rather than stopping at the head.
+func TestEndAfterCompression(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, Options{SegmentBytes: 4 << 10})
+	appendDecisions(t, l, 0, 5)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := os.ReadFile(filepath.Join(dir, headName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l = openLog(t, dir, Options{SegmentBytes: 4 << 10})
+	appendDecisions(t, l, 5, 60)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, headName), stale, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := compressSegment(dir, 1); err != nil {
+		t.Fatal(err)
+	}
+	if end, err := End(dir); err != nil || end != 60 {
+		t.Fatalf("End = %d, %v; want 60", end, err)
 	}
 }
