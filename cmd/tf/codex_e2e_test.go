@@ -9,10 +9,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tameflare/tf/rules"
 )
 
 // codexBin is the real Codex CLI, pinned in testdata/codex and installed
@@ -122,9 +125,8 @@ func (m *responsesStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // codexKey is the real API key: tf holds it, Codex a placeholder.
 const codexKey = "sk-proj-codex-real-key-the-agent-never-sees"
 
-// codexRunLimit bounds one Codex session under tf run: about 20 s when
-// measured, most of it Codex's WebSocket attempts before it falls back to
-// HTTPS.
+// codexRunLimit bounds one Codex session under tf run (about 8 s when
+// measured).
 const codexRunLimit = 2 * time.Minute
 
 // codexModel is the model the session asks for. Codex's default model
@@ -194,6 +196,31 @@ func TestCodexInSandbox(t *testing.T) {
 	expect(3, "tf refused http.post", "the policy default is deny")
 	if _, hit := w.up.authFor("other.example.test /upload"); hit {
 		t.Error("the refused POST reached other.example.test")
+	}
+	// Codex's own requests: its WebSocket handshake is refused (tf cannot
+	// read past an upgrade) with 426, on which Codex falls back to HTTPS at
+	// once, without retries; its metrics export is refused by name and
+	// never reaches the upstream; everything else it sent to OpenAI's
+	// hosts was classified by the openai connector.
+	handshakes := 0
+	for _, rec := range decisions(t, home) {
+		a, d := rec.Action, rec.Decision
+		switch {
+		case a.Type == "tf.unclassified" && a.Request.Host == "api.openai.com":
+			handshakes++
+		case a.Type == "openai.telemetry.send":
+			if d.Effect != rules.Deny || d.Rule != "no-agent-telemetry" {
+				t.Errorf("Codex's telemetry %s: %s by %q", a.Request.Path, d.Effect, d.Rule)
+			}
+		case slices.Contains(modelHosts, a.Request.Host) && a.Connector != "openai":
+			t.Errorf("%s %s%s was classified by %q", a.Type, a.Request.Host, a.Request.Path, a.Connector)
+		}
+	}
+	if handshakes == 0 || handshakes > 2 || strings.Contains(r.stderr, "Reconnecting") {
+		t.Errorf("%d refused WebSocket handshakes; Codex's stderr:\n%s", handshakes, r.stderr)
+	}
+	if strings.Contains(paths, "/otlp/") {
+		t.Error("refused telemetry reached the upstream")
 	}
 	checkAgentSession(t, home, "codex", r, results, auths, "Bearer "+codexKey, codexKey,
 		`openai\.responses\.create .*in 12 out 7`, "openai")
