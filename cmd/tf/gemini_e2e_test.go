@@ -34,8 +34,9 @@ func geminiBin(t *testing.T) string {
 // call that offers the shell tool is answered with the script's next
 // command (the step is the number of functionResponse parts the
 // conversation already holds, so a retried request gets the same answer),
-// and the responses Gemini CLI sends back are kept; a call without tools
-// (Gemini CLI's side questions) and the call after the last step get text.
+// and the responses Gemini CLI sends back are kept; a call that asks for
+// JSON (its model router) gets an object of the schema's properties, and a
+// call without tools and the call after the last step get text.
 type geminiStandIn struct {
 	mu      sync.Mutex
 	paths   []string
@@ -84,6 +85,14 @@ func (m *geminiStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				Name string `json:"name"`
 			} `json:"functionDeclarations"`
 		} `json:"tools"`
+		GenerationConfig struct {
+			ResponseMimeType string `json:"responseMimeType"`
+			Schema           struct {
+				Properties map[string]struct {
+					Type string `json:"type"`
+				} `json:"properties"`
+			} `json:"responseJsonSchema"`
+		} `json:"generationConfig"`
 	}
 	json.Unmarshal(body, &req)
 	var tools []string
@@ -103,7 +112,23 @@ func (m *geminiStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	m.mu.Unlock()
 	part := `{"text":"hello from the stand-in"}`
-	if len(tools) > 0 && len(m.script) > 0 {
+	if req.GenerationConfig.ResponseMimeType == "application/json" {
+		// A side question that wants JSON (Gemini CLI's model router
+		// asks for a complexity score): every property, filled in.
+		obj := map[string]any{}
+		for name, p := range req.GenerationConfig.Schema.Properties {
+			switch strings.ToUpper(p.Type) {
+			case "INTEGER", "NUMBER":
+				obj[name] = 10
+			case "BOOLEAN":
+				obj[name] = false
+			default:
+				obj[name] = "scripted"
+			}
+		}
+		text, _ := json.Marshal(obj)
+		part = fmt.Sprintf(`{"text":%q}`, text)
+	} else if len(tools) > 0 && len(m.script) > 0 {
 		if n := len(responses); n < len(m.script) {
 			args, _ := json.Marshal(map[string]any{"command": m.script[n], "description": "a scripted step"})
 			part = fmt.Sprintf(`{"functionCall":{"name":"run_shell_command","args":%s}}`, args)
@@ -124,14 +149,9 @@ func (m *geminiStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // geminiKey is the real API key: tf holds it, Gemini CLI a placeholder.
 const geminiKey = "AIzaSy-gemini-real-key-the-agent-never-sees"
 
-// geminiRunLimit bounds one Gemini CLI session under tf run (about 20 s
+// geminiRunLimit bounds one Gemini CLI session under tf run (about 13 s
 // when measured).
 const geminiRunLimit = 2 * time.Minute
-
-// geminiModel is the model the session asks for. Without one Gemini CLI
-// first asks a classifier model which model to route to, with a JSON
-// schema the stand-in does not answer.
-const geminiModel = "gemini-2.5-pro"
 
 // The real Gemini CLI (gemini -p) runs inside tf run's sandbox with the
 // built-in policy (no --policy), driven by a stand-in for the Gemini API:
@@ -160,7 +180,7 @@ func TestGeminiInSandbox(t *testing.T) {
 	args = append(args, upstreamArgs(modelAddr, modelCA, modelHosts...)...)
 	// --skip-trust: a folder Gemini CLI has not been told to trust runs
 	// with tool calls needing approval, which -p cannot give.
-	args = append(args, "--", gemini, "--skip-trust", "--yolo", "--model", geminiModel, "-p", "do the work")
+	args = append(args, "--", gemini, "--skip-trust", "--yolo", "-p", "do the work")
 	start := time.Now()
 	r := startTFWithin(t, geminiRunLimit, w.dir, home, env, args...).wait(t)
 	t.Logf("gemini -p took %v", time.Since(start).Round(time.Millisecond))
