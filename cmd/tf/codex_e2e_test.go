@@ -32,17 +32,17 @@ func codexBin(t *testing.T) string {
 // responsesStandIn answers OpenAI's Responses API as a stream, the way
 // Codex asks for it, and every other request with {}; it records what it
 // was asked. With a script, each model call is answered with the script's
-// next shell command (the step is the number of function_call_output items
-// the conversation already holds, so a retried request gets the same
+// next shell command (the step is the number of tool outputs the
+// conversation already holds, so a retried request gets the same
 // answer), and the outputs Codex sends back are kept; the call after the
 // last step gets text.
 type responsesStandIn struct {
-	mu      sync.Mutex
-	paths   []string
-	auths   []string // the Authorization of each model call
-	tools   []string // the tools of the first model call
-	script  []string // shell commands
-	results []string // what the model received for each step
+	mu       sync.Mutex
+	paths    []string
+	auths    []string // the Authorization of each model call
+	codeMode bool     // whether the last model call offered the shell in code mode
+	script   []string // shell commands
+	results  []string // what the model received for each step
 }
 
 // functionOutputs reads the function_call_output items of a Responses API
@@ -92,22 +92,32 @@ func (m *responsesStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	json.Unmarshal(body, &req)
 	outputs := functionOutputs(body)
+	// Codex's default model runs in code mode: its tools are functions
+	// that the JavaScript of one custom exec tool calls, and the shell is
+	// exec_command among them; other models get exec_command itself.
+	codeMode := !slices.ContainsFunc(req.Tools, func(tl struct {
+		Type string `json:"type"`
+		Name string `json:"name"`
+	}) bool {
+		return tl.Name == "exec_command"
+	})
 	m.mu.Lock()
 	m.auths = append(m.auths, r.Header.Get("Authorization"))
-	if m.tools == nil {
-		for _, tl := range req.Tools {
-			m.tools = append(m.tools, tl.Type+":"+tl.Name)
-		}
-	}
 	if len(outputs) > len(m.results) {
 		m.results = outputs
 	}
+	m.codeMode = codeMode
 	m.mu.Unlock()
 	n := len(outputs)
 	item := `{"type":"message","role":"assistant","id":"msg_1","content":[{"type":"output_text","text":"all done"}]}`
-	if len(m.script) == 0 {
+	switch {
+	case len(m.script) == 0:
 		item = `{"type":"message","role":"assistant","id":"msg_1","content":[{"type":"output_text","text":"hello from the stand-in"}]}`
-	} else if n < len(m.script) {
+	case n < len(m.script) && codeMode:
+		cmd, _ := json.Marshal(m.script[n])
+		js := fmt.Sprintf("const r = await tools.exec_command({cmd: %s, yield_time_ms: 30000});\ntext(r.output);", cmd)
+		item = fmt.Sprintf(`{"type":"custom_tool_call","id":"ctc_%02d","call_id":"call_%02d","name":"exec","input":%q}`, n, n, js)
+	case n < len(m.script):
 		args, _ := json.Marshal(map[string]any{"cmd": m.script[n], "yield_time_ms": 30000})
 		item = fmt.Sprintf(`{"type":"function_call","id":"fc_%02d","call_id":"call_%02d","name":"exec_command","arguments":%q}`, n, n, args)
 	}
@@ -129,15 +139,11 @@ const codexKey = "sk-proj-codex-real-key-the-agent-never-sees"
 // measured).
 const codexRunLimit = 2 * time.Minute
 
-// codexModel is the model the session asks for. Codex's default model
-// gets its tools in code mode (one JavaScript exec tool); a model outside
-// that catalog gets the plain exec_command function the stand-in calls.
-const codexModel = "gpt-4.1"
-
 // The real Codex CLI (codex exec) runs inside tf run's sandbox with the
 // built-in policy (no --policy), driven by a stand-in for the Responses
 // API: the session answers; the model runs shell commands through Codex's
-// exec_command tool, and what tf refuses (a push to main, a POST to an
+// exec_command tool (called from the JavaScript of its code mode, as its
+// default model does), and what tf refuses (a push to main, a POST to an
 // unlisted host) reaches the model with the rule and the reason; a push
 // to a feature branch lands; the key stays with tf.
 func TestCodexInSandbox(t *testing.T) {
@@ -158,13 +164,13 @@ func TestCodexInSandbox(t *testing.T) {
 
 	args := append([]string{"run", "--name", "codex", "--ro", absPath(t, filepath.Join("testdata", "codex"))}, w.up.args()...)
 	args = append(args, upstreamArgs(modelAddr, modelCA, modelHosts...)...)
-	args = append(args, "--", codex, "exec", "--model", codexModel, "--skip-git-repo-check",
+	args = append(args, "--", codex, "exec", "--skip-git-repo-check",
 		"--dangerously-bypass-approvals-and-sandbox", "do the work")
 	start := time.Now()
 	r := startTFWithin(t, codexRunLimit, w.dir, home, env, args...).wait(t)
 	t.Logf("codex exec took %v", time.Since(start).Round(time.Millisecond))
 	standIn.mu.Lock()
-	results, auths, paths := standIn.results, standIn.auths, strings.Join(standIn.paths, "\n")
+	results, auths, paths, codeMode := standIn.results, standIn.auths, strings.Join(standIn.paths, "\n"), standIn.codeMode
 	standIn.mu.Unlock()
 	for i, res := range results {
 		t.Logf("step %d (%s):\n%s", i, standIn.script[i], res)
@@ -172,6 +178,9 @@ func TestCodexInSandbox(t *testing.T) {
 	t.Logf("Codex asked the stand-in:\n%s\nstderr:\n%s", paths, r.stderr)
 	if r.code != 0 || !strings.Contains(r.stdout, "all done") || len(results) != len(standIn.script) {
 		t.Fatalf("codex exec: exit %d, %d of %d tool results\nstdout:\n%s\nstderr:\n%s", r.code, len(results), len(standIn.script), r.stdout, r.stderr)
+	}
+	if !codeMode {
+		t.Error("Codex's default model was not offered code mode's exec tool")
 	}
 	expect := func(step int, wants ...string) {
 		t.Helper()
