@@ -158,6 +158,10 @@ type Status struct {
 	// Isolated says whether the agent runs in tf's sandbox; without it,
 	// governance is advisory: the agent could bypass tf.
 	Isolated bool `json:"isolated"`
+	// Shared says the gateway serves agents that run elsewhere (tf
+	// serve): no sandbox of tf's applies to them, and governance holds
+	// where their network sends all traffic through the gateway.
+	Shared bool `json:"shared,omitempty"`
 	// Slack is the address of the Slack interactivity endpoint this
 	// gateway serves, if any.
 	Slack string `json:"slack,omitempty"`

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 )
@@ -375,6 +376,32 @@ func (s *Sandbox) Env(env []string) []string {
 		out = append(out, EnvAgentAPI+"="+AgentAPIPath)
 	}
 	return out
+}
+
+// maxSocketPath is the longest unix socket path every platform takes:
+// sockaddr_un holds 108 bytes on Linux and 104 on macOS, the terminating
+// NUL included.
+const maxSocketPath = 103
+
+// SocketDir makes a private (0700) directory for the unix sockets tf
+// binds into a sandbox, whose longest name is longest: in the temporary
+// directory, or in /tmp when $TMPDIR is so long that a socket path in it
+// would not fit in a socket address (macOS's per-user $TMPDIR is long
+// already; a test's or a CI job's can be much longer).
+func SocketDir(prefix, longest string) (string, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil || len(filepath.Join(dir, longest)) <= maxSocketPath || runtime.GOOS == "windows" {
+		return dir, err
+	}
+	os.Remove(dir)
+	if dir, err = os.MkdirTemp("/tmp", prefix); err != nil {
+		return "", err
+	}
+	if p := filepath.Join(dir, longest); len(p) > maxSocketPath {
+		os.Remove(dir)
+		return "", fmt.Errorf("no directory for tf's sockets: %s is %d bytes, more than a socket address holds", p, len(p))
+	}
+	return dir, nil
 }
 
 // ListenUnix listens on a new unix socket at path, 0600, replacing a stale

@@ -3,6 +3,7 @@ package agent
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -205,5 +206,36 @@ func TestSandboxRepositoryAboveWorkingDirectory(t *testing.T) {
 	hooks := filepath.Join(repo, ".git", "hooks")
 	if !strings.Contains(a, "--bind "+repo+" "+repo) || !strings.Contains(a, "--ro-bind "+hooks+" "+hooks) {
 		t.Errorf("repository or hooks: %s", a)
+	}
+}
+
+// Under a $TMPDIR too long for a socket address, the sockets' directory
+// moves to /tmp, and a socket listens there.
+func TestSocketDirUnderLongTMPDIR(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("unix sockets in a sandbox are for Linux and macOS")
+	}
+	long := filepath.Join(t.TempDir(), strings.Repeat("d", 60), strings.Repeat("e", 60))
+	if err := os.MkdirAll(long, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, tmp := range []string{long, t.TempDir()} {
+		t.Setenv("TMPDIR", tmp)
+		dir, err := SocketDir("tf-sandbox-", "handoff.sock")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
+			t.Fatalf("%s: %v, %v", dir, st.Mode(), err)
+		}
+		if inTmp := strings.HasPrefix(dir, tmp); inTmp != (tmp != long) {
+			t.Errorf("TMPDIR %d bytes: sockets in %s", len(tmp), dir)
+		}
+		ln, err := ListenUnix(filepath.Join(dir, "handoff.sock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln.Close()
 	}
 }

@@ -21,6 +21,8 @@ import (
 	"slices"
 	"time"
 
+	tfhome "github.com/tameflare/tf/home"
+
 	"github.com/gofrs/flock"
 )
 
@@ -73,7 +75,7 @@ func MarkUsed(home string, seen map[string]time.Time) error {
 	if err != nil {
 		return err
 	}
-	return replaceFile(path, data, false)
+	return tfhome.WriteFile(path, data, 0o600, false)
 }
 
 // readUsed reads the used file; what cannot be read is no information.
@@ -146,20 +148,12 @@ func Parse(data []byte) (File, error) {
 
 // Read reads the agents file of home; a missing file holds no agent.
 func Read(home string) (File, error) {
-	fh, err := os.Open(Path(home))
+	data, err := tfhome.ReadFile(Path(home), maxFileBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return File{Version: Version}, nil
 	}
 	if err != nil {
 		return File{}, fmt.Errorf("reading agents file: %w", err)
-	}
-	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, maxFileBytes+1))
-	if err != nil {
-		return File{}, fmt.Errorf("reading agents file: %w", err)
-	}
-	if len(data) > maxFileBytes {
-		return File{}, fmt.Errorf("agents file exceeds %d bytes", maxFileBytes)
 	}
 	return Parse(data)
 }
@@ -273,34 +267,10 @@ func write(home string, f File) error {
 	if err != nil {
 		return err
 	}
-	if err := replaceFile(Path(home), append(data, '\n'), true); err != nil {
+	if err := tfhome.WriteFile(Path(home), append(data, '\n'), 0o600, true); err != nil {
 		return fmt.Errorf("writing agents file: %w", err)
 	}
 	return nil
-}
-
-// replaceFile replaces path with data through a temporary file beside it,
-// synced first when sync is set.
-func replaceFile(path string, data []byte, sync bool) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if sync {
-		if err := tmp.Sync(); err != nil {
-			tmp.Close()
-			return err
-		}
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // A Table answers who a proxy credential belongs to. Its lookups are O(1)

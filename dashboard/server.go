@@ -128,7 +128,9 @@ func (s *Server) page(sess *session, title, nav string, data any) view {
 }
 
 // unisolated names the running gateways that say their agent runs outside
-// the sandbox: governance there is advisory, and every page says so.
+// the sandbox: governance there is advisory, and every page says so. A
+// shared gateway's agents run elsewhere by design; its status notes say
+// what its governance rests on.
 func (s *Server) unisolated() []string {
 	cs, err := admin.Clients(s.cfg.Home)
 	if err != nil {
@@ -138,7 +140,7 @@ func (s *Server) unisolated() []string {
 	defer cancel()
 	var out []string
 	for _, c := range cs {
-		if st, err := c.Status(ctx); err == nil && !st.Isolated {
+		if st, err := c.Status(ctx); err == nil && !st.Isolated && !st.Shared {
 			out = append(out, st.Name)
 		}
 		c.Close()

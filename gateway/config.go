@@ -14,6 +14,7 @@ import (
 	"github.com/tameflare/tf/approval"
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/otlp"
+	"github.com/tameflare/tf/rules"
 )
 
 // ConfigFile is the optional file of gateway settings in $TF_HOME: where
@@ -55,6 +56,11 @@ type ConfigFile struct {
 	//	  endpoint: https://otel.example.com:4318
 	//	  headers: {authorization: "Bearer ..."}
 	OTel otlp.Config `yaml:"otel,omitempty"`
+	// MCPServers are MCP servers reached over HTTP that this machine's
+	// user registered (tf mcp wrap-config registers an agent's HTTP
+	// servers here): named like the policy's mcp_servers, which win where
+	// a name or URL is in both (see listedMCPServers).
+	MCPServers []rules.MCPServer `yaml:"mcp_servers,omitempty"`
 }
 
 // PinConfig is the pin: section of the config file: gateways follow the
@@ -167,6 +173,9 @@ func LoadConfigFile(path string) (*ConfigFile, error) {
 	}
 	if (c.Serve.TLSCert == "") != (c.Serve.TLSKey == "") {
 		return nil, fmt.Errorf("%s: serve: tls_cert and tls_key go together", path)
+	}
+	if err := checkMCPServers(c.MCPServers); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &c, nil
 }

@@ -131,6 +131,9 @@ type Gateway struct {
 	// HTTP+SSE transport by the endpoint their client posts to.
 	mcpConn *mcp.Connector
 	legacy  sync.Map
+	// mcpServers are the servers the MCP connector names: the policy's
+	// and the config file's.
+	mcpServers *mcpServerList
 	// pins keeps the digests of the tools of listed MCP servers.
 	pins *mcp.PinStore
 	// agentKeys are Config.AgentKeys; agentCreds the injection of the
@@ -180,6 +183,11 @@ func Start(cfg Config) (*Gateway, error) {
 	file, err := LoadConfigFile(ConfigPath(cfg.Home))
 	if err != nil {
 		return nil, err
+	}
+	g.mcpServers = &mcpServerList{local: file.MCPServers, policy: g.policy.Load}
+	if _, dropped := mergeMCPServers(cfg.Policy.MCPServers, file.MCPServers); len(dropped) > 0 {
+		fmt.Fprintf(os.Stderr, "tf: the policy's mcp_servers take the name or URL of %s, registered in %s: the policy's entries apply\n",
+			strings.Join(dropped, ", "), ConfigPath(cfg.Home))
 	}
 	limits := cfg.Limits
 	if limits.BodyReadTimeout == 0 {
@@ -358,6 +366,10 @@ func matchHost(patterns []string, host string) bool {
 // NotIsolated is what tf says of a gateway whose agent runs outside the
 // sandbox.
 const NotIsolated = "not isolated: the agent runs outside tf's sandbox and could bypass tf (connect directly, disarm the kill switch, rewrite the audit log); governance is advisory"
+
+// SharedGateway is what tf says of a shared gateway (tf serve), whose
+// agents run on other machines or in containers.
+const SharedGateway = "shared gateway: its agents run elsewhere, so governance holds only where their network sends every connection through this gateway (a firewall or network policy; see deploy/)"
 
 // ServeListener serves the proxy on ln as well: the listener on a
 // sandbox's own loopback, handed over by tf inside, so that the agent's

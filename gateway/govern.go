@@ -15,7 +15,6 @@ import (
 	"github.com/tameflare/tf/connectors"
 	"github.com/tameflare/tf/httpproxy"
 	"github.com/tameflare/tf/keyring"
-	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
 )
 
@@ -199,14 +198,8 @@ func (g *Gateway) decideOnly(actions []rules.Action, classErr error, unclassifie
 		r.decisions = make([]rules.Decision, len(actions))
 		for i := range actions {
 			r.decisions[i] = d.Decide(&actions[i])
-			if bodyTruncated(&actions[i]) && !r.decisions[i].KillSwitch {
-				r.decisions[i] = g.refuseTruncated(p, &actions[i], r.decisions[i])
-			}
-			if actions[i].Connector == "mcp" {
-				r.decisions[i] = mcp.Baseline(&actions[i], r.decisions[i])
-				if p.MCPPinTools != "" && !r.decisions[i].KillSwitch {
-					r.decisions[i] = g.pinDecision(p, &actions[i], r.decisions[i])
-				}
+			if actions[i].Connector == "mcp" && p.MCPPinTools != "" && !r.decisions[i].KillSwitch {
+				r.decisions[i] = g.pinDecision(p, &actions[i], r.decisions[i])
 			}
 		}
 		g.releaseRefused(p, actions, r.decisions)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tameflare/tf/audit"
+	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
 	"github.com/tameflare/tf/usage"
 )
@@ -14,7 +15,8 @@ import (
 // mode override, and the counters of rules' limits, kept for the
 // gateway's life across policy reloads (a changed limit keeps its count).
 func (g *Gateway) decider(p *rules.Policy) *rules.Decider {
-	return &rules.Decider{Policy: p, Mode: g.mode, Now: g.now, KillSwitch: g.killSwitch, Counters: g.counters, Session: g.session}
+	return &rules.Decider{Policy: p, Mode: g.mode, Now: g.now, KillSwitch: g.killSwitch, Counters: g.counters, Session: g.session,
+		Baseline: mcp.Baseline, InspectLimit: g.peekLimit}
 }
 
 // releaseRefused gives back what the actions of a refused request counted

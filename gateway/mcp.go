@@ -22,9 +22,10 @@ import (
 )
 
 // mcpConnector is the MCP sniffer of the default registry: it names
-// servers after the policy in force at each request.
+// servers after the policy in force at each request and the servers
+// registered in the config file.
 func (g *Gateway) mcpConnector() *mcp.Connector {
-	return mcp.NewConnector(func() []rules.MCPServer { return g.policy.Load().MCPServers }).
+	return mcp.NewConnector(g.mcpServers.servers).
 		DecodeParams(g.paramsRead)
 }
 

@@ -312,9 +312,12 @@ func (g *Gateway) Status() admin.Status {
 		Name: g.name, PID: os.Getpid(), Proxy: g.Addr(), Started: g.op.started,
 		Revision: p.Revision, Mode: string(g.Mode()), Slack: g.op.slack,
 		Notes: append(append([]string(nil), g.op.notes...), g.metricsNotes()...), Isolated: g.isolated,
-		Tokens: g.tokens.get(),
+		Tokens: g.tokens.get(), Shared: g.agents != nil,
 	}
-	if !g.isolated {
+	switch {
+	case s.Shared:
+		s.Notes = append(s.Notes, SharedGateway)
+	case !g.isolated:
 		s.Notes = append(s.Notes, NotIsolated)
 	}
 	if g.op.approval != nil {

@@ -274,3 +274,20 @@ func TestServeConfigSection(t *testing.T) {
 		}
 	}
 }
+
+// A shared gateway's status says what its governance rests on, not that
+// an agent of its own runs outside the sandbox; a tf run gateway without
+// the sandbox says that.
+func TestSharedGatewayStatusNote(t *testing.T) {
+	f := startShared(t, "version: 1\ndefault: allow\n")
+	st := f.g.Status()
+	notes := strings.Join(st.Notes, "\n")
+	if !st.Shared || !strings.Contains(notes, SharedGateway) || strings.Contains(notes, NotIsolated) {
+		t.Errorf("shared gateway: shared %v, notes %q", st.Shared, notes)
+	}
+	one := start(t, policy(t, "version: 1\ndefault: allow\n"), nil)
+	st = one.g.Status()
+	if notes := strings.Join(st.Notes, "\n"); st.Shared || !strings.Contains(notes, NotIsolated) {
+		t.Errorf("tf run gateway without the sandbox: shared %v, notes %q", st.Shared, notes)
+	}
+}

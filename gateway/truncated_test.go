@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/tameflare/tf/rules"
 	"github.com/tameflare/tf/testdata"
 )
 
@@ -81,32 +80,6 @@ rules:
 			}
 			if reached := hits.Load() > before; reached != (c.status == 200) {
 				t.Errorf("the upstream was reached: %v", reached)
-			}
-		})
-	}
-}
-
-// BenchmarkTruncatedCheck is what the truncated-body check adds to the
-// decision of an action: for a body read in full, the look at
-// params.body_truncated; for a truncated one, the walk over the rules.
-func BenchmarkTruncatedCheck(b *testing.B) {
-	p, err := rules.LoadFS(testdata.ExamplePolicy(), "built-in")
-	if err != nil {
-		b.Fatal(err)
-	}
-	g := &Gateway{peekLimit: 1 << 20}
-	full := rules.Action{Type: "anthropic.messages.create", Connector: "anthropic", Params: map[string]any{"model": "m", "stream": true}}
-	cut := rules.Action{Type: "anthropic.messages.create", Connector: "anthropic", Params: map[string]any{"body_truncated": true}}
-	d := rules.Decision{Effect: rules.Allow}
-	for _, c := range []struct {
-		name string
-		a    *rules.Action
-	}{{"read in full", &full}, {"truncated", &cut}} {
-		b.Run(c.name, func(b *testing.B) {
-			for b.Loop() {
-				if bodyTruncated(c.a) && g.refuseTruncated(p, c.a, d).Effect != rules.Allow {
-					b.Fatal("refused")
-				}
 			}
 		})
 	}

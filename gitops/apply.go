@@ -17,6 +17,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/tameflare/tf/audit"
+	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
 )
 
@@ -133,7 +134,7 @@ func Apply(ctx context.Context, opts ApplyOptions) (*ApplyResult, error) {
 // runTests runs a candidate's tests; failing or missing tests are errors,
 // so that no policy goes into force untested.
 func runTests(p *rules.Policy, fsys fs.FS) (*rules.TestReport, error) {
-	rep, err := rules.RunTests(p, fsys, p.Source)
+	rep, err := rules.RunTests(p, fsys, p.Source, mcp.Baseline)
 	if err != nil {
 		return rep, fmt.Errorf("%w: %w", ErrTestsFailed, err)
 	}

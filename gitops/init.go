@@ -17,6 +17,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 
+	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
 )
 
@@ -128,7 +129,7 @@ func Init(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	// The starter must load and pass its own tests before it is committed.
 	if p, err := rules.LoadDir(dir); err != nil {
 		return nil, fmt.Errorf("checking the policy in %s: %w", dir, err)
-	} else if rep, err := rules.RunTests(p, os.DirFS(dir), dir); err != nil {
+	} else if rep, err := rules.RunTests(p, os.DirFS(dir), dir, mcp.Baseline); err != nil {
 		return nil, fmt.Errorf("testing the policy in %s: %w", dir, err)
 	} else if rep.Failed > 0 {
 		return nil, fmt.Errorf("the policy in %s fails its tests: %s", dir, rep.Summary())

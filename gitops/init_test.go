@@ -10,6 +10,7 @@ import (
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
+	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
 )
 
@@ -22,7 +23,7 @@ func TestStarterPolicyPassesItsTests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := rules.RunTests(p, fsys, "starter")
+	rep, err := rules.RunTests(p, fsys, "starter", mcp.Baseline)
 	if err != nil {
 		t.Fatal(err)
 	}

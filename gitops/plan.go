@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tameflare/tf/termtext"
 	"io"
 	"io/fs"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tameflare/tf/termtext"
 
 	"github.com/go-git/go-git/v5/plumbing/object"
 
@@ -372,8 +373,8 @@ func newReplayer(base, cand *rules.Policy, changes []RuleChange) *replayer {
 	rd := &replayer{
 		// Limits are replayed in record order, each side with counters
 		// of its own that start empty at the start of the window.
-		base:     rules.Decider{Policy: base, Counters: rules.NewMemCounters()},
-		cand:     rules.Decider{Policy: cand, Counters: rules.NewMemCounters()},
+		base:     rules.Decider{Policy: base, Counters: rules.NewMemCounters(), Baseline: mcp.Baseline},
+		cand:     rules.Decider{Policy: cand, Counters: rules.NewMemCounters(), Baseline: mcp.Baseline},
 		trans:    map[transKey]map[groupKey]*Group{},
 		unk:      map[groupKey]*Group{},
 		sessions: map[string]string{},
@@ -470,15 +471,12 @@ func (rd *replayer) add(rec *audit.Record) {
 	addExample(m, groupKey{next.Rule, a.Type}, rec)
 }
 
-// decide is how the gateway decides a: the rules, then for MCP the
-// built-in baseline that lets protocol plumbing through when no rule
-// decided it (a rule denying mcp.*.@tools/list changes that).
+// decide is how the gateway decides a: the rules, a truncated body's
+// refusal, then for MCP the built-in baseline that lets protocol
+// plumbing through when no rule decided it (a rule denying
+// mcp.*.@tools/list changes that): the deciders carry mcp.Baseline.
 func (rd *replayer) decide(d *rules.Decider, a *rules.Action) rules.Decision {
-	dec := d.Decide(a)
-	if a.Connector == "mcp" {
-		dec = mcp.Baseline(a, dec)
-	}
-	return dec
+	return d.Decide(a)
 }
 
 // unknown reports the first changed rule that applies to a and reads a

@@ -433,3 +433,44 @@ func TestPlanOverManySources(t *testing.T) {
 		t.Fatal("a missing audit source is not an error")
 	}
 }
+
+// A plan replays a model call whose body the gateway could not read to
+// its end as the gateway would decide it: a candidate rule reading
+// params.model refuses it (tf:truncated-body), where deciding on the
+// missing field would have shown it allowed.
+func TestPlanReplaysTruncatedBodies(t *testing.T) {
+	home := testHome(t)
+	f := newFixture(t)
+	models := basePolicy + `  - name: model-calls
+    actions: [anthropic.messages.create]
+    decision: allow
+`
+	first := f.commit(t, "models", map[string]string{"tameflare.yaml": models, "tests/base.yaml": baseTests}, nil)
+	second := f.commit(t, "no opus", map[string]string{"tameflare.yaml": models + `  - name: no-opus
+    actions: [anthropic.messages.create]
+    when: params.model matches "opus"
+    decision: deny
+`}, nil)
+	pinTo(t, home, f.dir, first)
+	l, err := audit.Open(audit.Dir(home), audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, params := range []map[string]any{{"model": "claude-sonnet-4-5"}, {"body_truncated": true}} {
+		a := &rules.Action{ID: idOf(i), Type: "anthropic.messages.create", Connector: "anthropic", Params: params}
+		if err := l.Append(testCtx(t), &audit.Record{Kind: audit.KindDecision, Time: epoch.Add(time.Duration(i) * time.Second),
+			RequestID: idOf(i), Gateway: "gw1", Action: a, Decision: &rules.Decision{Effect: rules.Allow, Rule: "model-calls"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pl, err := ComputePlan(testCtx(t), PlanOptions{Home: home, Rev: second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pl.Changes) != 1 || pl.Changes[0].To != rules.Deny || pl.Changes[0].Count != 1 || pl.Changes[0].Groups[0].Rule != rules.TruncatedBodyRule {
+		t.Fatalf("changes %+v", pl.Changes)
+	}
+}

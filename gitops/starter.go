@@ -253,8 +253,8 @@ rules:
     decision: deny
     reason: Packages are published by people, not agents.
 
-  # MCP servers listed under mcp_servers, or wrapped by tf mcp wrap-config,
-  # connect (tf's baseline allows the protocol's plumbing); their tool calls
+  # MCP servers listed under mcp_servers, or wrapped or registered by
+  # tf mcp wrap-config, connect (tf's baseline allows the protocol's plumbing); their tool calls
   # are held for a person until rules name the tools. Servers not listed
   # fall to the default.
   - name: mcp-tools-need-a-person

@@ -9,6 +9,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
 	"github.com/tameflare/tf/testdata"
 )
@@ -24,7 +25,7 @@ func presetPolicy(t *testing.T, agent string) *rules.Policy {
 	if err != nil {
 		t.Fatalf("%s: %v", agent, err)
 	}
-	rep, err := rules.RunTests(p, fsys, agent)
+	rep, err := rules.RunTests(p, fsys, agent, mcp.Baseline)
 	if err != nil {
 		t.Fatal(err)
 	}

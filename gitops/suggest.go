@@ -19,6 +19,7 @@ import (
 
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/connectors"
+	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
 )
 
@@ -523,7 +524,7 @@ func (s *suggester) build(gateway string) (*Suggestion, error) {
 	var tb bytes.Buffer
 	tb.WriteString("# yaml-language-server: $schema=https://tameflare.dev/schema/tameflare-tests.schema.json\n")
 	tb.WriteString("# Written by tf policy suggest: one case per action type seen, as the suggested policy decides it.\ncases:\n")
-	d := &rules.Decider{Policy: p, EnforceAll: true}
+	d := &rules.Decider{Policy: p, EnforceAll: true, Baseline: mcp.Baseline}
 	addCase := func(name string, a *rules.Action) error {
 		js, err := json.Marshal(a)
 		if err != nil {

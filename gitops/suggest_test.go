@@ -12,6 +12,7 @@ import (
 
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/connectors"
+	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
 )
 
@@ -90,7 +91,7 @@ func loadSuggestion(t testing.TB, s *Suggestion) *rules.Policy {
 	if errs := builtinCatalog(t).UnknownActions(p); len(errs) > 0 {
 		t.Fatalf("tf policy validate would refuse the suggestion: %v\n%s", errs, s.Policy)
 	}
-	rep, err := rules.RunTests(p, os.DirFS(dir), dir)
+	rep, err := rules.RunTests(p, os.DirFS(dir), dir, mcp.Baseline)
 	if err != nil || rep.Failed > 0 || rep.Passed == 0 {
 		t.Fatalf("the suggestion's tests: %+v %v\n%s\n%s", rep, err, s.Policy, s.Tests)
 	}

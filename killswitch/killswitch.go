@@ -19,6 +19,7 @@ import (
 	"github.com/gofrs/flock"
 
 	"github.com/tameflare/tf/audit"
+	tfhome "github.com/tameflare/tf/home"
 )
 
 // FileName is the kill switch file in $TF_HOME.
@@ -159,20 +160,12 @@ func Parse(data []byte) (State, error) {
 // Read reads the kill switch in home; a missing file means no switch is
 // on.
 func Read(home string) (State, error) {
-	f, err := os.Open(Path(home))
+	data, err := tfhome.ReadFile(Path(home), maxFileBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return State{Version: Version}, nil
 	}
 	if err != nil {
 		return State{}, fmt.Errorf("reading kill switch: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
-	if err != nil {
-		return State{}, fmt.Errorf("reading kill switch: %w", err)
-	}
-	if len(data) > maxFileBytes {
-		return State{}, fmt.Errorf("kill switch file exceeds %d bytes", maxFileBytes)
 	}
 	return Parse(data)
 }
@@ -290,7 +283,7 @@ func lock(home string) (func(), error) {
 
 // write replaces the file atomically: a temporary file, fsync, rename,
 // fsync of the directory.
-func write(home string, st State) error {
+func write(dir string, st State) error {
 	st.Version = Version
 	if st.Switches == nil {
 		st.Switches = []Switch{}
@@ -299,28 +292,8 @@ func write(home string, st State) error {
 	if err != nil {
 		return fmt.Errorf("encoding kill switch: %w", err)
 	}
-	tmp, err := os.CreateTemp(home, FileName+".tmp*")
-	if err != nil {
+	if err := tfhome.WriteFile(Path(dir), append(data, '\n'), 0o600, true); err != nil {
 		return fmt.Errorf("writing kill switch: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing kill switch: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing kill switch: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing kill switch: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), Path(home)); err != nil {
-		return fmt.Errorf("writing kill switch: %w", err)
-	}
-	if d, err := os.Open(home); err == nil {
-		_ = d.Sync() // the rename is durable once the directory is
-		d.Close()
 	}
 	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tameflare/tf/home"
 )
 
 // Tool pinning against rug pulls: a server that shows a harmless tool
@@ -176,19 +178,7 @@ func (s *PinStore) save(server string, c *pinCache) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(s.dir, server+".*.tmp")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(append(b, '\n'))
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), p)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
+	if err := home.WriteFile(p, append(b, '\n'), 0o600, false); err != nil {
 		return fmt.Errorf("writing %s: %w", p, err)
 	}
 	if st, err := os.Stat(p); err == nil {

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/tameflare/tf/home"
 )
 
 // WrapConfigOptions say how tf mcp wrap-config runs the servers.
@@ -228,15 +230,79 @@ func WrapConfigFile(path string, o WrapConfigOptions) (wrapped []string, backup 
 		}
 		break
 	}
-	// Written beside and renamed over, so that a crash leaves the old file
-	// or the new one, never half of one.
-	tmp := path + ".tf-tmp"
-	if err := os.WriteFile(tmp, out, st.Mode().Perm()); err != nil {
-		return nil, "", fmt.Errorf("writing %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := home.WriteFile(path, out, st.Mode().Perm(), false); err != nil {
 		return nil, "", fmt.Errorf("replacing %s: %w", path, err)
 	}
 	return wrapped, backup, nil
+}
+
+// ConfiguredServer is an MCP server over HTTP in an agent's configuration.
+type ConfiguredServer struct {
+	// Key is where the configuration has it: its key, with
+	// "projects[/path]." in front for the local scope.
+	Key string
+	// Name is the server's name for tf, made from its key.
+	Name string
+	// URL is its endpoint; Type is "http" or "sse" (the older transport).
+	URL, Type string
+}
+
+// HTTPServers returns the servers over HTTP (Streamable HTTP or the older
+// HTTP+SSE transport) of a Claude Code configuration, from the same
+// places as WrapConfig, each named after its key. A URL configured in
+// several places is one server, named where it is met first (the
+// top-level mcpServers, then projects in path order).
+func HTTPServers(data []byte) ([]ConfiguredServer, error) {
+	var doc struct {
+		MCPServers map[string]map[string]json.RawMessage `json:"mcpServers"`
+		Projects   map[string]struct {
+			MCPServers map[string]map[string]json.RawMessage `json:"mcpServers"`
+		} `json:"projects"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("reading the MCP configuration: %w", err)
+	}
+	var out []ConfiguredServer
+	taken, seen := map[string]bool{}, map[string]bool{}
+	add := func(prefix string, servers map[string]map[string]json.RawMessage) {
+		keys := make([]string, 0, len(servers))
+		for k := range servers {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, key := range keys {
+			s := servers[key]
+			var url, typ string
+			if raw, ok := s["url"]; !ok || json.Unmarshal(raw, &url) != nil || url == "" {
+				continue
+			}
+			if raw, ok := s["type"]; ok {
+				_ = json.Unmarshal(raw, &typ)
+			}
+			switch typ {
+			case "", "http", "streamable-http":
+				typ = "http"
+			case "sse":
+			default:
+				continue
+			}
+			if seen[url] {
+				continue
+			}
+			seen[url] = true
+			name := serverNameFor(key, taken)
+			taken[name] = true
+			out = append(out, ConfiguredServer{Key: prefix + key, Name: name, URL: url, Type: typ})
+		}
+	}
+	add("", doc.MCPServers)
+	paths := make([]string, 0, len(doc.Projects))
+	for p := range doc.Projects {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		add("projects["+p+"].", doc.Projects[p].MCPServers)
+	}
+	return out, nil
 }

@@ -83,3 +83,41 @@ func TestWrapConfigClaudeScopes(t *testing.T) {
 		t.Error("a file without servers was accepted")
 	}
 }
+
+// The HTTP servers of every scope are found, named after their keys: the
+// older transport too, stdio servers and unknown types not, a URL in two
+// scopes once, and two keys that make the same name kept apart.
+func TestHTTPServers(t *testing.T) {
+	claudeJSON := `{
+  "mcpServers": {
+    "Docs": {"type": "http", "url": "https://docs.example.com/mcp"},
+    "legacy": {"type": "sse", "url": "https://old.example.com/sse"},
+    "bare": {"url": "https://bare.example.com/mcp"},
+    "files": {"command": "npx", "args": ["server-filesystem"]},
+    "odd": {"type": "websocket", "url": "wss://ws.example.com"}
+  },
+  "projects": {
+    "/home/pat/app": {"mcpServers": {
+      "docs": {"type": "http", "url": "https://docs.example.com/mcp"},
+      "docs!": {"type": "http", "url": "https://docs2.example.com/mcp"}
+    }},
+    "/home/pat/empty": {"allowedTools": ["Bash"]}
+  }
+}`
+	got, err := HTTPServers([]byte(claudeJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ConfiguredServer{
+		{Key: "Docs", Name: "docs", URL: "https://docs.example.com/mcp", Type: "http"},
+		{Key: "bare", Name: "bare", URL: "https://bare.example.com/mcp", Type: "http"},
+		{Key: "legacy", Name: "legacy", URL: "https://old.example.com/sse", Type: "sse"},
+		{Key: "projects[/home/pat/app].docs!", Name: "docs-2", URL: "https://docs2.example.com/mcp", Type: "http"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %+v\nwant %+v", got, want)
+	}
+	if _, err := HTTPServers([]byte(`{"mcpServers": [1]}`)); err == nil {
+		t.Error("a malformed configuration was read")
+	}
+}

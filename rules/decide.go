@@ -25,7 +25,20 @@ type Decider struct {
 	Counters Counters
 	// Session identifies the run of the gateway, for limits per session.
 	Session string
+	// Baseline, when set, is applied to every decision but a kill
+	// switch's: what tf decides beyond the policy's rules (mcp.Baseline
+	// lets MCP protocol plumbing through). The gateway, tf policy plan,
+	// tf policy test and tf policy suggest set the same, so that each
+	// decides as the gateway does.
+	Baseline Baseline
+	// InspectLimit is how many bytes of a body the connectors read, for
+	// the reason of a truncated-body refusal; 0 leaves the figure out.
+	InspectLimit int
 }
+
+// Baseline is a decision tf makes beyond a policy's rules for some kind
+// of action; it returns d unchanged for the others.
+type Baseline func(a *Action, d Decision) Decision
 
 // Decide decides a against p with no kill switch.
 func (p *Policy) Decide(a *Action) Decision {
@@ -152,6 +165,12 @@ func (d *Decider) Decide(a *Action) Decision {
 		dec.Effect, dec.Monitor, dec.Rule, dec.Default = Allow, true, "", false
 		dec.Reason = fmt.Sprintf("monitor mode: would %s: %s", dec.Would, dec.WouldReason)
 		dec.ApprovalTimeout = 0
+	}
+	if bodyTruncated(a) {
+		dec = d.refuseTruncated(a, dec)
+	}
+	if d.Baseline != nil {
+		dec = d.Baseline(a, dec)
 	}
 	return dec
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
 	"github.com/tameflare/tf/testdata"
 )
@@ -249,7 +250,7 @@ func TestExamplePolicyTestsPass(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := rules.RunTests(p, testdata.ExamplePolicy(), "example")
+	rep, err := rules.RunTests(p, testdata.ExamplePolicy(), "example", mcp.Baseline)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +285,7 @@ func TestRunTestsReportsFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := rules.RunTests(p, fsys, "p")
+	rep, err := rules.RunTests(p, fsys, "p", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +316,7 @@ func TestRunTestsRejectsBadFiles(t *testing.T) {
 		"tests/b.yaml":   "cases:\n  - name: y\n    action: {type: a.b}\n    expect: perhaps\n",
 	})
 	p, _ := rules.LoadFS(fsys, "p")
-	_, err := rules.RunTests(p, fsys, "p")
+	_, err := rules.RunTests(p, fsys, "p", nil)
 	if err == nil || !strings.Contains(err.Error(), `p/tests/a.yaml:3:25: unknown field "prams"`) ||
 		!strings.Contains(err.Error(), `p/tests/b.yaml:2:5: case 1: expect "perhaps"`) {
 		t.Fatalf("got %v", err)

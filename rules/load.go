@@ -460,6 +460,34 @@ func (l *loader) hosts(file string, body ast.Node, key string, hosts []string) [
 
 var mcpServerName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
+// CheckMCPServerName checks an MCP server's name, which action types
+// (mcp.<name>.<tool>) and credentials.mcp carry.
+func CheckMCPServerName(name string) error {
+	if name == "" {
+		return errors.New("no name")
+	}
+	if len(name) > 64 || !mcpServerName.MatchString(name) {
+		return fmt.Errorf("name %q: use lower-case letters, digits, - and _ (at most 64), e.g. docs", name)
+	}
+	return nil
+}
+
+// NormalizeMCPServerURL checks an MCP server's URL and returns the form
+// servers are matched by: scheme://host/path, host in lower case, no
+// trailing slash.
+func NormalizeMCPServerURL(raw string) (string, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	switch {
+	case raw == "":
+		return "", errors.New("no url")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "":
+		return "", fmt.Errorf("url %q: want an absolute http or https URL such as https://mcp.example.com/mcp", raw)
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+		return "", fmt.Errorf("url %q: no user, query or fragment (credentials go under credentials.mcp)", raw)
+	}
+	return u.Scheme + "://" + strings.ToLower(u.Host) + strings.TrimSuffix(u.Path, "/"), nil
+}
+
 // mcpServers validates mcp_servers: unique names fit for action types,
 // unique absolute http(s) URLs without credentials, query or fragment.
 func (l *loader) mcpServers(body ast.Node, servers []MCPServer) []MCPServer {
@@ -470,37 +498,29 @@ func (l *loader) mcpServers(body ast.Node, servers []MCPServer) []MCPServer {
 	for i, s := range servers {
 		node := itemOf(seq, i)
 		ok := true
-		switch {
+		switch err := CheckMCPServerName(s.Name); {
 		case s.Name == "":
 			l.errorf(PolicyFile, node, "mcp_servers: server %d has no name", i+1)
 			ok = false
-		case len(s.Name) > 64 || !mcpServerName.MatchString(s.Name):
-			l.errorf(PolicyFile, valueOf(node, "name"), "mcp_servers: name %q: use lower-case letters, digits, - and _ (at most 64), e.g. docs", s.Name)
+		case err != nil:
+			l.errorf(PolicyFile, valueOf(node, "name"), "mcp_servers: %v", err)
 			ok = false
 		case names[s.Name]:
 			l.errorf(PolicyFile, valueOf(node, "name"), "mcp_servers: duplicate name %q", s.Name)
 			ok = false
 		}
 		names[s.Name] = true
-		u, err := url.Parse(strings.TrimSpace(s.URL))
-		switch {
+		switch key, err := NormalizeMCPServerURL(s.URL); {
 		case s.URL == "":
 			l.errorf(PolicyFile, node, "mcp_servers: server %q has no url", s.Name)
 			ok = false
-		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "":
-			l.errorf(PolicyFile, valueOf(node, "url"), "mcp_servers: url %q: want an absolute http or https URL such as https://mcp.example.com/mcp", s.URL)
+		case err != nil:
+			l.errorf(PolicyFile, valueOf(node, "url"), "mcp_servers: %v", err)
 			ok = false
-		case u.User != nil || u.RawQuery != "" || u.Fragment != "":
-			l.errorf(PolicyFile, valueOf(node, "url"), "mcp_servers: url %q: no user, query or fragment (credentials go under credentials.mcp)", s.URL)
+		case urls[key]:
+			l.errorf(PolicyFile, valueOf(node, "url"), "mcp_servers: url %q is listed twice", s.URL)
 			ok = false
 		default:
-			u.Host = strings.ToLower(u.Host)
-			u.Path = strings.TrimSuffix(u.Path, "/")
-			key := u.Scheme + "://" + u.Host + u.Path
-			if urls[key] {
-				l.errorf(PolicyFile, valueOf(node, "url"), "mcp_servers: url %q is listed twice", s.URL)
-				ok = false
-			}
 			urls[key] = true
 			s.URL = key
 		}

@@ -62,9 +62,11 @@ func (r *TestReport) Summary() string {
 
 // RunTests runs every case of tests/*.yaml in fsys against p. The cases see
 // the policy as enforced: a rule or policy in monitor mode is tested for
-// what it will do once enforced. Files that do not parse are errors with
+// what it will do once enforced. baseline is what the gateway decides
+// beyond the rules (mcp.Baseline; nil for none), so that cases expect
+// what the gateway does. Files that do not parse are errors with
 // positions; failing cases are results, not errors.
-func RunTests(p *Policy, fsys fs.FS, label string) (*TestReport, error) {
+func RunTests(p *Policy, fsys fs.FS, label string, baseline Baseline) (*TestReport, error) {
 	names, err := fs.Glob(fsys, "tests/*.yaml")
 	if err != nil {
 		return nil, err
@@ -87,7 +89,7 @@ func RunTests(p *Policy, fsys fs.FS, label string) (*TestReport, error) {
 				l.errorf(name, node, "case %d: %s", i+1, msg)
 				continue
 			}
-			res.Got, res.Pos.Msg = runCase(p, &c)
+			res.Got, res.Pos.Msg = runCase(p, &c, baseline)
 			res.Passed = res.Pos.Msg == ""
 			if res.Passed {
 				rep.Passed++
@@ -152,7 +154,7 @@ func checkSequence(c *TestCase) string {
 
 // runCase decides a case, as a one-step sequence when it is a single
 // action, with counters and a clock of its own: cases do not share limits.
-func runCase(p *Policy, c *TestCase) (Decision, string) {
+func runCase(p *Policy, c *TestCase, baseline Baseline) (Decision, string) {
 	steps := c.Sequence
 	if len(steps) == 0 {
 		steps = []TestStep{{Expect: c.Expect, Rule: c.Rule}}
@@ -161,7 +163,7 @@ func runCase(p *Policy, c *TestCase) (Decision, string) {
 	if !c.Action.Time.IsZero() {
 		now = c.Action.Time
 	}
-	d := &Decider{Policy: p, EnforceAll: true, Counters: NewMemCounters(), Session: "test", Now: func() time.Time { return now }}
+	d := &Decider{Policy: p, EnforceAll: true, Counters: NewMemCounters(), Session: "test", Now: func() time.Time { return now }, Baseline: baseline}
 	var got Decision
 	for j, s := range steps {
 		if s.After != "" {

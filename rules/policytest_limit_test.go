@@ -39,7 +39,7 @@ func TestPolicyTestSequences(t *testing.T) {
 `,
 	}
 	p := mustLoad(t, files)
-	rep, err := rules.RunTests(p, policyFS(files), "p")
+	rep, err := rules.RunTests(p, policyFS(files), "p", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestPolicyTestSequenceErrors(t *testing.T) {
 		{"  - name: a\n    action: {type: x.y}\n    sequence: [{repeat: -1, expect: allow}]\n", "case 1: step 1: repeat -1"},
 	} {
 		files := map[string]string{"tameflare.yaml": "version: 1\n", "tests/t.yaml": "cases:\n" + c.cases}
-		_, err := rules.RunTests(mustLoad(t, files), policyFS(files), "p")
+		_, err := rules.RunTests(mustLoad(t, files), policyFS(files), "p", nil)
 		if err == nil || !strings.Contains(err.Error(), "p/tests/t.yaml:2:5: "+c.want) {
 			t.Errorf("%q: got %v, want %q", c.cases, err, c.want)
 		}

@@ -376,7 +376,7 @@ func claudeScripted(t *testing.T, claude string) {
 		"local": map[string]any{"command": node, "args": []string{server, "stdio"}},
 	}})
 	os.WriteFile(mcpConfig, cfg, 0o644)
-	if r := runTFIn(t, work, home, env, "mcp", "wrap-config", mcpConfig); r.code != 0 || !strings.Contains(r.stdout, "wrapped local") {
+	if r := runTFIn(t, work, home, env, "mcp", "wrap-config", mcpConfig); r.code != 0 || !strings.Contains(r.stdout, "wrapped local") || !strings.Contains(r.stdout, "registered docs") {
 		t.Fatalf("tf mcp wrap-config: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
@@ -400,10 +400,10 @@ func claudeScripted(t *testing.T, claude string) {
 		"--allowedTools", "Bash,mcp__docs__echo,mcp__local__echo",
 		"--mcp-config", mcpConfig, "--strict-mcp-config")
 	proc := startTFWithin(t, claudeRunLimit, work, home, env, args...)
-	// The merge and the stdio MCP tool call are held for a person; the
+	// The merge and the two MCP tool calls are held for a person; the
 	// person here says no.
 	const why = "not before the release"
-	for _, typ := range []string{"github.pr.merge", "mcp.local.echo"} {
+	for _, typ := range []string{"github.pr.merge", "mcp.docs.echo", "mcp.local.echo"} {
 		held := awaitHeld(t, work, home, proc, typ)
 		if r := runTFIn(t, work, home, nil, "approvals", "deny", "--reason", why, held.ID); r.code != 0 {
 			t.Fatalf("tf approvals deny: exit %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -452,13 +452,11 @@ func claudeScripted(t *testing.T, claude string) {
 	if pr, _ := fake.pull(42); pr.State != "OPEN" {
 		t.Errorf("pull request 42 is %s after a refused merge", pr.State)
 	}
-	// 5: the HTTP MCP server is not listed in the built-in policy, so tf
-	// refuses it from its first message: Claude Code cannot connect and
-	// the model is told the tool is not there.
-	expect(5, "No such tool available: mcp__docs__echo")
-	// 6: the stdio server, wrapped by tf mcp wrap-config, connects; its
-	// tool call is held, a person refuses it, and the model reads the rule
-	// and the person's reason.
+	// 5: the HTTP server, registered by tf mcp wrap-config, connects
+	// through the proxy; its tool call is held, a person refuses it, and
+	// the model reads the rule and the person's reason.
+	expect(5, "mcp-tools-need-a-person", why)
+	// 6: the same for the stdio server, wrapped by tf mcp wrap-config.
 	expect(6, "mcp-tools-need-a-person", why)
 	for _, res := range results[5:] {
 		if strings.Contains(res.text, "over http") || strings.Contains(res.text, "over stdio") {
@@ -524,12 +522,13 @@ func claudeScripted(t *testing.T, claude string) {
 
 	// The audit log holds each governed step under its name.
 	want := map[string]string{
-		"github.repo.push main":               "deny protect-main",
-		"github.repo.push feature/x":          "allow push-feature-branches",
-		"github.pr.create":                    "allow open-pull-requests",
-		"github.pr.merge":                     "deny merges-need-a-human", // held, then refused by the person
-		"mcp.(docs.example.test).@initialize": "deny ",
-		"mcp.local.echo":                      "deny mcp-tools-need-a-person",
+		"github.repo.push main":      "deny protect-main",
+		"github.repo.push feature/x": "allow push-feature-branches",
+		"github.pr.create":           "allow open-pull-requests",
+		"github.pr.merge":            "deny merges-need-a-human", // held, then refused by the person
+		"mcp.docs.@initialize":       "allow tf:mcp-baseline",
+		"mcp.docs.echo":              "deny mcp-tools-need-a-person",
+		"mcp.local.echo":             "deny mcp-tools-need-a-person",
 	}
 	got := map[string]string{}
 	for _, rec := range decisions(t, home) {

@@ -250,7 +250,7 @@ func gatewayServe(c *cli.Context) error {
 	env := agent.Env(scrubbed, agent.EnvSpec{ProxyURL: g.ProxyURL(), CABundle: bundle})
 	var script bytes.Buffer
 	printEnv(&script, env, os.Environ())
-	if err := writePrivate(envPath(dir, name), script.Bytes()); err != nil {
+	if err := home.WriteFile(envPath(dir, name), script.Bytes(), 0o600, false); err != nil {
 		return err
 	}
 	defer os.Remove(envPath(dir, name))
@@ -265,24 +265,6 @@ func gatewayServe(c *cli.Context) error {
 	<-ctx.Done()
 	fmt.Fprintln(c.App.ErrWriter, "tf: gateway stopping")
 	return nil
-}
-
-// writePrivate writes data to path (mode 0600) through a temporary file,
-// so a reader sees all of it or none.
-func writePrivate(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".env-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 func gatewayStop(c *cli.Context) error {

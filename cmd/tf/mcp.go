@@ -49,13 +49,19 @@ forwarded or answered with the refusal. In .mcp.json:
 			},
 			{
 				Name:      "wrap-config",
-				Usage:     "rewrite a .mcp.json or ~/.claude.json so that every stdio server runs under tf mcp wrap",
+				Usage:     "rewrite a .mcp.json or ~/.claude.json so that every stdio server runs under tf mcp wrap, and register its HTTP servers",
 				ArgsUsage: "FILE",
 				Description: `Rewrites FILE in place, keeping the old one as FILE.bak. HTTP servers and
 servers wrapped already are left alone, so running it again changes nothing.
 Every scope Claude Code keeps servers in is wrapped: a project's .mcp.json,
 and in ~/.claude.json the user scope (mcpServers) and the local scope that
 claude mcp add writes by default (projects["/path"].mcpServers).
+
+Its HTTP servers (type http or sse) go through the proxy as they are, and
+are registered in $TF_HOME/config.yaml under mcp_servers, named after their
+keys: tf then treats them as the policy's listed servers, so the client
+connects and their tools are mcp.<name>.<tool>, which the policy decides.
+The policy's own mcp_servers win a clash of name or URL.
 
    tf mcp wrap-config .mcp.json --policy ./policy
    tf mcp wrap-config ~/.claude.json`,
@@ -237,9 +243,45 @@ func mcpWrapConfigAction(c *cli.Context) error {
 	}
 	if len(wrapped) == 0 {
 		fmt.Fprintf(c.App.Writer, "%s: every stdio server runs under tf mcp wrap already\n", path)
-		return nil
+	} else {
+		fmt.Fprintf(c.App.Writer, "%s: wrapped %s (the old file is %s)\n", path, strings.Join(wrapped, ", "), backup)
 	}
-	fmt.Fprintf(c.App.Writer, "%s: wrapped %s (the old file is %s)\n", path, strings.Join(wrapped, ", "), backup)
+	return registerHTTPServers(c, path)
+}
+
+// registerHTTPServers registers the HTTP servers of the configuration at
+// path in $TF_HOME/config.yaml, so that gateways name them as listed
+// servers: their protocol plumbing goes through and their tools are
+// mcp.<name>.<tool>, decided by the policy.
+func registerHTTPServers(c *cli.Context, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	found, err := mcp.HTTPServers(data)
+	if err != nil || len(found) == 0 {
+		return err
+	}
+	dir, err := home.Ensure()
+	if err != nil {
+		return err
+	}
+	servers := make([]rules.MCPServer, len(found))
+	for i, s := range found {
+		servers[i] = rules.MCPServer{Name: s.Name, URL: s.URL}
+	}
+	results, err := gateway.RegisterMCPServers(dir, servers)
+	if err != nil {
+		return cli.Exit("tf mcp wrap-config: "+err.Error(), 1)
+	}
+	for i, r := range results {
+		verb := "registered"
+		if !r.Added {
+			verb = "already registered"
+		}
+		fmt.Fprintf(c.App.Writer, "%s: %s %s (%s) in %s: its tools are mcp.%s.<tool>\n",
+			path, verb, found[i].Key, r.Server.URL, gateway.ConfigPath(dir), r.Server.Name)
+	}
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tameflare/tf/gitops"
 	"github.com/tameflare/tf/home"
+	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
 	"github.com/tameflare/tf/schema"
 	"github.com/tameflare/tf/testdata"
@@ -155,7 +156,7 @@ func policyTest(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	rep, err := rules.RunTests(p, fsys, label)
+	rep, err := rules.RunTests(p, fsys, label, mcp.Baseline)
 	if err != nil {
 		return policyErr(err)
 	}

@@ -95,7 +95,7 @@ func runAction(c *cli.Context) error {
 		if sb, err = newSandbox(c, dir, argv); err != nil {
 			return cli.Exit("tf run: "+err.Error(), 1)
 		}
-		sockDir, err := os.MkdirTemp("", "tf-sandbox-")
+		sockDir, err := agent.SocketDir("tf-sandbox-", "handoff.sock")
 		if err != nil {
 			return err
 		}
