@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/rules"
@@ -100,4 +101,36 @@ func checkAgentSession(t *testing.T, home, gateway string, r result, results, au
 			t.Errorf("usage of a model call = %+v", u)
 		}
 	}
+}
+
+// runPreset writes the starter of tf init --agent agent, runs the agent
+// under it (args: tf run's flags, then -- and the agent's command line)
+// and checks that it exits 0 governed by that policy, and that each
+// action type in want was decided as want says ("allow agent-model-calls").
+func runPreset(t *testing.T, agent string, env, args []string, want map[string]string) result {
+	t.Helper()
+	home := t.TempDir()
+	env = append(clientEnv(t), env...)
+	dir := filepath.Join(t.TempDir(), "policy")
+	if r := runTFIn(t, t.TempDir(), home, env, "init", "--agent", agent, dir); r.code != 0 {
+		t.Fatalf("tf init --agent %s: exit %d\n%s", agent, r.code, r.stderr)
+	}
+	fixture := absPath(t, filepath.Join("testdata", map[string]string{"codex": "codex", "gemini": "gemini-cli"}[agent]))
+	args = append([]string{"run", "--name", agent, "--policy", dir, "--ro", fixture}, args...)
+	r := startTFWithin(t, 2*time.Minute, t.TempDir(), home, env, args...).wait(t)
+	if r.code != 0 || !strings.Contains(r.stderr, "governing with policy "+dir) {
+		t.Fatalf("tf run --policy (tf init --agent %s): exit %d\nstdout:\n%s\nstderr:\n%s", agent, r.code, r.stdout, r.stderr)
+	}
+	got := map[string]string{}
+	for _, rec := range decisions(t, home) {
+		if _, ok := want[rec.Action.Type]; ok {
+			got[rec.Action.Type] = string(rec.Decision.Effect) + " " + rec.Decision.Rule
+		}
+	}
+	for typ, w := range want {
+		if got[typ] != w {
+			t.Errorf("under tf init --agent %s, %s was decided %q, want %q", agent, typ, got[typ], w)
+		}
+	}
+	return r
 }

@@ -149,6 +149,11 @@ const codexRunLimit = 2 * time.Minute
 func TestCodexInSandbox(t *testing.T) {
 	requireSandbox(t)
 	codex := codexBin(t)
+	t.Run("scripted", func(t *testing.T) { codexScripted(t, codex) })
+	t.Run("preset", func(t *testing.T) { codexPreset(t, codex) })
+}
+
+func codexScripted(t *testing.T, codex string) {
 	home := t.TempDir()
 	env := append(clientEnv(t), "OPENAI_API_KEY="+codexKey,
 		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@e", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@e")
@@ -233,4 +238,21 @@ func TestCodexInSandbox(t *testing.T) {
 	}
 	checkAgentSession(t, home, "codex", r, results, auths, "Bearer "+codexKey, codexKey,
 		`openai\.responses\.create .*in 12 out 7`, "openai")
+}
+
+// codexPreset runs codex exec under the starter of tf init --agent codex:
+// the session answers, its model calls are allowed by name and its
+// telemetry refused by name.
+func codexPreset(t *testing.T, codex string) {
+	standIn := &responsesStandIn{}
+	hosts := []string{"api.openai.com", "chatgpt.com", "ab.chatgpt.com", "auth.openai.com"}
+	addr, caFile := startFakeTLS(t, standIn, hosts...)
+	github := newUpstream(t, t.TempDir()) // Codex syncs its plugin list from GitHub
+	r := runPreset(t, "codex", []string{"OPENAI_API_KEY=" + codexKey},
+		append(append(github.args(), upstreamArgs(addr, caFile, hosts...)...),
+			"--", codex, "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "say hi"),
+		map[string]string{"openai.responses.create": "allow agent-model-calls", "openai.telemetry.send": "deny no-agent-telemetry"})
+	if !strings.Contains(r.stdout, "hello from the stand-in") {
+		t.Errorf("codex exec under the preset answered:\n%s\n%s", r.stdout, r.stderr)
+	}
 }

@@ -163,6 +163,11 @@ const geminiRunLimit = 2 * time.Minute
 func TestGeminiInSandbox(t *testing.T) {
 	requireSandbox(t)
 	gemini := geminiBin(t)
+	t.Run("scripted", func(t *testing.T) { geminiScripted(t, gemini) })
+	t.Run("preset", func(t *testing.T) { geminiPreset(t, gemini) })
+}
+
+func geminiScripted(t *testing.T, gemini string) {
 	home := t.TempDir()
 	env := append(clientEnv(t), "GEMINI_API_KEY="+geminiKey,
 		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@e", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@e")
@@ -235,4 +240,19 @@ func TestGeminiInSandbox(t *testing.T) {
 	t.Logf("Gemini CLI's refused usage statistics: %d requests", refused)
 	checkAgentSession(t, home, "gemini", r, results, keys, geminiKey, geminiKey,
 		`google\.models\.stream_generate_content .*in 12 out 7`, "google")
+}
+
+// geminiPreset runs gemini -p under the starter of tf init --agent gemini:
+// the session answers, its model calls are allowed by name and its usage
+// statistics refused by name.
+func geminiPreset(t *testing.T, gemini string) {
+	standIn := &geminiStandIn{}
+	hosts := []string{"generativelanguage.googleapis.com", "play.googleapis.com"}
+	addr, caFile := startFakeTLS(t, standIn, hosts...)
+	r := runPreset(t, "gemini", []string{"GEMINI_API_KEY=" + geminiKey},
+		append(upstreamArgs(addr, caFile, hosts...), "--", gemini, "--skip-trust", "-p", "say hi"),
+		map[string]string{"google.models.stream_generate_content": "allow agent-model-calls", "http.post": "deny no-agent-telemetry"})
+	if strings.TrimSpace(r.stdout) != "hello from the stand-in" {
+		t.Errorf("gemini -p under the preset answered:\n%s\n%s", r.stdout, r.stderr)
+	}
 }
