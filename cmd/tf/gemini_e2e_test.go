@@ -149,8 +149,8 @@ func (m *geminiStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // geminiKey is the real API key: tf holds it, Gemini CLI a placeholder.
 const geminiKey = "AIzaSy-gemini-real-key-the-agent-never-sees"
 
-// geminiRunLimit bounds one Gemini CLI session under tf run (about 13 s
-// when measured).
+// geminiRunLimit bounds one Gemini CLI session under tf run (13 to 29 s
+// when measured on a loaded machine, most of it Node starting the CLI).
 const geminiRunLimit = 2 * time.Minute
 
 // The real Gemini CLI (gemini -p) runs inside tf run's sandbox with the
