@@ -87,9 +87,12 @@
 //
 // # Durability and the head
 //
-// Concurrent Appends are batched by one writer goroutine: all pending
-// lines go into the segment with one pwrite, then every waiter is
-// released. When Append returns depends on Options.Sync:
+// Concurrent Appends are batched without a writer goroutine: an Append
+// that finds nobody writing writes itself, and those arriving meanwhile
+// queue behind it; its successor (the first of them) writes everything
+// queued by then with one pwrite and releases every waiter. An Append to
+// an idle log thus runs in its caller's goroutine. When Append returns
+// depends on Options.Sync:
 //
 //   - SyncGroup (the default): once the batch is written (write(2) done,
 //     in the page cache). A killed process (SIGKILL, a crash) loses
@@ -102,9 +105,10 @@
 //     it holds.
 //
 // Records nobody waits for (AppendAsync: outcomes) never start a batch:
-// they wait in a queue of their own, which wakes no goroutine, and go
-// with the next Append's batch or, after the sync window, alone.
-// A failed write or fdatasync, in the writer or the syncer, is sticky:
+// queueing one wakes no goroutine; it goes with the next Append's batch
+// or, after the sync window, alone. Records keep the order in which they
+// were queued, and those of one AppendAll stay together.
+// A failed write or fdatasync, in a batch or in the syncer, is sticky:
 // every later Append fails (and the gateway refuses the request).
 //
 // The head file holds two 256-byte slots, written alternately, each

@@ -111,15 +111,20 @@ var (
 // A Log appends records to the audit log in one directory. Several Logs,
 // in one process or many, may share a directory: a writer holds an
 // exclusive flock while it writes, so all writers extend one chain.
+//
+// Within a Log there is no writer goroutine: an appender that finds no
+// batch being written writes the queue itself (it leads), and appenders
+// that arrive meanwhile queue behind it and wait; when its batch is done
+// it answers them and hands the role to the first of those still waiting,
+// who writes everything queued by then in one batch. An idle log thus
+// costs a request no goroutine hand-off, and a busy one still writes once
+// per batch.
 type Log struct {
 	dir    string
 	opts   Options
 	lockF  *os.File
 	headF  *os.File
-	mu     sync.RWMutex // held for reading while sending to reqs
-	closed bool
-	reqs   chan *request
-	exited chan struct{}
+	exited chan struct{} // closed once Close's batch is written and the lock released
 	bg     sync.WaitGroup
 	bgMu   sync.Mutex
 	bgErrs []error
@@ -150,7 +155,22 @@ type Log struct {
 	owned      bool // the lock is held: the head may be written
 	headSynced time.Time
 
-	// Owned by the writer goroutine (and by Open before it starts).
+	// The queue, and who writes it. qmu guards these.
+	qmu     sync.Mutex
+	queue   []*request
+	leading bool // an appender (or a timer) is writing: it owns the writer state
+	closed  bool
+	// asyncT writes records nobody waits for (AppendAsync) within the
+	// sync window when no Append comes to take them; armed while the
+	// queue holds only such records and nobody leads.
+	asyncT     *time.Timer
+	asyncArmed bool
+	// holdT checks, every holdCheck while the lock is held, whether to
+	// let it go; holdDue asks the leader to do it when holdT finds one.
+	holdT   *time.Timer
+	holdDue bool
+
+	// The writer state: owned by whoever leads (and by Open).
 	st       head     // what this writer last wrote or adopted
 	seg      *os.File // segment st.Seg, open for writing
 	segNum   uint64
@@ -159,16 +179,8 @@ type Log struct {
 	stale    bool  // the view must be checked against the head file
 	busy     bool  // a batch since the last hold check
 	idle     time.Duration
-	notAfter time.Time  // do not take the lock before (after yielding it)
-	deferred []*request // records without a waiter, waiting for a batch
-
-	// Records of AppendAsync wait here, not in reqs, so that queueing one
-	// wakes nobody: the next batch takes them, or asyncT (armed when the
-	// queue becomes non-empty) kicks the writer after the sync window.
-	asyncMu sync.Mutex
-	asyncQ  []*request
-	asyncT  *time.Timer
-	kick    chan struct{}
+	notAfter time.Time // do not take the lock before (after yielding it)
+	spare    []*request
 	// batches counts committed batches; read only after Close (benchmarks).
 	batches uint64
 	buf     []byte
@@ -178,8 +190,15 @@ type Log struct {
 type request struct {
 	rec  *Record
 	body []byte
-	done chan error
+	done chan error // nil for records nobody waits for
+	// answered is set by the leader that wrote it (read by that leader).
+	answered bool
+	// closing marks Close's place at the end of the queue (rec is nil).
+	closing bool
 }
+
+// errLead, sent to a waiting appender, makes it the writer.
+var errLead = errors.New("audit: lead")
 
 // Open opens (creating if needed) the audit log in dir and starts its
 // writer. It continues the chain from the last acknowledged record and
@@ -206,20 +225,23 @@ func Open(dir string, opts Options) (*Log, error) {
 	l := &Log{
 		dir:        dir,
 		opts:       opts,
-		reqs:       make(chan *request, maxBatch),
 		exited:     make(chan struct{}),
 		pending:    map[uint64]bool{},
 		sha:        sha256.New(),
 		dirty:      make(chan struct{}, 1),
 		syncerDone: make(chan struct{}),
-		kick:       make(chan struct{}, 1),
+		// Open leads until it returns: the timers wait for it.
+		leading: true,
 	}
-	l.asyncT = time.AfterFunc(time.Hour, l.kickWriter)
+	l.asyncT = time.AfterFunc(time.Hour, l.tick)
 	l.asyncT.Stop()
+	l.holdT = time.AfterFunc(time.Hour, l.holdTick)
+	l.holdT.Stop()
 	if l.lockF, err = os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o600); err != nil {
 		return nil, fmt.Errorf("opening audit lock: %w", err)
 	}
 	if err := l.init(); err != nil {
+		l.holdT.Stop()
 		if l.locked {
 			unlockFile(l.lockF)
 		}
@@ -228,13 +250,16 @@ func Open(dir string, opts Options) (*Log, error) {
 	}
 	if opts.Compress {
 		if err := l.compressClosed(); err != nil {
+			l.holdT.Stop()
 			l.release(false)
 			l.closeFiles()
 			return nil, err
 		}
 	}
-	go l.run()
 	go l.syncer()
+	l.qmu.Lock()
+	l.leading = false
+	l.qmu.Unlock()
 	return l, nil
 }
 
@@ -290,18 +315,15 @@ func writeFileSync(path string, b []byte) error {
 // It fills in r's schema_version, seq, prev and hash, and its time and
 // gateway when they are empty. Concurrent Appends share one write (and
 // fsync). A record that cannot be written is refused with an error; after
-// an I/O error the log refuses every further record (fail closed). Once
-// queued, a record is written even if ctx ends, so Append then still
-// waits.
+// an I/O error the log refuses every further record (fail closed). ctx
+// is checked before the record is queued; once queued, it is written
+// whatever ctx does, and Append waits for it.
 func (l *Log) Append(ctx context.Context, r *Record) error {
 	req, err := l.prepare(r, true)
 	if err != nil {
 		return err
 	}
-	if err := l.enqueue(ctx, req); err != nil {
-		return err
-	}
-	return <-req.done
+	return l.submit(ctx, req)
 }
 
 // AppendAll writes recs, in order, and returns once all are written as
@@ -314,18 +336,15 @@ func (l *Log) AppendAll(ctx context.Context, recs []*Record) error {
 	}
 	reqs := make([]*request, len(recs))
 	for i, r := range recs {
-		// The writer takes requests in order and a failed batch fails
-		// every later one, so the last request's answer covers all.
+		// Requests are written in order and a failed batch fails every
+		// later one, so the last request's answer covers all.
 		req, err := l.prepare(r, i == len(recs)-1)
 		if err != nil {
 			return err
 		}
 		reqs[i] = req
 	}
-	if err := l.enqueue(ctx, reqs...); err != nil {
-		return err
-	}
-	return <-reqs[len(reqs)-1].done
+	return l.submit(ctx, reqs...)
 }
 
 // AppendAsync queues r and returns without waiting for it to be written:
@@ -334,48 +353,33 @@ func (l *Log) AppendAll(ctx context.Context, recs []*Record) error {
 // rides with the next Append's batch, or is written within the sync
 // window; Close waits for it. It fails at once on a record Append would
 // refuse and on a closed log; a write failure after that is sticky, and
-// reported by every later Append and by Close. Queueing waits only while
-// the queue is full.
+// reported by every later Append and by Close. When maxBatch records
+// wait and nobody writes, the caller writes them (back pressure).
 func (l *Log) AppendAsync(r *Record) error {
 	req, err := l.prepare(r, false)
 	if err != nil {
 		return err
 	}
-	l.mu.RLock()
-	defer l.mu.RUnlock()
+	l.qmu.Lock()
 	if l.closed {
+		l.qmu.Unlock()
 		return ErrClosed
 	}
-	l.asyncMu.Lock()
-	l.asyncQ = append(l.asyncQ, req)
-	n := len(l.asyncQ)
-	if n == 1 {
-		l.asyncT.Reset(l.opts.SyncWindow)
+	l.queue = append(l.queue, req)
+	lead := false
+	if !l.leading {
+		if len(l.queue) >= maxBatch {
+			l.leading, lead = true, true
+		} else if !l.asyncArmed {
+			l.asyncArmed = true
+			l.asyncT.Reset(l.opts.SyncWindow)
+		}
 	}
-	l.asyncMu.Unlock()
-	if n >= maxBatch {
-		l.kickWriter()
+	l.qmu.Unlock()
+	if lead {
+		l.lead(nil)
 	}
 	return nil
-}
-
-func (l *Log) kickWriter() {
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
-}
-
-// takeAsync takes the records AppendAsync queued.
-func (l *Log) takeAsync() []*request {
-	l.asyncMu.Lock()
-	defer l.asyncMu.Unlock()
-	q := l.asyncQ
-	if len(q) > 0 {
-		l.asyncQ = nil
-		l.asyncT.Stop()
-	}
-	return q
 }
 
 // prepare fills in r's time and gateway, checks it and encodes its body.
@@ -408,24 +412,148 @@ func (l *Log) prepare(r *Record, wait bool) (*request, error) {
 	return req, nil
 }
 
-// enqueue hands reqs to the writer, in order. ctx bounds only the wait
-// for room for the first: once it is queued the rest follow, whatever ctx
-// does, so that a group is never half-written for a context.
-func (l *Log) enqueue(ctx context.Context, reqs ...*request) error {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
+// submit queues reqs, together and in order, and waits for the last to
+// be written. If nobody is writing, the caller writes (see Log).
+func (l *Log) submit(ctx context.Context, reqs ...*request) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("appending audit record: %w", err)
+	}
+	l.qmu.Lock()
 	if l.closed {
+		l.qmu.Unlock()
 		return ErrClosed
 	}
-	select {
-	case l.reqs <- reqs[0]:
-	case <-ctx.Done():
-		return fmt.Errorf("appending audit record: %w", ctx.Err())
+	l.queue = append(l.queue, reqs...)
+	lead := !l.leading
+	l.leading = true
+	l.qmu.Unlock()
+	return l.wait(reqs[len(reqs)-1], lead)
+}
+
+// wait waits for mine to be answered, writing when it leads or is
+// handed the role.
+func (l *Log) wait(mine *request, lead bool) error {
+	for {
+		if lead {
+			l.lead(mine)
+		}
+		err := <-mine.done
+		if err != errLead {
+			return err
+		}
+		lead = true
 	}
-	for _, req := range reqs[1:] {
-		l.reqs <- req
+}
+
+// lead writes the queue, a batch of at most maxBatch at a time, until
+// mine is written (one batch when mine is nil), and then hands the role
+// to the first appender still waiting in the queue, or gives it up. The
+// caller has set l.leading.
+func (l *Log) lead(mine *request) {
+	for {
+		l.qmu.Lock()
+		if l.asyncArmed {
+			l.asyncArmed = false
+			l.asyncT.Stop()
+		}
+		batch := l.queue
+		if len(batch) > maxBatch {
+			batch = append(l.spare[:0], l.queue[:maxBatch]...)
+			l.queue = append(l.queue[:0], l.queue[maxBatch:]...)
+		} else {
+			l.queue = l.spare[:0]
+		}
+		holdDue := l.holdDue
+		l.holdDue = false
+		l.qmu.Unlock()
+
+		var closing *request
+		if n := len(batch); n > 0 && batch[n-1].closing {
+			closing, batch = batch[n-1], batch[:n-1]
+		}
+		if len(batch) > 0 {
+			l.commitBatch(batch)
+		}
+		if holdDue {
+			l.checkHold()
+		}
+		clear(batch)
+		l.spare = batch[:0]
+		if closing != nil {
+			// Close is last in the queue: nothing follows it, and the
+			// role is never given up again.
+			l.holdT.Stop()
+			l.release(false)
+			close(l.exited)
+			closing.done <- nil
+			return
+		}
+		if mine != nil && !mine.answered {
+			continue
+		}
+		l.stepDown()
+		return
 	}
-	return nil
+}
+
+// stepDown hands the writer's role to the first appender waiting in the
+// queue or, if none waits, gives it up (records nobody waits for then
+// wait for the sync window).
+func (l *Log) stepDown() {
+	l.qmu.Lock()
+	var next *request
+	for _, r := range l.queue {
+		if r.done != nil {
+			next = r
+			break
+		}
+	}
+	if next == nil {
+		l.leading = false
+		if len(l.queue) > 0 && !l.asyncArmed {
+			l.asyncArmed = true
+			l.asyncT.Reset(l.opts.SyncWindow)
+		}
+	}
+	l.qmu.Unlock()
+	if next != nil {
+		next.done <- errLead
+	}
+}
+
+// tick writes what waits when the sync window of a record nobody waits
+// for has passed and no Append came to take it.
+func (l *Log) tick() {
+	l.qmu.Lock()
+	if l.leading || l.closed {
+		l.qmu.Unlock()
+		return
+	}
+	l.leading, l.asyncArmed = true, false
+	l.qmu.Unlock()
+	l.lead(nil)
+}
+
+// holdTick runs every holdCheck while the lock is held: it checks whether
+// to let it go, or asks the leader to.
+func (l *Log) holdTick() {
+	l.qmu.Lock()
+	if l.closed {
+		l.qmu.Unlock()
+		return
+	}
+	if l.leading {
+		// Busy: the leader checks after its batch. Look again later in
+		// case that leader was Open, or its batch the last for a while.
+		l.holdDue = true
+		l.holdT.Reset(holdCheck)
+		l.qmu.Unlock()
+		return
+	}
+	l.leading = true
+	l.qmu.Unlock()
+	l.checkHold()
+	l.stepDown()
 }
 
 // Event appends an event record.
@@ -437,15 +565,22 @@ func (l *Log) Event(ctx context.Context, gateway, name string, details map[strin
 // the head, releases the lock, stops background compression, and closes
 // the files.
 func (l *Log) Close() error {
-	l.mu.Lock()
+	l.qmu.Lock()
 	if l.closed {
-		l.mu.Unlock()
+		l.qmu.Unlock()
 		return nil
 	}
 	l.closed = true
-	close(l.reqs)
-	l.mu.Unlock()
-	<-l.exited // the writer has released the lock
+	// Close's place at the end of the queue: whoever writes it has
+	// written everything before it, and releases the lock.
+	mine := &request{closing: true, done: make(chan error, 1)}
+	l.queue = append(l.queue, mine)
+	lead := !l.leading
+	l.leading = true
+	l.qmu.Unlock()
+	l.wait(mine, lead)
+	<-l.exited
+	l.asyncT.Stop()
 	close(l.dirty)
 	<-l.syncerDone
 	var headErr error
@@ -478,98 +613,6 @@ func (l *Log) closeFiles() error {
 	return errors.Join(errs...)
 }
 
-// run is the single writer: it takes every queued record, writes them
-// with one write and then releases their Appends. Records nobody waits
-// for wait for the next batch or the sync window. While it holds the
-// lock it checks, every holdCheck, whether to let it go.
-func (l *Log) run() {
-	defer close(l.exited)
-	batch := make([]*request, 0, maxBatch)
-	deferT := time.NewTimer(time.Hour)
-	deferT.Stop()
-	var deferC <-chan time.Time
-	holdT := time.NewTicker(holdCheck)
-	holdT.Stop()
-	var holdC <-chan time.Time
-	if l.locked {
-		holdT.Reset(holdCheck)
-		holdC = holdT.C
-	}
-	defer holdT.Stop()
-	for {
-		open := true
-		select {
-		case r, ok := <-l.reqs:
-			if !ok {
-				open = false
-				break
-			}
-			batch = append(batch[:0], r)
-		drain:
-			for len(batch) < maxBatch {
-				select {
-				case r, ok := <-l.reqs:
-					if !ok {
-						open = false
-						break drain
-					}
-					batch = append(batch, r)
-				default:
-					break drain
-				}
-			}
-			waited := false
-			for _, r := range batch {
-				waited = waited || r.done != nil
-			}
-			if !waited && open {
-				if len(l.deferred) == 0 {
-					deferT.Reset(l.opts.SyncWindow)
-					deferC = deferT.C
-				}
-				l.deferred = append(l.deferred, batch...)
-				clear(batch)
-				batch = batch[:0]
-				continue
-			}
-		case <-deferC:
-			deferC = nil
-		case <-l.kick:
-		case <-holdC:
-			if l.checkHold() {
-				holdT.Stop()
-				holdC = nil
-			}
-			continue
-		}
-		if len(l.deferred) > 0 {
-			batch = append(l.deferred, batch...)
-			l.deferred = nil
-			deferT.Stop()
-			deferC = nil
-		}
-		if async := l.takeAsync(); len(async) > 0 {
-			// Queued before the records just received from this
-			// goroutine's point of view: they go first.
-			batch = append(async, batch...)
-		}
-		if len(batch) > 0 {
-			l.commitBatch(batch)
-			clear(batch)
-			batch = batch[:0]
-		}
-		if !open {
-			l.release(false)
-			return
-		}
-		if l.locked && holdC == nil {
-			holdT.Reset(holdCheck)
-			holdC = holdT.C
-			l.idle = 0
-		}
-	}
-}
-
 // commitBatch writes a batch and answers its waiters.
 func (l *Log) commitBatch(batch []*request) {
 	err := l.err
@@ -586,15 +629,20 @@ func (l *Log) commitBatch(batch []*request) {
 	}
 	for _, r := range batch {
 		if r.done != nil {
+			r.answered = true
 			r.done <- err
 		}
 	}
 }
 
-// checkHold runs every holdCheck while the lock is held: it lets the
-// lock go when another writer asks for it (the want byte) or when this
-// one has been idle for idleRelease. It reports whether it let go.
-func (l *Log) checkHold() bool {
+// checkHold runs every holdCheck while the lock is held (see holdTick):
+// it lets the lock go when another writer asks for it (the want byte) or
+// when this one has been idle for idleRelease, and otherwise checks again
+// after holdCheck. The caller leads.
+func (l *Log) checkHold() {
+	if !l.locked {
+		return
+	}
 	if l.busy {
 		l.busy, l.idle = false, 0
 	} else {
@@ -604,10 +652,10 @@ func (l *Log) checkHold() bool {
 	_, err := l.lockF.ReadAt(b[:], wantOff)
 	want := err == nil && b[0] != 0
 	if !want && l.idle < idleRelease {
-		return false
+		l.holdT.Reset(holdCheck)
+		return
 	}
 	l.release(want)
-	return true
 }
 
 // lock takes the flock. If another writer holds it, it asks for it (the
@@ -625,6 +673,8 @@ func (l *Log) lock() error {
 		}
 		if ok {
 			l.locked = true
+			l.busy, l.idle = true, 0
+			l.holdT.Reset(holdCheck)
 			return nil
 		}
 		if !asked {

@@ -431,3 +431,72 @@ func TestHeadSlots(t *testing.T) {
 		t.Fatal("parseHead accepted two corrupt slots")
 	}
 }
+
+// Appenders write for each other: with many at once, each batch carries
+// the records queued behind its writer, records nobody waits for ride
+// along, each goroutine's records keep their order and an AppendAll's
+// records stay together.
+func TestAppendersShareBatches(t *testing.T) {
+	dir := t.TempDir()
+	// A long window: outcomes are written only by riding an Append.
+	l := openLog(t, dir, Options{SyncWindow: time.Minute, SegmentBytes: 256 << 10})
+	ctx := testCtx(t)
+	const goroutines, each = 16, 60
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				id := fmt.Sprintf("g%02d-%03d", g, i)
+				var err error
+				if i%4 == 3 {
+					a, b := decision(i), decision(i)
+					a.RequestID, b.RequestID = id, id
+					err = l.AppendAll(ctx, []*Record{a, b})
+				} else {
+					r := decision(i)
+					r.RequestID = id
+					err = l.Append(ctx, r)
+				}
+				if err == nil {
+					err = l.AppendAsync(&Record{Kind: KindOutcome, RequestID: id, Status: 200})
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	recs := scanAll(t, dir)
+	waited := goroutines * each
+	total := waited + goroutines*each + goroutines*each/4
+	if len(recs) != total {
+		t.Fatalf("%d records, want %d", len(recs), total)
+	}
+	if l.batches > uint64(waited) {
+		t.Fatalf("%d batches for %d waited-for appends: outcomes started batches", l.batches, waited)
+	}
+	last := map[string]string{} // goroutine -> "id kind" of its last record
+	for k, r := range recs {
+		g, key := r.RequestID[:3], r.RequestID+" "+string(r.Kind)
+		if prev := last[g]; prev > key || (prev == key && r.Kind != KindDecision) {
+			t.Fatalf("record %d (%s) after %s: out of order", k, key, prev)
+		}
+		if prev := last[g]; prev == key && recs[k-1].RequestID != r.RequestID {
+			t.Fatalf("record %d: the records of one AppendAll (%s) are apart", k, r.RequestID)
+		}
+		last[g] = key
+	}
+	t.Logf("%d records in %d batches", total, l.batches)
+}

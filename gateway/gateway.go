@@ -94,6 +94,10 @@ type Config struct {
 	// the policy's credentials name none for it, and the agent's
 	// environment holds the placeholder in its variable.
 	AgentKeys []keyring.AgentKey
+	// MCPAnswerTimeout bounds the wait for an answer on the stream of
+	// the legacy MCP HTTP+SSE transport; zero means
+	// mcp.DefaultAnswerTimeout.
+	MCPAnswerTimeout time.Duration
 }
 
 // A Gateway is a running proxy that governs one session.
@@ -127,10 +131,10 @@ type Gateway struct {
 	// plainOnce warns once that a credential was kept off plain HTTP.
 	plainOnce sync.Once
 	// mcpConn is the MCP connector of the default registry (nil with
-	// Config.Connectors); legacy holds the open streams of the legacy
+	// Config.Connectors); legacy holds the open sessions of the legacy
 	// HTTP+SSE transport by the endpoint their client posts to.
 	mcpConn *mcp.Connector
-	legacy  sync.Map
+	legacy  mcp.LegacySessions
 	// mcpServers are the servers the MCP connector names: the policy's
 	// and the config file's.
 	mcpServers *mcpServerList
@@ -204,6 +208,7 @@ func Start(cfg Config) (*Gateway, error) {
 		g.peekLimit = httpproxy.DefaultPeekLimit
 	}
 	g.pins = mcp.OpenPins(mcp.PinDir(cfg.Home), g.now)
+	g.legacy.Timeout = cfg.MCPAnswerTimeout
 	if g.conns == nil {
 		reg, err := connectors.NewRegistry(connectors.Options{GitHub: connectors.GitHubOptions{
 			EnterpriseHosts: append(append([]string(nil), cfg.GitHubEnterpriseHosts...), file.GitHub.EnterpriseHosts...),
@@ -469,6 +474,9 @@ func (g *Gateway) stop(holdReason string, drain time.Duration, details map[strin
 			details["held_refused"] = held
 		}
 		err = errors.Join(err, g.proxy.Close())
+		// Requests still awaiting answers on legacy MCP streams are
+		// recorded as unanswered while the log is open.
+		g.legacy.CloseAll()
 		if g.agentSrv != nil {
 			_ = g.agentSrv.Close()
 		}

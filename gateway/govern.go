@@ -28,8 +28,23 @@ func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy
 	conn := g.conns.For(req)
 	actions, err := g.conns.Classify(req)
 	var refs []*audit.MCP
+	var legacy *legacyOutcome
 	if conn.Name() == "mcp" {
 		refs = mcpRefs(req, len(actions), err)
+		if err == nil {
+			// A post of the legacy SSE transport: its answers come on
+			// the session's stream, awaited from before it is decided.
+			legacy = &legacyOutcome{g: g}
+			w, werr := g.awaitLegacy(req, actions, refs, legacy.answered)
+			legacy.w = w
+			if werr != nil {
+				err = fmt.Errorf("MCP over the legacy SSE transport: %w", werr)
+				refs = mcpRefs(req, 1, err)
+			}
+			if w == nil {
+				legacy = nil
+			}
+		}
 	}
 	r := g.decideAll(ctx, actions, err, refs, func(err error) rules.Action {
 		// What cannot be classified is recorded as what little is known
@@ -45,6 +60,9 @@ func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy
 	id, actions, decisions := r.id, r.actions, r.decisions
 	g.metrics.DecisionTime(conn.Name(), time.Since(began))
 	if r.recordErr != nil {
+		if legacy != nil {
+			legacy.w.Cancel()
+		}
 		return refusal(http.StatusServiceUnavailable, id, "", actions[0].Type, rules.Deny,
 			"tf could not write the audit log, so nothing is forwarded: "+r.recordErr.Error())
 	}
@@ -58,6 +76,15 @@ func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy
 		// expiry's), recorded; an approved request goes on as allowed.
 		dec = g.hold(ctx, id, actions, decisions, k)
 		decisions = settle(decisions, dec)
+	}
+	if legacy != nil {
+		if dec.Effect == rules.Allow {
+			// The outcome waits for the answers on the stream too.
+			legacy.id, legacy.out = id, out
+			done = legacy.posted
+		} else {
+			legacy.w.Cancel()
+		}
 	}
 	if dec.Effect == rules.Allow {
 		v := httpproxy.Verdict{Allow: true, Done: done, Prepare: g.prepare(req, actions), Ctx: g.cutOff(actions),

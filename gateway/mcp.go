@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -160,8 +160,9 @@ func (g *Gateway) answerServer(req *connectors.Request, actions []rules.Action, 
 // legacyStream sets up the GET stream of req as one of the legacy
 // HTTP+SSE transport, should the server announce an endpoint on it: the
 // endpoint becomes the server's (posts to it are its messages), tf's
-// answers to the server go there, and refusals of what the client posts
-// there are delivered on this stream, where the client waits for them.
+// answers to the server go there, refusals of what the client posts
+// there are delivered on this stream, where the client waits for them,
+// and the answers on it complete the outcomes of the posts that asked.
 func (g *Gateway) legacyStream(a *mcp.Answers, req *connectors.Request, server string, endpoint *atomic.Pointer[url.URL]) {
 	if g.mcpConn == nil {
 		return
@@ -175,27 +176,143 @@ func (g *Gateway) legacyStream(a *mcp.Answers, req *connectors.Request, server s
 		stream.Scheme = "http"
 	}
 	inject := make(chan []byte, 16)
-	var key atomic.Value
+	var session atomic.Pointer[mcp.LegacySession]
 	a.Inject = inject
 	a.OnEndpoint = func(data string) {
+		if session.Load() != nil {
+			return // one endpoint per stream: a second would re-route its posts
+		}
 		u, ok := g.mcpConn.LearnEndpoint(&stream, data, server)
 		if !ok {
 			return
 		}
 		endpoint.Store(u)
-		k := legacyKey(u.Scheme, u.Host, u.EscapedPath(), u.RawQuery)
-		key.Store(k)
-		g.legacy.Store(k, inject)
+		if ls, ok := g.legacy.Open(u, inject); ok {
+			session.Store(ls)
+		}
+	}
+	a.Awaited = func(id []byte, hasResult, isError bool, rpcErr []byte) (mcp.Call, bool) {
+		ls := session.Load()
+		if ls == nil {
+			return mcp.Call{}, false
+		}
+		return ls.Answer(id, hasResult, isError, rpcErr)
 	}
 	a.OnClose = func() {
-		if k, ok := key.Load().(string); ok {
-			g.legacy.CompareAndDelete(k, inject)
+		if ls := session.Load(); ls != nil {
+			ls.CloseStream(inject)
 		}
 	}
 }
 
-func legacyKey(scheme, host, path, query string) string {
-	return scheme + "://" + strings.ToLower(host) + path + "?" + query
+// legacyURL is the absolute URL req was sent to.
+func legacyURL(req *connectors.Request) *url.URL {
+	u := *req.HTTP.URL
+	if u.Host == "" {
+		u.Host = req.HTTP.Host
+	}
+	u.Scheme = req.Scheme
+	if u.Scheme == "" {
+		u.Scheme = "http"
+	}
+	return &u
+}
+
+// awaitLegacy enters the requests of req, a POST to an endpoint of an
+// open legacy SSE session, in the session's table of awaited answers,
+// before anything is decided or forwarded: the answers come on the
+// session's stream, and the outcome record waits for them. nil when req
+// is no such POST or holds no request. An error refuses req: its ids
+// clash with requests in flight (the answers could not be told apart),
+// the tables are full, or the endpoint's parameters are given twice.
+func (g *Gateway) awaitLegacy(req *connectors.Request, actions []rules.Action, refs []*audit.MCP, done func(mcp.Answered)) (*mcp.Wait, error) {
+	if req.HTTP.Method != http.MethodPost || g.mcpConn == nil {
+		return nil, nil
+	}
+	ls, err := g.legacy.Lookup(legacyURL(req))
+	if ls == nil || err != nil {
+		return nil, err
+	}
+	var ids []string
+	var calls []mcp.Call
+	for i := range actions {
+		method := actions[i].Resource["method"]
+		if i >= len(refs) || refs[i] == nil || refs[i].ID == "" || method == "" {
+			continue // a notification or a response: nothing answers it
+		}
+		c := mcp.Call{Method: method}
+		switch method {
+		case "tools/call":
+			c.Name = actions[i].Resource["tool"]
+		case "resources/read":
+			c.Name = actions[i].Resource["uri"]
+		}
+		ids, calls = append(ids, refs[i].ID), append(calls, c)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	return ls.Await(ids, calls, done)
+}
+
+// legacyOutcome joins the two halves of a legacy POST's outcome: the
+// exchange of the POST (202 Accepted, as a rule) and the answers on the
+// stream. Whichever comes second writes the record.
+type legacyOutcome struct {
+	g   *Gateway
+	id  string
+	out *outcome
+	w   *mcp.Wait
+
+	mu   sync.Mutex
+	post *httpproxy.Outcome
+	ans  *mcp.Answered
+}
+
+// posted is the POST's Done. A status other than 202 means the answers
+// will not come on the stream: the server answered in the response (read
+// as Streamable HTTP answers are) or not at all.
+func (l *legacyOutcome) posted(o httpproxy.Outcome) {
+	l.mu.Lock()
+	l.post = &o
+	ans := l.ans
+	l.mu.Unlock()
+	if ans != nil {
+		l.record(o, *ans)
+		return
+	}
+	if o.Status == http.StatusAccepted {
+		l.w.Start()
+	} else {
+		l.w.Finish("")
+	}
+}
+
+// answered is the Wait's done.
+func (l *legacyOutcome) answered(a mcp.Answered) {
+	l.mu.Lock()
+	l.ans = &a
+	post := l.post
+	l.mu.Unlock()
+	if post != nil {
+		l.record(*post, a)
+	}
+}
+
+func (l *legacyOutcome) record(o httpproxy.Outcome, a mcp.Answered) {
+	if a.IsError != nil {
+		l.out.isError(*a.IsError)
+	}
+	switch {
+	case o.Err != nil:
+	case a.NoAnswer != "":
+		o.Err = errors.New(a.NoAnswer)
+	case a.Error != "":
+		o.Err = errors.New("the server answered with an error: " + a.Error)
+	}
+	// The exchange lasted until its last answer.
+	o.Duration = max(o.Duration, a.Took)
+	l.g.recordOutcome(l.id, o, l.out.get())
 }
 
 // legacyRefusal delivers body, the JSON-RPC answers that refuse what req
@@ -206,19 +323,14 @@ func (g *Gateway) legacyRefusal(req *connectors.Request, body []byte) bool {
 	if req.HTTP.Method != http.MethodPost {
 		return false
 	}
-	host := req.HTTP.URL.Host
-	if host == "" {
-		host = req.HTTP.Host
+	ls, _ := g.legacy.Lookup(legacyURL(req))
+	if ls == nil {
+		return false
 	}
-	scheme := req.Scheme
-	if scheme == "" {
-		scheme = "http"
-	}
-	v, ok := g.legacy.Load(legacyKey(scheme, host, req.HTTP.URL.EscapedPath(), req.HTTP.URL.RawQuery))
+	inject, ok := ls.Inject()
 	if !ok {
 		return false
 	}
-	inject := v.(chan []byte)
 	var msgs []json.RawMessage
 	if b := bytes.TrimSpace(body); len(b) > 0 && b[0] == '[' {
 		if json.Unmarshal(b, &msgs) != nil {

@@ -52,6 +52,9 @@ type h1Conn struct {
 	bw     *bufio.Writer
 	idleAt time.Time
 	reused bool
+	// unchecked: taken from the pool without the MSG_PEEK look (see
+	// unpeekedIdle), for a request that may be sent again.
+	unchecked bool
 }
 
 // headLimitReader bounds the bytes read for a response head.
@@ -90,7 +93,7 @@ func (cl *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		pc, err := cl.get(ctx, key)
+		pc, err := cl.get(ctx, key, attempt == 0 && replayable(req))
 		if err != nil {
 			closeReqBody(req)
 			return nil, err
@@ -138,8 +141,19 @@ func h1KeyFor(req *http.Request) (h1Key, error) {
 	return k, nil
 }
 
+// unpeekedIdle: a connection idle for less than this carries a first
+// attempt of a replayable request without the MSG_PEEK that checks it is
+// still open (one syscall a request). If the upstream closed it, nothing
+// of the response arrives and the request is retried on a checked
+// connection. Upstreams close idle connections after seconds, and some
+// write an unasked 408 first; within this bound that is not expected.
+const unpeekedIdle = 100 * time.Millisecond
+
 // get returns an idle connection that is still open, or dials one.
-func (cl *h1Client) get(ctx context.Context, key h1Key) (*h1Conn, error) {
+// replay says the request may be retried on another connection should
+// this one turn out closed: a connection idle only briefly is then
+// taken without looking.
+func (cl *h1Client) get(ctx context.Context, key h1Key, replay bool) (*h1Conn, error) {
 	for {
 		cl.mu.Lock()
 		list := cl.idle[key]
@@ -154,9 +168,13 @@ func (cl *h1Client) get(ctx context.Context, key h1Key) (*h1Conn, error) {
 		cl.mu.Unlock()
 		// An upstream may close a kept-alive connection at any time;
 		// one it closed (or wrote to unasked) is not used again.
-		if time.Since(pc.idleAt) < cl.idleTimeout && pc.br.Buffered() == 0 && connAlive(pc.conn) {
-			pc.reused = true
-			return pc, nil
+		idle := time.Since(pc.idleAt)
+		if idle < cl.idleTimeout && pc.br.Buffered() == 0 {
+			pc.unchecked = replay && idle < unpeekedIdle
+			if pc.unchecked || connAlive(pc.conn) {
+				pc.reused = true
+				return pc, nil
+			}
 		}
 		pc.close()
 	}
@@ -310,6 +328,13 @@ func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request) (res *http.R
 				return fail(err, false)
 			}
 		}
+	}
+	if res.StatusCode == http.StatusRequestTimeout && pc.unchecked {
+		// Most likely not this request's answer but the one an upstream
+		// writes unasked as it closes an idle connection, which the
+		// unlooked-at connection held: sent again on a checked one.
+		res.Body.Close()
+		return fail(errors.New("upstream answered 408 on a reused connection"), true)
 	}
 	if ctx.Err() != nil {
 		// Cut while the answer was on its way: closing the connection

@@ -308,6 +308,55 @@ func TestUpstreamClosesKeptAliveConnections(t *testing.T) {
 	}
 }
 
+// TestUnaskedTimeoutOnReusedConnection: an upstream that writes an
+// unasked 408 as it closes a kept-alive connection, just after an
+// answer, does not answer the next request with it: a GET taken onto that
+// connection without a look is sent again on a fresh one.
+func TestUnaskedTimeoutOnReusedConnection(t *testing.T) {
+	ca, err := LoadOrCreateCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Leaf(apiHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got atomic.Int64
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		fmt.Fprintf(brw, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		brw.Flush()
+		time.Sleep(10 * time.Millisecond) // the proxy has read the answer
+		io.WriteString(conn, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		time.Sleep(10 * time.Millisecond)
+	}))
+	up.TLS = &tls.Config{Certificates: []tls.Certificate{*leaf}}
+	up.StartTLS()
+	defer up.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Certificate())
+	tp := startProxy(t, Config{Upstreams: map[string]string{apiHost: up.Listener.Addr().String()}, RootCAs: roots})
+	c := tp.client(t)
+	for i := range 10 {
+		resp, err := c.Get(fmt.Sprintf("https://%s/get%d", apiHost, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readBody(t, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+		time.Sleep(30 * time.Millisecond) // the 408 has arrived; still within unpeekedIdle
+	}
+}
+
 // TestUpstreamHeadLimit: an upstream response head past 1 MiB is refused
 // with a 502, as http.Transport did.
 func TestUpstreamHeadLimit(t *testing.T) {

@@ -3,6 +3,7 @@ package mcp_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,6 +86,19 @@ func TestRecordsCarryMCPFields(t *testing.T) {
 		// mcp-go speaks the sessionless 2026 revision; sessions are
 		// checked with the TypeScript SDK (checkRecords).
 		check(t, f.home, false)
+	})
+	t.Run("legacy sse", func(t *testing.T) {
+		// The answers come on the GET stream, after the posts' 202.
+		f := startGoServer(t, strings.Replace(auditPolicy, "https://mcp.test/mcp", "https://mcp.test/sse", 1))
+		c := legacyClient(t, f, "https://mcp.test/sse")
+		if err := initialize(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"echo", "fail", "delete"} {
+			callTool(t, ctx, c, n)
+		}
+		f.g.Close()
+		check(t, f.home, true)
 	})
 	t.Run("stdio", func(t *testing.T) {
 		c, g, home := stdioHarness(t, ctx, auditPolicy)

@@ -253,6 +253,7 @@ type listFilter struct {
 	onEndpoint func(string)
 	inject     <-chan []byte
 	onClose    func()
+	awaited    func(id []byte, hasResult, isError bool, rpcErr []byte) (Call, bool)
 	// pin sees the tools of every tools/list answer.
 	pin Pinner
 }
@@ -337,6 +338,17 @@ func (f *listFilter) filterOne(msg []byte) ([]byte, bool, error) {
 	if id == nil {
 		return nil, false, nil // a notification from the server
 	}
+	if f.awaited != nil {
+		// The legacy transport's stream: the answer ends its request's
+		// wait; a call's answer is read as below.
+		if call, ok := f.awaited(id, result != nil, h.isError, h.rpcErr); ok && (call.Method == "tools/call" || call.Method == "resources/read") {
+			if f.inspect != nil && result != nil {
+				out := f.inspect(Reply{Call: call, ID: id, Result: result, Msg: msg, Spelt: h.spelt})
+				return out, !bytes.Equal(out, msg), nil
+			}
+			return nil, false, nil
+		}
+	}
 	key := idKey(id)
 	if call, ok := f.calls[key]; ok {
 		delete(f.calls, key)
@@ -375,6 +387,8 @@ type msgHead struct {
 	spelt      bool // a string holds a \u or \/ escape
 	// isError is the result's isError member, false when it has none.
 	isError bool
+	// rpcErr is the error member of a response.
+	rpcErr []byte
 }
 
 // responseHead reads msg's top level, and its result's, in one pass; ok
@@ -412,6 +426,8 @@ func responseHead(msg []byte) (h msgHead, ok bool) {
 			}
 		case "result":
 			h.result = v
+		case "error":
+			h.rpcErr = v
 		case "method":
 			method = true
 		}
@@ -538,6 +554,10 @@ type Answers struct {
 	OnEndpoint func(endpoint string)
 	Inject     <-chan []byte
 	OnClose    func()
+	// Awaited hears every answer in the stream (LegacySession.Answer)
+	// and returns the call it answers, when tf awaited it: tool results
+	// and resource contents are then inspected as Calls are.
+	Awaited func(id []byte, hasResult, isError bool, rpcErr []byte) (Call, bool)
 	// Pin sees the tools of every tools/list answer (see Pinner).
 	Pin Pinner
 }
@@ -546,7 +566,7 @@ type Answers struct {
 func (a Answers) Hook() func(*http.Response) error {
 	f := &listFilter{ids: a.Lists, hide: a.Hide, calls: a.Calls, onResult: a.OnResult, inspect: a.Inspect,
 		shape: a.Shape && (a.Hide != nil || a.Pin != nil), serverRequest: a.ServerRequest,
-		onEndpoint: a.OnEndpoint, inject: a.Inject, onClose: a.OnClose, pin: a.Pin}
+		onEndpoint: a.OnEndpoint, inject: a.Inject, onClose: a.OnClose, pin: a.Pin, awaited: a.Awaited}
 	if f.done() {
 		return nil
 	}

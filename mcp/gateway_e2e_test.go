@@ -113,9 +113,20 @@ func startGoServer(t *testing.T, policySrc string) *goFixture {
 		t.Fatal(err)
 	}
 	h := mcpserver.NewStreamableHTTPServer(s, mcpserver.WithDisableLocalhostProtection(true))
+	// The same server over the legacy HTTP+SSE transport: GET /sse,
+	// POST /message?sessionId=...
+	legacy := mcpserver.NewSSEServer(s, mcpserver.WithSSEDisableLocalhostProtection(true))
 	// The server routes as Express does: /MCP and /mcp/ are /mcp.
 	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if path.Clean(strings.ToLower(r.URL.Path)) != "/mcp" {
+		var serve http.Handler
+		switch path.Clean(strings.ToLower(r.URL.Path)) {
+		case "/mcp":
+			serve = h
+		case "/sse":
+			serve = legacy.SSEHandler()
+		case "/message":
+			serve = legacy.MessageHandler()
+		default:
 			http.NotFound(w, r)
 			return
 		}
@@ -123,7 +134,7 @@ func startGoServer(t *testing.T, policySrc string) *goFixture {
 		f.auth = append(f.auth, r.Header.Get("Authorization"))
 		f.hosts = append(f.hosts, r.Host)
 		f.mu.Unlock()
-		h.ServeHTTP(w, r)
+		serve.ServeHTTP(w, r)
 	}))
 	up.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	up.StartTLS()

@@ -79,6 +79,26 @@ func TestResponseInspection(t *testing.T) {
 			t.Error("no record of the refused result")
 		}
 	})
+	t.Run("legacy sse", func(t *testing.T) {
+		// The answers come on the GET stream, read as they pass.
+		f := startGoServer(t, strings.Replace(inspectPolicy, "https://mcp.test/mcp", "https://mcp.test/sse", 1))
+		c := legacyClient(t, f, "https://mcp.test/sse")
+		if err := initialize(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		for _, tool := range []string{"leak", "leak-escaped"} {
+			res := callTool(t, ctx, c, tool)
+			if text := resultText(res); res.IsError || strings.Contains(text, docsToken) || !strings.Contains(text, "[redacted]") {
+				t.Errorf("%s: %q", tool, text)
+			}
+		}
+		res := callTool(t, ctx, c, "key")
+		if text := resultText(res); !res.IsError || text != "no-private-keys: results holding private keys are withheld" {
+			t.Errorf("key: %+v %q", res.IsError, text)
+		}
+		f.g.Close()
+		checkLog(t, f.home, 2)
+	})
 	t.Run("stdio", func(t *testing.T) {
 		c, g, home := stdioHarness(t, ctx, inspectPolicy)
 		res := callTool(t, ctx, c, "leak")

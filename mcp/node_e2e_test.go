@@ -278,4 +278,20 @@ func TestTypeScriptSDKOverLegacySSE(t *testing.T) {
 	checkReport(t, r)
 	g.Close()
 	checkRecords(t, home)
+	// The outcomes of the allowed calls waited for their answers on the
+	// stream: their isError is recorded, as over Streamable HTTP.
+	decisions, outcomes := legacyRecords(t, home)
+	seen := 0
+	for _, d := range decisions {
+		if d.Action.Type != "mcp.everything.echo" && d.Action.Type != "mcp.everything.trigger-long-running-operation" {
+			continue
+		}
+		seen++
+		if o := outcomeOf(t, d, outcomes); isError(o) != "false" || o.Error != "" || o.Status != 202 || o.MCP.ID != d.MCP.ID || o.MCP.Session == "" {
+			t.Errorf("%s: outcome %d %+v %q", d.Action.Type, o.Status, o.MCP, o.Error)
+		}
+	}
+	if seen != 2 {
+		t.Errorf("%d calls decided", seen)
+	}
 }

@@ -1,6 +1,8 @@
 package mcp
 
 import (
+	"cmp"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gofrs/flock"
 
 	"github.com/tameflare/tf/home"
 )
@@ -191,6 +195,11 @@ func (s *PinStore) save(server string, c *pinCache) error {
 // for the first time is pinned, one whose digest differs from its pin is
 // marked changed. It returns the tools changed and not accepted, and
 // those of them that this listing found changed (or changed again).
+//
+// Other processes (gateways, tf mcp tools accept) write the same file:
+// a listing that changes it reads it again under the file's lock and
+// writes it before letting go, so that no pin or mark is lost to a write
+// made from an older copy.
 func (s *PinStore) Observe(server string, tools []ToolDigest) (changed map[string]bool, newly []ToolDigest, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -199,19 +208,32 @@ func (s *PinStore) Observe(server string, tools []ToolDigest) (changed map[strin
 	if err != nil {
 		return nil, nil, err
 	}
-	dirty := false
+	changed, newly, dirty := observe(&c.file, tools, now)
+	if !dirty {
+		return changed, newly, nil
+	}
+	err = s.update(server, func(c *pinCache) bool {
+		var dirty bool
+		changed, newly, dirty = observe(&c.file, tools, now)
+		return dirty
+	})
+	return changed, newly, err
+}
+
+// observe applies a listing of tools to f; dirty says f changed.
+func observe(f *PinFile, tools []ToolDigest, now time.Time) (changed map[string]bool, newly []ToolDigest, dirty bool) {
 	for _, t := range tools {
-		pin, ok := c.file.Tools[t.Name]
+		pin, ok := f.Tools[t.Name]
 		switch {
 		case !ok:
-			c.file.Tools[t.Name] = Pin{Digest: t.Digest, PinnedAt: now.UTC()}
+			f.Tools[t.Name] = Pin{Digest: t.Digest, PinnedAt: now.UTC()}
 			dirty = true
 			continue
 		case pin.Digest == t.Digest && pin.Changed == "":
 			continue
 		case pin.Digest != t.Digest && pin.Changed != t.Digest:
 			pin.Changed, pin.ChangedAt = t.Digest, now.UTC()
-			c.file.Tools[t.Name] = pin
+			f.Tools[t.Name] = pin
 			dirty = true
 			newly = append(newly, t)
 		}
@@ -220,12 +242,45 @@ func (s *PinStore) Observe(server string, tools []ToolDigest) (changed map[strin
 		}
 		changed[t.Name] = true
 	}
-	if dirty {
-		if err := s.save(server, c); err != nil {
-			return changed, newly, err
-		}
+	return changed, newly, dirty
+}
+
+// pinLockWait bounds the wait for another process's write of a pin file.
+const pinLockWait = 5 * time.Second
+
+// update reads server's file afresh under its lock (a file beside it,
+// which every process writing pins takes), lets change modify it, and
+// writes it when change reports a change; s.mu is held.
+func (s *PinStore) update(server string, change func(c *pinCache) bool) error {
+	p, err := s.path(server)
+	if err != nil {
+		return err
 	}
-	return changed, newly, nil
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return err
+	}
+	lock := flock.New(p+".lock", flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(0o600))
+	ctx, cancel := context.WithTimeout(context.Background(), pinLockWait)
+	defer cancel()
+	ok, err := lock.TryLockContext(ctx, 5*time.Millisecond)
+	if err != nil || !ok {
+		return fmt.Errorf("locking %s: %v", p, cmp.Or(err, errors.New("busy")))
+	}
+	defer lock.Unlock()
+	delete(s.cache, server)
+	c, err := s.load(server)
+	if err != nil {
+		return err
+	}
+	if !change(c) {
+		return nil
+	}
+	if err := s.save(server, c); err != nil {
+		// What is cached is not what is on disk.
+		delete(s.cache, server)
+		return err
+	}
+	return nil
 }
 
 // Changed reports whether tool of server has a change not accepted.
@@ -277,35 +332,37 @@ func (s *PinStore) Accept(server string, tools []string) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	delete(s.cache, server)
-	c, err := s.load(server)
-	if err != nil {
-		return nil, err
-	}
-	if len(tools) == 0 {
-		for name, pin := range c.file.Tools {
-			if pin.Changed != "" {
-				tools = append(tools, name)
+	var accepted []string
+	var missing error
+	err := s.update(server, func(c *pinCache) bool {
+		names := tools
+		if len(names) == 0 {
+			for name, pin := range c.file.Tools {
+				if pin.Changed != "" {
+					names = append(names, name)
+				}
+			}
+			slices.Sort(names)
+		}
+		for _, name := range names {
+			if _, ok := c.file.Tools[name]; !ok {
+				missing = fmt.Errorf("server %s has no pinned tool %q", server, name)
+				return false
 			}
 		}
-		slices.Sort(tools)
-	}
-	var accepted []string
-	for _, name := range tools {
-		pin, ok := c.file.Tools[name]
-		if !ok {
-			return nil, fmt.Errorf("server %s has no pinned tool %q", server, name)
+		for _, name := range names {
+			pin := c.file.Tools[name]
+			if pin.Changed == "" {
+				continue
+			}
+			c.file.Tools[name] = Pin{Digest: pin.Changed, PinnedAt: now.UTC()}
+			accepted = append(accepted, name)
 		}
-		if pin.Changed == "" {
-			continue
-		}
-		c.file.Tools[name] = Pin{Digest: pin.Changed, PinnedAt: now.UTC()}
-		accepted = append(accepted, name)
-	}
-	if len(accepted) > 0 {
-		if err := s.save(server, c); err != nil {
-			return nil, err
-		}
+		return len(accepted) > 0
+	})
+	if err = cmp.Or(missing, err); err != nil {
+		delete(s.cache, server)
+		return nil, err
 	}
 	return accepted, nil
 }

@@ -49,6 +49,19 @@ func mcpgoClient(t *testing.T, f *goFixture, url string) *mcpclient.Client {
 	return c
 }
 
+// legacyClient is an mcp-go client of the legacy HTTP+SSE transport
+// through f's gateway.
+func legacyClient(t *testing.T, f *goFixture, url string) *mcpclient.Client {
+	t.Helper()
+	// No client timeout: it would cut the stream.
+	c, err := mcpclient.NewSSEMCPClient(url, transport.WithHTTPClient(&http.Client{Transport: f.client.Transport}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func initialize(ctx context.Context, c *mcpclient.Client) error {
 	if err := c.Start(ctx); err != nil {
 		return err

@@ -7,6 +7,9 @@
 //   node client.mjs stdio CMD [ARGS...]  (a stdio server, e.g. under tf mcp wrap)
 //   node client.mjs lists URL PROXY_URL  (only the four lists, as names)
 //   node client.mjs sse URL PROXY_URL    (as http, over the legacy HTTP+SSE transport)
+//   node client.mjs sse-outcomes URL PROXY_URL (legacy HTTP+SSE: a failing call,
+//        a failing resource read, a slow call, and a call given up on before
+//        the client closes)
 //   node client.mjs sampling http URL PROXY_URL | sampling stdio CMD [ARGS...]
 //        (a client that can sample: calls trigger-sampling-request and
 //        reports whether its sampling handler ran)
@@ -88,9 +91,45 @@ async function sampling(how, rest) {
   process.stdout.write(JSON.stringify(out) + "\n");
 }
 
+// sseOutcomes makes the calls whose outcome records tf must complete from
+// the legacy transport's stream.
+async function sseOutcomes(rest) {
+  const transport = new SSEClientTransport(new URL(rest[0]), { fetch: proxyFetch(rest[1]) });
+  const client = new Client({ name: "tf-test", version: "1.0.0" });
+  await client.connect(transport);
+  const out = {};
+  const bad = await client.callTool({ name: "echo", arguments: { message: 5 } });
+  out.bad = { text: text(bad), isError: !!bad.isError };
+  try {
+    await client.readResource({ uri: "demo://no/such/resource" });
+    out.read = "read";
+  } catch (e) {
+    out.read = String(e && e.message ? e.message : e);
+  }
+  const slow = await client.callTool(
+    { name: "trigger-long-running-operation", arguments: { duration: 3, steps: 1 } },
+    undefined,
+    { timeout: 20000 },
+  );
+  out.slow = { text: text(slow), isError: !!slow.isError };
+  try {
+    await client.callTool(
+      { name: "trigger-long-running-operation", arguments: { duration: 30, steps: 1 } },
+      undefined,
+      { timeout: 500 },
+    );
+    out.abandoned = "answered";
+  } catch (e) {
+    out.abandoned = String(e && e.message ? e.message : e);
+  }
+  await client.close();
+  process.stdout.write(JSON.stringify(out) + "\n");
+}
+
 async function main() {
   const [mode, ...rest] = process.argv.slice(2);
   if (mode === "sampling") return sampling(rest[0], rest.slice(1));
+  if (mode === "sse-outcomes") return sseOutcomes(rest);
   let transport;
   if (mode === "http" || mode === "lists") {
     transport = new StreamableHTTPClientTransport(new URL(rest[0]), { fetch: proxyFetch(rest[1]) });
