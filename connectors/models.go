@@ -100,9 +100,10 @@ var anthropicRoutes = []modelRoute{
 }
 
 // openaiRoutes cover api.openai.com, the token endpoint of ChatGPT
-// logins (auth.openai.com) and Codex's model calls under a ChatGPT login
-// (chatgpt.com/backend-api/codex); the rest of chatgpt.com is
-// openai.api.<method>.
+// logins (auth.openai.com), Codex's model calls under a ChatGPT login
+// (chatgpt.com/backend-api/codex) and Codex's OpenTelemetry export
+// (ab.chatgpt.com/otlp, zstd-compressed protobuf, so its body is not
+// read); the rest of chatgpt.com is openai.api.<method>.
 var openaiRoutes = []modelRoute{
 	{"POST", "/v1/responses", "openai.responses.create", openaiCall},
 	{"GET", "/v1/responses/{id}", "openai.responses.get", noBody},
@@ -122,6 +123,7 @@ var openaiRoutes = []modelRoute{
 	{"POST", "/oauth/token", "openai.oauth.token", noBody},
 	// Codex CLI signed in with ChatGPT calls the Responses API there.
 	{"POST", "/backend-api/codex/responses", "openai.responses.create", openaiCall},
+	{"POST", "/otlp/v1/{signal}", "openai.telemetry.send", noBody},
 }
 
 // googleRoutes cover the Gemini API (generativelanguage.googleapis.com).
@@ -148,7 +150,7 @@ func NewAnthropic() Connector {
 
 // NewOpenAI returns the openai connector.
 func NewOpenAI() Connector {
-	return newModelAPI("openai", []string{"api.openai.com", "auth.openai.com", "chatgpt.com"}, openaiRoutes, false)
+	return newModelAPI("openai", []string{"api.openai.com", "auth.openai.com", "chatgpt.com", "ab.chatgpt.com"}, openaiRoutes, false)
 }
 
 // NewGoogle returns the google connector (the Gemini API).

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tameflare/tf/audit"
@@ -118,10 +119,22 @@ func (g *Gateway) Govern(ctx context.Context, req *connectors.Request) httpproxy
 			return connectorRefusal(status, h, body, id, dec, done)
 		}
 	}
-	v := refusal(http.StatusForbidden, id, dec.Rule, act.Type, dec.Effect, dec.Reason)
+	v := refusal(refusalStatus(req.HTTP), id, dec.Rule, act.Type, dec.Effect, dec.Reason)
 	markKillSwitch(v.Refusal, dec)
 	v.Done = done
 	return v
+}
+
+// refusalStatus is 403, except for a refused WebSocket handshake: 426
+// Upgrade Required tells the client this endpoint is not served over a
+// WebSocket, and clients that prefer one fall back to plain HTTPS at once
+// (Codex CLI does; on a 403 it retried five times, 7 s, before falling
+// back). tf refuses every upgrade it cannot read past.
+func refusalStatus(r *http.Request) int {
+	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		return http.StatusUpgradeRequired
+	}
+	return http.StatusForbidden
 }
 
 // connectorRefusal is a refusal in the connector's protocol, with the

@@ -148,18 +148,21 @@ func TestProxyAuthFailuresRecorded(t *testing.T) {
 }
 
 // Item 7: an Upgrade no connector governs is refused, and the refusal is
-// recorded.
+// recorded. A WebSocket handshake is refused with 426, on which clients
+// fall back to plain HTTPS at once; other upgrades with 403.
 func TestUpgradeRefused(t *testing.T) {
 	f := start(t, policy(t, "version: 1\ndefault: allow\n"), nil)
-	out, _ := f.curl(t, f.g.ProxyURL(), "-H", "Connection: Upgrade", "-H", "Upgrade: websocket", "https://example.test/socket")
-	if !strings.HasSuffix(strings.TrimSpace(out), "403") || !strings.Contains(out, "no connector governs that protocol") {
-		t.Errorf("upgrade: %s", out)
+	for _, c := range []struct{ proto, status string }{{"websocket", "426"}, {"WebSocket", "426"}, {"h2c", "403"}} {
+		out, _ := f.curl(t, f.g.ProxyURL(), "-H", "Connection: Upgrade", "-H", "Upgrade: "+c.proto, "https://example.test/socket")
+		if !strings.HasSuffix(strings.TrimSpace(out), c.status) || !strings.Contains(out, "no connector governs that protocol") {
+			t.Errorf("upgrade to %s: %s, want %s", c.proto, out, c.status)
+		}
 	}
 	if f.hits.Load() != 0 {
 		t.Error("the upstream saw the upgrade")
 	}
 	recs := f.records(t, audit.KindDecision)
-	if len(recs) != 1 || recs[0].Action.Type != "tf.unclassified" {
+	if len(recs) != 3 || recs[0].Action.Type != "tf.unclassified" {
 		t.Errorf("records %+v", recs)
 	}
 }

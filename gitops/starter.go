@@ -85,6 +85,11 @@ const codexRules = `  # Codex CLI: its model, the Responses API (api.openai.com 
     actions: [openai.oauth.token]
     decision: allow
     reason: The agent refreshes its own ChatGPT login; nothing of the work leaves through it.
+
+  - name: no-agent-telemetry
+    actions: [openai.telemetry.send]
+    decision: deny
+    reason: Usage telemetry and metrics stay on the machine; tf keeps its own record. The agent works on without them.
 `
 
 const geminiRules = `  # Gemini CLI: its model, the Gemini API
@@ -140,7 +145,7 @@ const genericRules = `  # The coding agents' own model APIs: Claude Code (anthro
     reason: The agent reads its settings, limits, feature flags and the MCP directory, and refreshes its own login; nothing of the work leaves through them.
 
   - name: no-agent-telemetry
-    actions: [anthropic.telemetry.send, anthropic.claude_code.post, anthropic.feedback.send]
+    actions: [anthropic.telemetry.send, anthropic.claude_code.post, anthropic.feedback.send, openai.telemetry.send]
     decision: deny
     reason: Usage telemetry, metrics and feedback transcripts stay on the machine; tf keeps its own record. The agent works on without them.
 
@@ -176,6 +181,10 @@ const codexTests = `  - name: Codex's model call is allowed
     action: {type: openai.oauth.token, connector: openai}
     expect: allow
     rule: agent-service-endpoints
+  - name: Codex's metrics export is refused
+    action: {type: openai.telemetry.send, connector: openai, params: {signal: metrics}}
+    expect: deny
+    rule: no-agent-telemetry
   - name: other ChatGPT endpoints fall to the default
     action: {type: openai.api.get, connector: openai, params: {path: /backend-api/wham/tasks/list}}
     expect: deny

@@ -155,7 +155,7 @@ func TestRunHolesClosed(t *testing.T) {
 		"4 credential over plain http": {`{"ok":true}`, " 200"},
 		"5 echoed credential":          {"X-Echo: Bearer [redacted]", "you sent: Bearer [redacted]", " 200"},
 		"6 graphql mutation over GET":  {"deletions are for people", " 403"},
-		"7 websocket upgrade":          {"no connector governs that protocol", " 403"},
+		"7 websocket upgrade":          {"no connector governs that protocol", " 426"},
 		"10 loopback inside IPv6":      {"loopback (embedded in IPv6)", " 403"},
 		"9 wrong proxy credentials":    {" 407 407 407"},
 		"11 Enterprise host":           {"the vault repository is off limits", " 403"},
