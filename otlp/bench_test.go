@@ -155,8 +155,23 @@ func BenchmarkBuild(b *testing.B) {
 
 // shipThroughput writes n records, then ships them all to endpoint and
 // reports records per second. With the pid of the collector's process, it
-// also reports that process's CPU per record.
+// also reports that process's CPU per record. The records are decisions
+// (a push, with its rule and matches), the larger kind.
 func shipThroughput(b *testing.B, endpoint string, n, collectorPID, inFlight int) {
+	shipRecords(b, endpoint, n, collectorPID, inFlight, func(i int) *audit.Record { return decision(i) })
+}
+
+// gatewayRecord is record i of a gateway's log: a decision, then its
+// outcome, as the gateway writes one of each per request.
+func gatewayRecord(i int) *audit.Record {
+	if i%2 == 0 {
+		return decision(i / 2)
+	}
+	return &audit.Record{Kind: audit.KindOutcome, RequestID: fmt.Sprintf("req-%05d", i/2), Gateway: "laptop",
+		Status: 200, BytesIn: 512, BytesOut: 2048, DurationMS: 3}
+}
+
+func shipRecords(b *testing.B, endpoint string, n, collectorPID, inFlight int, record func(int) *audit.Record) {
 	b.StopTimer()
 	home := b.TempDir()
 	l, err := audit.Open(audit.Dir(home), audit.Options{Gateway: "bench"})
@@ -166,8 +181,7 @@ func shipThroughput(b *testing.B, endpoint string, n, collectorPID, inFlight int
 	ctx := context.Background()
 	batch := make([]*audit.Record, 0, 500)
 	for i := 0; i < n; i++ {
-		r := decision(i)
-		batch = append(batch, r)
+		batch = append(batch, record(i))
 		if len(batch) == cap(batch) {
 			if err := l.AppendAll(ctx, batch); err != nil {
 				b.Fatal(err)
@@ -227,14 +241,22 @@ func BenchmarkShipThroughput(b *testing.B) {
 }
 
 // BenchmarkShipToRealCollector ships 100,000 records to the test
-// collector (OTLP receiver, file exporter).
+// collector (OTLP receiver, file exporter): decisions only, and a
+// gateway's log (a decision and its outcome per request).
 func BenchmarkShipToRealCollector(b *testing.B) {
 	bin := collectorBinary(b)
 	addr := freeAddr(b)
 	col := startCollector(b, bin, addr, filepath.Join(b.TempDir(), "out.jsonl"))
-	for range b.N {
-		shipThroughput(b, "http://"+addr, benchRecords, col.cmd.Process.Pid, 0)
-	}
+	b.Run("decisions", func(b *testing.B) {
+		for range b.N {
+			shipThroughput(b, "http://"+addr, benchRecords, col.cmd.Process.Pid, 0)
+		}
+	})
+	b.Run("gateway-log", func(b *testing.B) {
+		for range b.N {
+			shipRecords(b, "http://"+addr, benchRecords, col.cmd.Process.Pid, 0, gatewayRecord)
+		}
+	})
 }
 
 // BenchmarkShipInFlight is BenchmarkShipToRealCollector with 1, 2 and 4

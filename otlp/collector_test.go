@@ -124,6 +124,13 @@ service:
 	}
 	c := &otelCollector{t: t, bin: bin, addr: addr, out: out, done: make(chan struct{})}
 	c.cmd = exec.Command(bin, "--config", cfgPath)
+	// The collector runs with the Go runtime's defaults, as a user's
+	// does, whatever GC settings the test process was given.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOGC=") && !strings.HasPrefix(kv, "GOMEMLIMIT=") {
+			c.cmd.Env = append(c.cmd.Env, kv)
+		}
+	}
 	c.cmd.Stdout, c.cmd.Stderr = &syncWriter{w: &c.log}, &syncWriter{w: &c.log}
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
