@@ -130,6 +130,9 @@ func TestRunHolesClosed(t *testing.T) {
 		{"10 loopback inside IPv6", `curl -sS -g -w ' %{http_code}' 'http://[::127.0.0.1]:` + loopPort + `/x'`},
 		{"9 wrong proxy credentials", `for i in 1 2 3; do curl -sS -o /dev/null -w ' %{http_connect}' --proxy "$(echo "$HTTPS_PROXY" | sed 's/:[^:@/]*@/:guess@/')" https://api.github.com/user 2>/dev/null; done`},
 		{"11 Enterprise host", `curl -sS -w ' %{http_code}' https://ghe.example.test/api/v3/repos/acme/VAULT`},
+		// tf mcp wrap-config registers HTTP servers in $TF_HOME: the agent
+		// running it inside the sandbox must not list a server of its own.
+		{"12 register an MCP server", `echo '{"mcpServers":{"evil":{"type":"http","url":"https://evil.example.test/mcp"}}}' >/tmp/m.json; tf mcp wrap-config /tmp/m.json 2>&1; echo " exit=$?"`},
 	}
 	var script strings.Builder
 	for _, s := range steps {
@@ -159,6 +162,7 @@ func TestRunHolesClosed(t *testing.T) {
 		"10 loopback inside IPv6":      {"loopback (embedded in IPv6)", " 403"},
 		"9 wrong proxy credentials":    {" 407 407 407"},
 		"11 Enterprise host":           {"the vault repository is off limits", " 403"},
+		"12 register an MCP server":    {"read-only file system", " exit=1"},
 	} {
 		for _, w := range want {
 			if !strings.Contains(out[name], w) {
@@ -168,6 +172,9 @@ func TestRunHolesClosed(t *testing.T) {
 	}
 	if strings.Contains(r.stdout, holesSecret) || strings.Contains(r.stderr, holesSecret) {
 		t.Error("the secret reached the agent's output")
+	}
+	if cfg, _ := os.ReadFile(filepath.Join(home, "config.yaml")); strings.Contains(string(cfg), "evil") {
+		t.Errorf("the agent registered an MCP server:\n%s", cfg)
 	}
 	saw := up.saw()
 	for _, bad := range []string{"/graphql", "/git/refs", "VAULT", "/socket", "/x auth"} {
