@@ -526,6 +526,11 @@ func (l *Log) stepDown() {
 func (l *Log) tick() {
 	l.qmu.Lock()
 	if l.leading || l.closed {
+		// The timer has fired: whoever leads (an appender, or the hold
+		// check, which writes nothing) arms it again as it steps down if
+		// records still wait. Left set, the flag would stop that, and
+		// the records would wait for the next Append.
+		l.asyncArmed = false
 		l.qmu.Unlock()
 		return
 	}

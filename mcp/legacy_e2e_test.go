@@ -428,6 +428,18 @@ rules:
 			return
 		}
 		if time.Now().After(deadline) {
+			for _, d := range decisions {
+				t.Logf("decision %s %s %s", d.RequestID, d.Action.Type, d.Decision.Effect)
+			}
+			for k, o := range outcomes {
+				t.Logf("outcome %s status %d err %q", k, o[0].Status, o[0].Error)
+			}
+			cancel()
+			g.Close()
+			_, after := legacyRecords(t, home)
+			for k, o := range after {
+				t.Logf("after close: outcome %s status %d err %q", k, o[0].Status, o[0].Error)
+			}
 			t.Fatalf("outcomes not recorded while the stream is open: %d calls, %v", len(calls), outcomes)
 		}
 		time.Sleep(50 * time.Millisecond)
