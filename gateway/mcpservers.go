@@ -163,15 +163,15 @@ func RegisterMCPServers(dir string, servers []rules.MCPServer) ([]RegisterResult
 // withMCPServers returns the config file data with its mcp_servers
 // replaced by servers (appended when it has none), the rest untouched.
 func withMCPServers(data []byte, servers []rules.MCPServer) ([]byte, error) {
-	var seq strings.Builder
-	seq.WriteString("mcp_servers:\n")
+	var items strings.Builder
 	for _, s := range servers {
 		name, _ := yaml.Marshal(s.Name)
 		url, _ := yaml.Marshal(s.URL)
-		fmt.Fprintf(&seq, "  - {name: %s, url: %s}\n", strings.TrimSpace(string(name)), strings.TrimSpace(string(url)))
+		fmt.Fprintf(&items, "  - {name: %s, url: %s}\n", strings.TrimSpace(string(name)), strings.TrimSpace(string(url)))
 	}
+	section := "mcp_servers:\n" + items.String()
 	if strings.TrimSpace(string(data)) == "" {
-		return []byte(seq.String()), nil
+		return []byte(section), nil
 	}
 	file, err := parser.ParseBytes(data, parser.ParseComments)
 	if err != nil {
@@ -187,21 +187,9 @@ func withMCPServers(data []byte, servers []rules.MCPServer) ([]byte, error) {
 		if out[len(out)-1] != '\n' {
 			out = append(out, '\n')
 		}
-		return append(out, seq.String()...), nil
+		return append(out, section...), nil
 	}
-	node, err := parser.ParseBytes([]byte(seq.String()), 0)
-	if err != nil {
-		return nil, err
-	}
-	value, err := yaml.PathString("$.mcp_servers")
-	if err != nil {
-		return nil, err
-	}
-	repl, err := value.FilterFile(node)
-	if err != nil {
-		return nil, err
-	}
-	if err := path.ReplaceWithNode(file, repl); err != nil {
+	if err := path.ReplaceWithReader(file, strings.NewReader(items.String())); err != nil {
 		return nil, err
 	}
 	return []byte(file.String() + "\n"), nil
