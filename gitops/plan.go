@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	tfhome "github.com/tameflare/tf/home"
+
 	"github.com/tameflare/tf/termtext"
 
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -373,6 +375,8 @@ func newReplayer(base, cand *rules.Policy, changes []RuleChange) *replayer {
 	rd := &replayer{
 		// Limits are replayed in record order, each side with counters
 		// of its own that start empty at the start of the window.
+		// Decided as the gateway decides: the rules, a truncated body's
+		// refusal, and the MCP baseline for protocol plumbing.
 		base:     rules.Decider{Policy: base, Counters: rules.NewMemCounters(), Baseline: mcp.Baseline},
 		cand:     rules.Decider{Policy: cand, Counters: rules.NewMemCounters(), Baseline: mcp.Baseline},
 		trans:    map[transKey]map[groupKey]*Group{},
@@ -431,7 +435,7 @@ func (rd *replayer) add(rec *audit.Record) {
 	}
 	rd.counts.Replayed++
 	rd.base.Session, rd.cand.Session = rd.sessions[a.Gateway], rd.sessions[a.Gateway]
-	cur := rd.decide(&rd.base, a)
+	cur := rd.base.Decide(a)
 	switch {
 	case rec.Decision.KillSwitch:
 		rd.counts.KillSwitch++
@@ -446,7 +450,7 @@ func (rd *replayer) add(rec *audit.Record) {
 		addExample(rd.unk, groupKey{rule, a.Type}, rec)
 		return
 	}
-	next := rd.decide(&rd.cand, a)
+	next := rd.cand.Decide(a)
 	if len(cur.Counted) > 0 || len(next.Counted) > 0 {
 		rd.tokens[rec.RequestID] = tokenCall{a, cur, next}
 	}
@@ -469,14 +473,6 @@ func (rd *replayer) add(rec *audit.Record) {
 		rd.trans[k] = m
 	}
 	addExample(m, groupKey{next.Rule, a.Type}, rec)
-}
-
-// decide is how the gateway decides a: the rules, a truncated body's
-// refusal, then for MCP the built-in baseline that lets protocol
-// plumbing through when no rule decided it (a rule denying
-// mcp.*.@tools/list changes that): the deciders carry mcp.Baseline.
-func (rd *replayer) decide(d *rules.Decider, a *rules.Action) rules.Decision {
-	return d.Decide(a)
 }
 
 // unknown reports the first changed rule that applies to a and reads a
@@ -835,7 +831,7 @@ const maxPlanBytes = 64 << 20
 
 // ReadPlanFile reads a saved plan, refusing another format version.
 func ReadPlanFile(path string) (*Plan, error) {
-	data, err := readLimitedFile(path, maxPlanBytes)
+	data, err := tfhome.ReadFile(path, maxPlanBytes)
 	if err != nil {
 		return nil, fmt.Errorf("reading plan: %w", err)
 	}
