@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	tfhome "github.com/tameflare/tf/home"
+
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -252,7 +254,7 @@ func VerifySigned(home string, c *object.Commit) (string, error) {
 		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		data, err := readLimitedFile(filepath.Join(dir, e.Name()), maxKeyBytes)
+		data, err := tfhome.ReadFile(filepath.Join(dir, e.Name()), maxKeyBytes)
 		if err != nil {
 			return "", fmt.Errorf("reading trusted key %s: %w", e.Name(), err)
 		}

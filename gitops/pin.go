@@ -13,7 +13,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/tameflare/tf/home"
+	tfhome "github.com/tameflare/tf/home"
 )
 
 // PinFile is the name of the pin inside $TF_HOME.
@@ -144,7 +144,7 @@ func (p *Pin) Marshal() ([]byte, error) {
 
 // ReadPin reads $TF_HOME/pin from home; ErrNoPin when there is none.
 func ReadPin(home string) (*Pin, error) {
-	data, err := readLimitedFile(filepath.Join(home, PinFile), maxPinBytes)
+	data, err := tfhome.ReadFile(filepath.Join(home, PinFile), maxPinBytes)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNoPin
 	}
@@ -179,12 +179,8 @@ func WritePin(home string, p *Pin) error {
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	if err := home.WriteFile(path, data, mode, true); err != nil {
+	if err := tfhome.WriteFile(path, data, mode, true); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
-}
-
-func readLimitedFile(path string, limit int64) ([]byte, error) {
-	return home.ReadFile(path, limit)
 }

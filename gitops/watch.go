@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	tfhome "github.com/tameflare/tf/home"
+
 	"github.com/tameflare/tf/rules"
 )
 
@@ -54,7 +56,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		// The pin is a few hundred bytes: reading it on every poll is
 		// cheaper than trusting modification times, which two writes in
 		// one clock tick can share.
-		data, err := readLimitedFile(path, maxPinBytes)
+		data, err := tfhome.ReadFile(path, maxPinBytes)
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 			if !missing && lastData != nil {

@@ -29,11 +29,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	tfhome "github.com/tameflare/tf/home"
 
 	"github.com/gofrs/flock"
 	"go.opentelemetry.io/otel/attribute"
@@ -694,17 +695,5 @@ func ReadCursor(home string) (Cursor, error) {
 // lost to a power cut only means records are shipped again.
 func WriteCursor(home string, c Cursor) error {
 	b, _ := json.Marshal(c)
-	return writeAtomic(cursorPath(home), append(b, '\n'))
-}
-
-func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp" + strconv.Itoa(os.Getpid())
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return tfhome.WriteFile(cursorPath(home), append(b, '\n'), 0o600, false)
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
+	tfhome "github.com/tameflare/tf/home"
+
 	"github.com/tameflare/tf/audit"
 )
 
@@ -62,7 +64,7 @@ func (s *Shipper) saveStatus(force bool) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(statusPath(s.opts.Home), append(b, '\n'))
+	return tfhome.WriteFile(statusPath(s.opts.Home), append(b, '\n'), 0o600, false)
 }
 
 // ErrNotShipping is returned by ReadStatus when no gateway of this
