@@ -92,8 +92,8 @@ type Shipper struct {
 	url  string // redacted, for messages
 	// exps has one exporter per batch in flight: an exporter's Export
 	// must not be called concurrently with itself.
-	exps     chan *otlploghttp.Exporter
-	allExps  []*otlploghttp.Exporter
+	exps     chan *exporter
+	allExps  []*exporter
 	provider *sdklog.LoggerProvider
 	tmpl     sdklog.Record // the resource and scope of every record
 	lock     *flock.Flock
@@ -102,7 +102,6 @@ type Shipper struct {
 	end          atomic.Uint64 // the last seq known to be in the log
 	pendingSince atomic.Int64  // unix nanos of the oldest unacknowledged record read, 0 when none
 	shipped      atomic.Uint64 // records acknowledged since Start
-	lastHTTP     atomic.Value  // string: the status line of the last answer
 
 	mu       sync.Mutex
 	st       Status
@@ -161,9 +160,6 @@ func Start(opts Options) (*Shipper, error) {
 	s.st.Endpoint = s.url
 	expOpts := []otlploghttp.Option{
 		otlploghttp.WithEndpointURL(u.String()),
-		// The exporter's errors omit the status of a retryable answer;
-		// the transport remembers it for the message.
-		otlploghttp.WithHTTPClient(&http.Client{Timeout: opts.ExportTimeout, Transport: &statusTransport{rt: http.DefaultTransport, last: &s.lastHTTP}}),
 		otlploghttp.WithTimeout(opts.ExportTimeout),
 		// The shipper retries a batch itself, from the cursor.
 		otlploghttp.WithRetry(otlploghttp.RetryConfig{Enabled: false}),
@@ -171,10 +167,15 @@ func Start(opts Options) (*Shipper, error) {
 	if len(opts.Config.Headers) > 0 {
 		expOpts = append(expOpts, otlploghttp.WithHeaders(opts.Config.Headers))
 	}
-	s.exps = make(chan *otlploghttp.Exporter, opts.Concurrency)
+	s.exps = make(chan *exporter, opts.Concurrency)
 	for range opts.Concurrency {
-		exp, err := otlploghttp.New(context.Background(), expOpts...)
-		if err != nil {
+		exp := &exporter{}
+		// The exporter's errors omit the status of a retryable answer;
+		// its transport remembers it for the message, apart from the
+		// other exporters' answers.
+		client := &http.Client{Timeout: opts.ExportTimeout, Transport: &statusTransport{rt: http.DefaultTransport, last: &exp.lastHTTP}}
+		var err error
+		if exp.Exporter, err = otlploghttp.New(context.Background(), append(expOpts, otlploghttp.WithHTTPClient(client))...); err != nil {
 			return nil, fmt.Errorf("audit shipping: %s", s.scrub(err))
 		}
 		s.exps <- exp
@@ -481,7 +482,7 @@ func (s *Shipper) ship(hardCtx context.Context, batch []*audit.Record) error {
 	defer func() { s.exps <- exp }()
 	wait := s.opts.RetryMin
 	for {
-		s.lastHTTP.Store("")
+		exp.lastHTTP.Store("")
 		ctx, cancel := context.WithTimeout(hardCtx, s.opts.ExportTimeout)
 		err := exp.Export(ctx, recs)
 		timedOut := ctx.Err() != nil || os.IsTimeout(err) || strings.Contains(fmt.Sprint(err), "Timeout exceeded")
@@ -500,7 +501,7 @@ func (s *Shipper) ship(hardCtx context.Context, batch []*audit.Record) error {
 		}
 		if timedOut {
 			err = fmt.Errorf("the collector did not answer within %s: %w", s.opts.ExportTimeout, err)
-		} else if st, _ := s.lastHTTP.Load().(string); st != "" && !strings.Contains(err.Error(), st) {
+		} else if st, _ := exp.lastHTTP.Load().(string); st != "" && !strings.Contains(err.Error(), st) {
 			err = fmt.Errorf("the collector answered %s: %w", st, err)
 		}
 		s.fail(err)
@@ -636,6 +637,13 @@ func (s *Shipper) scrub(err error) string {
 		msg = msg[:300] + "…"
 	}
 	return msg
+}
+
+// exporter is one batch in flight's exporter, with the status line of
+// its last non-2xx answer.
+type exporter struct {
+	*otlploghttp.Exporter
+	lastHTTP atomic.Value // string
 }
 
 // statusTransport keeps the status line of the last non-2xx answer.
