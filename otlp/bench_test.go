@@ -127,32 +127,6 @@ func BenchmarkAppendWhileShippingPaced(b *testing.B) {
 	}
 }
 
-// BenchmarkBuild is the shipper's own cost per record, off the decision
-// path: turning an audit record into an SDK log record.
-func BenchmarkBuild(b *testing.B) {
-	home := b.TempDir()
-	l, err := audit.Open(audit.Dir(home), audit.Options{Gateway: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	appendN(b, l, 0, 256)
-	l.Close()
-	var batch []*audit.Record
-	audit.Scan(audit.Dir(home), audit.Filter{}, func(r *audit.Record) error { batch = append(batch, r); return nil })
-	s, err := Start(Options{Home: b.TempDir(), Gateway: "bench", Config: Config{Endpoint: "http://127.0.0.1:1"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	b.ReportAllocs()
-	for b.Loop() {
-		if len(s.build(batch)) != len(batch) {
-			b.Fatal("lost records")
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/record")
-}
-
 // shipThroughput writes n records, then ships them all to endpoint and
 // reports records per second. With the pid of the collector's process, it
 // also reports that process's CPU per record. The records are decisions

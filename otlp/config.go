@@ -1,11 +1,17 @@
 package otlp
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Config says where audit records are shipped. The zero Config ships
@@ -23,6 +29,16 @@ type Config struct {
 	Headers map[string]string `yaml:"headers,omitempty"`
 	// Protocol is http/protobuf (the default and the only one supported).
 	Protocol string `yaml:"protocol,omitempty"`
+	// Compression is gzip or none (the default).
+	Compression string `yaml:"compression,omitempty"`
+	// Timeout bounds one export (default 10s).
+	Timeout time.Duration `yaml:"timeout,omitempty"`
+	// Certificate is a PEM file of the CAs that sign an https endpoint's
+	// certificate, instead of the system's; ClientCertificate and
+	// ClientKey are PEM files of a client certificate (mutual TLS).
+	Certificate       string `yaml:"certificate,omitempty"`
+	ClientCertificate string `yaml:"client_certificate,omitempty"`
+	ClientKey         string `yaml:"client_key,omitempty"`
 }
 
 // Enabled reports whether an endpoint is configured.
@@ -36,6 +52,23 @@ const (
 	EnvLogsHeaders  = "OTEL_EXPORTER_OTLP_LOGS_HEADERS"
 	EnvProtocol     = "OTEL_EXPORTER_OTLP_PROTOCOL"
 	EnvLogsProtocol = "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"
+	// The signal's variable (LOGS) wins over the general one of each pair.
+	EnvCompression           = "OTEL_EXPORTER_OTLP_COMPRESSION"
+	EnvLogsCompression       = "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION"
+	EnvTimeout               = "OTEL_EXPORTER_OTLP_TIMEOUT" // milliseconds
+	EnvLogsTimeout           = "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT"
+	EnvCertificate           = "OTEL_EXPORTER_OTLP_CERTIFICATE"
+	EnvLogsCertificate       = "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE"
+	EnvClientCertificate     = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"
+	EnvLogsClientCertificate = "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE"
+	EnvClientKey             = "OTEL_EXPORTER_OTLP_CLIENT_KEY"
+	EnvLogsClientKey         = "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY"
+)
+
+// Compressions of Config.Compression.
+const (
+	CompressionNone = "none"
+	CompressionGzip = "gzip"
 )
 
 // ProtocolHTTP is OTLP over HTTP with protobuf bodies.
@@ -74,7 +107,81 @@ func Resolve(file Config, getenv func(string) string) (Config, error) {
 			c.Protocol = v
 		}
 	}
+	for _, name := range []string{EnvCompression, EnvLogsCompression} {
+		if v := getenv(name); v != "" {
+			c.Compression = strings.TrimSpace(v)
+		}
+	}
+	for _, name := range []string{EnvTimeout, EnvLogsTimeout} {
+		if v := getenv(name); v != "" {
+			ms, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil || ms <= 0 || ms > math.MaxInt64/int64(time.Millisecond) {
+				return Config{}, fmt.Errorf("%s=%q: want a positive number of milliseconds", name, v)
+			}
+			c.Timeout = time.Duration(ms) * time.Millisecond
+		}
+	}
+	for _, p := range []struct {
+		dst   *string
+		names [2]string
+	}{
+		{&c.Certificate, [2]string{EnvCertificate, EnvLogsCertificate}},
+		{&c.ClientCertificate, [2]string{EnvClientCertificate, EnvLogsClientCertificate}},
+		{&c.ClientKey, [2]string{EnvClientKey, EnvLogsClientKey}},
+	} {
+		for _, name := range p.names {
+			if v := getenv(name); v != "" {
+				*p.dst = v
+			}
+		}
+	}
 	return c, nil
+}
+
+// check reports a configuration that cannot work, beyond the URL.
+func (c Config) check(u *url.URL) error {
+	switch c.Compression {
+	case "", CompressionNone, CompressionGzip:
+	default:
+		return fmt.Errorf("OTLP compression %q is not supported: use gzip or none", c.Compression)
+	}
+	if c.Timeout < 0 {
+		return fmt.Errorf("OTLP timeout %s: want a positive duration", c.Timeout)
+	}
+	if (c.ClientCertificate == "") != (c.ClientKey == "") {
+		return errors.New("an OTLP client certificate needs both a certificate and a key file")
+	}
+	if u.Scheme != "https" && (c.Certificate != "" || c.ClientCertificate != "") {
+		return fmt.Errorf("OTLP endpoint %s is http://: a certificate is set for TLS, which needs https://", Redact(u.String()))
+	}
+	return nil
+}
+
+// tlsConfig is the TLS configuration of the certificates, nil when none
+// is set. Errors name the files, never their contents.
+func (c Config) tlsConfig() (*tls.Config, error) {
+	if c.Certificate == "" && c.ClientCertificate == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.Certificate != "" {
+		pem, err := os.ReadFile(c.Certificate)
+		if err != nil {
+			return nil, fmt.Errorf("OTLP certificate: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("OTLP certificate %s holds no PEM certificate", c.Certificate)
+		}
+	}
+	if c.ClientCertificate != "" {
+		cert, err := tls.LoadX509KeyPair(c.ClientCertificate, c.ClientKey)
+		if err != nil {
+			return nil, fmt.Errorf("OTLP client certificate %s and key %s: %w", c.ClientCertificate, c.ClientKey, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }
 
 // ParseHeaders parses the W3C-baggage-like list of the OTLP header

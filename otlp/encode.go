@@ -2,6 +2,7 @@ package otlp
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -66,6 +67,7 @@ type encoder struct {
 	resource []byte // ResourceLogs.resource, tag included
 	scope    []byte // ScopeLogs.scope, tag included
 
+	buf    []byte // the last request body
 	attrs  []kv   // the current record's attributes
 	joined []byte // the current record's joined rule names
 }
@@ -112,21 +114,26 @@ func newEncoder(gateway string) (*encoder, error) {
 	return e, nil
 }
 
-// encode appends the request body of a batch to buf[:0] and returns it;
-// observed is every record's observed time. The nested messages' lengths
+// encode returns the request body of a batch, valid until the next
+// encode; observed is every record's observed time. The nested messages' lengths
 // are known only once their records are written: the records go after a
 // reserved header space, and the header is written right-aligned before
 // them, so nothing is moved or encoded twice.
-func (e *encoder) encode(buf []byte, batch []*audit.Record, observed time.Time) []byte {
+func (e *encoder) encode(batch []*audit.Record, observed time.Time) []byte {
 	reserve := 2*(1+protowire.SizeVarint(1<<63)) + len(e.resource) + len(e.scope)
+	buf := e.buf
 	if cap(buf) < reserve+len(batch)*512 {
 		buf = make([]byte, 0, reserve+len(batch)*512)
 	}
 	buf = buf[:reserve]
 	obs := unixNano(observed)
-	for _, r := range batch {
+	for i, r := range batch {
+		if i%yieldEvery == yieldEvery-1 {
+			runtime.Gosched() // see yieldEvery
+		}
 		buf = e.appendRecord(buf, r, obs)
 	}
+	e.buf = buf
 	records := len(buf) - reserve
 	slLen := len(e.scope) + records
 	rlLen := len(e.resource) + 1 + protowire.SizeVarint(uint64(slLen)) + slLen

@@ -266,7 +266,7 @@ func TestEncoderMatchesTheOfficialExporter(t *testing.T) {
 	check := func(name string, batch []*audit.Record) {
 		t.Helper()
 		want := unmarshalReq(t, refBody(t, "laptop", batch))
-		buf = e.encode(buf, batch, time.Now())
+		buf = e.encode(batch, time.Now())
 		got := unmarshalReq(t, buf)
 		if !proto.Equal(got, want) {
 			t.Fatalf("%s: the encoder's request differs from the official exporter's:\n got %s\nwant %s", name,
@@ -291,7 +291,7 @@ func TestEncoderRepairsALineThatIsNotUTF8(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := unmarshalReq(t, e.encode(nil, []*audit.Record{&r}, time.Now()))
+	req := unmarshalReq(t, e.encode([]*audit.Record{&r}, time.Now()))
 	body := req.ResourceLogs[0].ScopeLogs[0].LogRecords[0].Body.GetStringValue()
 	if !utf8.ValidString(body) || !strings.HasPrefix(body, "{\"bad\":\"\uFFFD") || !strings.HasSuffix(body, string(recs[0].Line)) {
 		t.Fatalf("body %q", body)
@@ -314,7 +314,7 @@ func BenchmarkEncode(b *testing.B) {
 	var buf []byte
 	b.ReportAllocs()
 	for b.Loop() {
-		buf = e.encode(buf, batch, time.Now())
+		buf = e.encode(batch, time.Now())
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/record")
 	b.ReportMetric(float64(len(buf))/float64(len(batch)), "bytes/record")
@@ -357,7 +357,7 @@ func FuzzEncode(f *testing.F) {
 				r.MCP = &audit.MCP{Session: v(reqID), IsError: &flagA}
 			}
 		}
-		req := unmarshalReq(t, e.encode(nil, []*audit.Record{r}, time.Now()))
+		req := unmarshalReq(t, e.encode([]*audit.Record{r}, time.Now()))
 		lr := req.ResourceLogs[0].ScopeLogs[0].LogRecords[0]
 		if got, want := lr.Body.GetStringValue(), strings.ToValidUTF8(string(line), "\uFFFD"); got != want {
 			t.Fatalf("body %q, want %q", got, want)
