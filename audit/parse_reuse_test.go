@@ -38,7 +38,10 @@ func parseLineFresh(line []byte) (*Record, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, errors.New("data after the record")
 	}
-	if r.SchemaVersion != SchemaVersion {
+	if r.SchemaVersion > SchemaVersion {
+		return nil, fmt.Errorf("schema_version %d is newer than this tf reads (1 to %d): upgrade tf to read this log", r.SchemaVersion, SchemaVersion)
+	}
+	if r.SchemaVersion < 1 {
 		return nil, fmt.Errorf("unsupported schema_version %d", r.SchemaVersion)
 	}
 	if r.Seq == 0 {
