@@ -18,8 +18,13 @@ import (
 // the one that counts: what fastDecode accepts, encoding/json with
 // DisallowUnknownFields decodes to the same record (FuzzFastDecode checks
 // this), so the fast path never accepts or refuses a line differently.
-func fastDecode(line []byte, r *Record) (ok bool) {
-	p := fastParser{b: line}
+func fastDecode(line []byte, r *Record) (ok bool) { return fastDecodeIn(line, r, nil) }
+
+// fastDecodeIn is fastDecode handing out the strings that repeat from
+// record to record (kinds, gateways, action types, hosts, rules, map
+// keys) from in, which may be nil.
+func fastDecodeIn(line []byte, r *Record, in *interner) (ok bool) {
+	p := fastParser{b: line, in: in}
 	if !p.record(r) {
 		return false
 	}
@@ -35,6 +40,43 @@ type fastParser struct {
 	b     []byte
 	i     int
 	depth int
+	in    *interner
+}
+
+// An interner hands out one string for each value it has seen, so that
+// values repeated in every record are not allocated for every record:
+// half of a log reader's allocations were such strings. It holds at most
+// internMax strings of at most internMaxLen bytes.
+type interner map[string]string
+
+const (
+	internMax    = 1024
+	internMaxLen = 128
+)
+
+func (in *interner) get(b []byte) string {
+	if in == nil {
+		return string(b)
+	}
+	if s, ok := (*in)[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(b) <= internMaxLen {
+		if *in == nil {
+			*in = make(map[string]string, 64)
+		} else if len(*in) >= internMax {
+			clear(*in)
+		}
+		(*in)[s] = s
+	}
+	return s
+}
+
+// istr is str for a value that repeats across records.
+func (p *fastParser) istr() (string, bool) {
+	s, ok := p.rawString()
+	return p.in.get(s), ok
 }
 
 func (p *fastParser) ws() {
@@ -249,7 +291,7 @@ func (p *fastParser) value() (any, bool) {
 		m := map[string]any{}
 		ok := p.object(func(k []byte) bool {
 			v, ok := p.value()
-			m[string(k)] = v // a repeated key replaces, as in encoding/json
+			m[p.in.get(k)] = v // a repeated key replaces, as in encoding/json
 			return ok
 		})
 		return m, ok
@@ -320,8 +362,8 @@ func (p *fastParser) anyMap() (map[string]any, bool) {
 func (p *fastParser) strMap() (map[string]string, bool) {
 	m := map[string]string{}
 	ok := p.object(func(k []byte) bool {
-		v, ok := p.str()
-		m[string(k)] = v
+		v, ok := p.istr()
+		m[p.in.get(k)] = v
 		return ok
 	})
 	return m, ok
@@ -358,7 +400,7 @@ func (p *fastParser) record(r *Record) bool {
 		case "kind":
 			if seen.first(3) {
 				var s string
-				s, ok = p.str()
+				s, ok = p.istr()
 				r.Kind = Kind(s)
 			}
 		case "request_id":
@@ -367,7 +409,7 @@ func (p *fastParser) record(r *Record) bool {
 			}
 		case "gateway":
 			if seen.first(5) {
-				r.Gateway, ok = p.str()
+				r.Gateway, ok = p.istr()
 			}
 		case "action":
 			if seen.first(6) {
@@ -460,15 +502,15 @@ func (p *fastParser) action(a *rules.Action) bool {
 			}
 		case "gateway":
 			if seen.first(2) {
-				a.Gateway, ok = p.str()
+				a.Gateway, ok = p.istr()
 			}
 		case "connector":
 			if seen.first(3) {
-				a.Connector, ok = p.str()
+				a.Connector, ok = p.istr()
 			}
 		case "type":
 			if seen.first(4) {
-				a.Type, ok = p.str()
+				a.Type, ok = p.istr()
 			}
 		case "resource":
 			if seen.first(5) {
@@ -484,7 +526,7 @@ func (p *fastParser) action(a *rules.Action) bool {
 			}
 		case "agent":
 			if seen.first(8) {
-				a.Agent, ok = p.str()
+				a.Agent, ok = p.istr()
 			}
 		}
 		return ok
@@ -498,22 +540,22 @@ func (p *fastParser) request(q *rules.Request) bool {
 		switch string(k) {
 		case "method":
 			if seen.first(0) {
-				q.Method, ok = p.str()
+				q.Method, ok = p.istr()
 			}
 		case "scheme":
 			if seen.first(1) {
-				q.Scheme, ok = p.str()
+				q.Scheme, ok = p.istr()
 			}
 		case "host":
 			if seen.first(2) {
-				q.Host, ok = p.str()
+				q.Host, ok = p.istr()
 			}
 		case "port":
 			ok = seen.first(3)
 			q.Port, ok = p.intIf(ok)
 		case "path":
 			if seen.first(4) {
-				q.Path, ok = p.str()
+				q.Path, ok = p.istr()
 			}
 		case "query":
 			if seen.first(5) {
@@ -529,7 +571,7 @@ func (p *fastParser) request(q *rules.Request) bool {
 }
 
 func (p *fastParser) effect() (rules.Effect, bool) {
-	s, ok := p.str()
+	s, ok := p.istr()
 	return rules.Effect(s), ok
 }
 
@@ -544,11 +586,11 @@ func (p *fastParser) decision(d *rules.Decision) bool {
 			}
 		case "rule":
 			if seen.first(1) {
-				d.Rule, ok = p.str()
+				d.Rule, ok = p.istr()
 			}
 		case "reason":
 			if seen.first(2) {
-				d.Reason, ok = p.str()
+				d.Reason, ok = p.istr()
 			}
 		case "matched":
 			if seen.first(3) {
@@ -572,11 +614,11 @@ func (p *fastParser) decision(d *rules.Decision) bool {
 			}
 		case "would_rule":
 			if seen.first(8) {
-				d.WouldRule, ok = p.str()
+				d.WouldRule, ok = p.istr()
 			}
 		case "would_reason":
 			if seen.first(9) {
-				d.WouldReason, ok = p.str()
+				d.WouldReason, ok = p.istr()
 			}
 		case "approval_timeout":
 			if seen.first(10) {
@@ -586,7 +628,7 @@ func (p *fastParser) decision(d *rules.Decision) bool {
 			}
 		case "revision":
 			if seen.first(11) {
-				d.Revision, ok = p.str()
+				d.Revision, ok = p.istr()
 			}
 		case "counted":
 			if seen.first(12) {
@@ -638,7 +680,7 @@ func (p *fastParser) matches() ([]rules.Match, bool) {
 			switch string(k) {
 			case "rule":
 				if seen.first(0) {
-					m.Rule, ok = p.str()
+					m.Rule, ok = p.istr()
 				}
 			case "decision":
 				if seen.first(1) {
@@ -646,7 +688,7 @@ func (p *fastParser) matches() ([]rules.Match, bool) {
 				}
 			case "reason":
 				if seen.first(2) {
-					m.Reason, ok = p.str()
+					m.Reason, ok = p.istr()
 				}
 			case "monitor":
 				if seen.first(3) {

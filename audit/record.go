@@ -323,6 +323,7 @@ type lineParser struct {
 	off int64 // dec.InputOffset() at the start of the line
 	sha hash.Hash
 	sum [sha256.Size]byte
+	in  interner
 }
 
 var lineParsers = sync.Pool{New: func() any { return &lineParser{sha: sha256.New()} }}
@@ -352,7 +353,7 @@ func (p *lineParser) parse(line []byte) (*Record, error) {
 		return nil, errHash
 	}
 	var r Record
-	if fastDecode(line, &r) {
+	if fastDecodeIn(line, &r, &p.in) {
 		return checkRecord(&r, line, want)
 	}
 	r = Record{}
