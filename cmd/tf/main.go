@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tameflare/tf/keyring"
+	"github.com/tameflare/tf/sched"
 	"github.com/tameflare/tf/version"
 )
 
@@ -75,6 +76,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "tf:", err)
 		os.Exit(1)
 	}
+	if startsGateway(os.Args) {
+		// Before any goroutine or secret exists: this may start tf anew.
+		sched.KeepAwake()
+	}
 	if os.Getenv("GOGC") == "" {
 		// A gateway keeps a live heap of a few MB and allocates per
 		// request: at the default target (100%) the collector runs every
@@ -86,4 +91,28 @@ func main() {
 	if err := app.Run(reorder(app, os.Args)); err != nil {
 		exitErr(nil, err)
 	}
+}
+
+// startsGateway reports whether args run a long-lived gateway (tf run,
+// tf serve, tf gateway serve), whose requests pay for the runtime's idle
+// wake-ups.
+func startsGateway(args []string) bool {
+	var words []string
+	for i := 1; i < len(args) && len(words) < 2; i++ {
+		a := args[i]
+		switch {
+		case a == "--color" || a == "-color":
+			i++ // its value
+		case strings.HasPrefix(a, "-"):
+		default:
+			words = append(words, a)
+		}
+	}
+	switch {
+	case len(words) == 0:
+		return false
+	case words[0] == "run" || words[0] == "serve":
+		return true
+	}
+	return len(words) == 2 && words[0] == "gateway" && words[1] == "serve"
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -62,4 +64,49 @@ func TestRunKeepsModelKeys(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "ANTHROPIC_API_KEY="+key+"\n") || !strings.Contains(r.stdout, "GEMINI_API_KEY=tf-managed") {
 		t.Errorf("--keep-env ANTHROPIC_API_KEY: exit %d\n%s", r.code, r.stdout)
 	}
+}
+
+// tf run starts itself anew with the runtime's monitor kept awake (package
+// sched); the agent sees the user's GODEBUG, never tf's setting or marker.
+func TestRunAgentKeepsUsersGODEBUG(t *testing.T) {
+	home := t.TempDir()
+	script := `printf '[%s][%s]' "${GODEBUG-unset}" "${TF_SCHED_REEXEC-unset}"; tr '\0' '\n' </proc/$PPID/environ | grep '^GODEBUG=' || true`
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{nil, "[unset][unset]"},
+		{[]string{"GODEBUG=http2client=0"}, "[http2client=0][unset]"},
+	} {
+		r := runTF(t, home, tc.env, "run", "--isolate=off", "--policy", examplePolicy, "--", "sh", "-c", script)
+		if r.code != 0 {
+			t.Fatalf("exit %d\n%s", r.code, r.stderr)
+		}
+		if !strings.HasPrefix(r.stdout, tc.want) {
+			t.Errorf("env %v: the agent sees %q, want %q first", tc.env, r.stdout, tc.want)
+		}
+		// tf itself (the agent's parent here) runs with the setting,
+		// unless the machine has been up too long for it.
+		if !strings.Contains(r.stdout, "schedtrace=2147483647") && !upLong(t) {
+			t.Errorf("env %v: tf runs without sysmon kept awake: %q", tc.env, r.stdout)
+		}
+		if strings.Contains(r.stderr, "SCHED") {
+			t.Errorf("tf printed a scheduler trace:\n%s", r.stderr)
+		}
+	}
+}
+
+// upLong reports whether the machine has been up for over 21 days, when
+// package sched rightly leaves the runtime alone.
+func upLong(t *testing.T) bool {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _, _ := strings.Cut(string(b), " ")
+	s, err := strconv.ParseFloat(f, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s > 21*24*3600
 }
