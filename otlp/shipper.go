@@ -195,9 +195,19 @@ func Start(opts Options) (*Shipper, error) {
 		s.gzip = true
 		s.header.Set("Content-Encoding", "gzip")
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tc
-	tr.MaxIdleConnsPerHost = opts.Concurrency
+	// net/http's default transport's settings, as the exporter had (its
+	// own copy, whatever another package does to http.DefaultTransport).
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   opts.Concurrency,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		TLSClientConfig:       tc,
+	}
 	s.client = &http.Client{Timeout: opts.ExportTimeout, Transport: tr}
 	s.slots = make(chan *slot, opts.Concurrency)
 	for range opts.Concurrency {
