@@ -190,6 +190,7 @@ type Log struct {
 type request struct {
 	rec  *Record
 	body []byte
+	buf  *[]byte    // body's buffer, back to bodyBufs once the batch is written
 	done chan error // nil for records nobody waits for
 	// answered is set by the leader that wrote it (read by that leader).
 	answered bool
@@ -397,15 +398,19 @@ func (l *Log) prepare(r *Record, wait bool) (*request, error) {
 	if err := r.validate(); err != nil {
 		return nil, fmt.Errorf("refusing audit record: %w", err)
 	}
-	body, err := r.body()
+	buf := bodyBufs.Get().(*[]byte)
+	body, err := r.appendBody((*buf)[:0])
 	if err != nil {
+		bodyBufs.Put(buf)
 		return nil, fmt.Errorf("refusing audit record: %w", err)
 	}
 	// The writer adds schema_version, seq, prev and hash: under 256 bytes.
 	if len(body)+256 > MaxRecordBytes {
+		bodyBufs.Put(buf)
 		return nil, fmt.Errorf("refusing audit record: %d bytes exceeds the %d byte limit", len(body), MaxRecordBytes)
 	}
-	req := &request{rec: r, body: body}
+	*buf = body
+	req := &request{rec: r, body: body, buf: buf}
 	if wait {
 		req.done = make(chan error, 1)
 	}
@@ -633,11 +638,29 @@ func (l *Log) commitBatch(batch []*request) {
 		l.busy = true
 	}
 	for _, r := range batch {
+		// The batch is in pending (written or not): the bodies are done
+		// with. r.done is answered last, as the appender may reuse r.
+		recycleBody(r)
 		if r.done != nil {
 			r.answered = true
 			r.done <- err
 		}
 	}
+}
+
+// bodyBufs recycles the buffers records are encoded into, two per
+// request a gateway forwards.
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func recycleBody(r *request) {
+	if r.buf == nil {
+		return
+	}
+	if cap(*r.buf) <= 64<<10 { // keep the pool's buffers small
+		*r.buf = (*r.buf)[:0]
+		bodyBufs.Put(r.buf)
+	}
+	r.buf, r.body = nil, nil
 }
 
 // checkHold runs every holdCheck while the lock is held (see holdTick):

@@ -186,8 +186,11 @@ func (r *Record) validate() error {
 
 // body encodes the record without the fields the writer fills in, so the
 // expensive part of encoding runs in the appending goroutine.
-func (r *Record) body() ([]byte, error) {
-	b, err := appendBody(make([]byte, 0, 1024), r)
+func (r *Record) body() ([]byte, error) { return r.appendBody(make([]byte, 0, 1024)) }
+
+// appendBody is body, appended to b.
+func (r *Record) appendBody(b []byte) ([]byte, error) {
+	b, err := appendBody(b, r)
 	if err != nil || len(b) <= maxBodyBytes {
 		return b, err
 	}

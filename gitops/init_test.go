@@ -3,6 +3,7 @@ package gitops
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/tameflare/tf/mcp"
 	"github.com/tameflare/tf/rules"
+	"github.com/tameflare/tf/testdata"
 )
 
 func TestStarterPolicyPassesItsTests(t *testing.T) {
@@ -260,5 +262,45 @@ func TestRemoteRepositoryIsCached(t *testing.T) {
 	res, err := Apply(testCtx(t), ApplyOptions{Home: home, Plan: pl})
 	if err != nil || res.New != second {
 		t.Fatalf("apply %+v %v", res, err)
+	}
+}
+
+// The agents' rules of tf init without --agent and of the built-in policy
+// (tf run with no policy) are written twice, in Go and in YAML; they must
+// say the same, or a user would get one answer from tf run and another
+// after tf init.
+func TestStarterAgentRulesMatchBuiltIn(t *testing.T) {
+	fsys := fstest.MapFS{}
+	for _, f := range starterFiles {
+		fsys[f.name] = &fstest.MapFile{Data: []byte(f.body)}
+	}
+	starter, err := rules.LoadFS(fsys, "starter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	builtin, err := rules.LoadFS(testdata.ExamplePolicy(), "built-in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := func(p *rules.Policy) map[string]rules.Rule {
+		m := map[string]rules.Rule{}
+		for _, r := range p.Rules {
+			m[r.Name] = r.Rule
+		}
+		return m
+	}
+	s, b := byName(starter), byName(builtin)
+	for _, name := range []string{"agent-model-calls", "agent-service-endpoints", "no-agent-telemetry", "no-gemini-usage-statistics"} {
+		sr, ok1 := s[name]
+		br, ok2 := b[name]
+		if !ok1 || !ok2 {
+			t.Errorf("rule %s: in the starter %v, in the built-in policy %v", name, ok1, ok2)
+			continue
+		}
+		sa, ba := slices.Sorted(slices.Values(sr.Actions)), slices.Sorted(slices.Values(br.Actions))
+		if !slices.Equal(sa, ba) || sr.When != br.When || sr.Decision != br.Decision || sr.Reason != br.Reason {
+			t.Errorf("rule %s differs:\nstarter:  %v %q %s %q\nbuilt-in: %v %q %s %q", name,
+				sa, sr.When, sr.Decision, sr.Reason, ba, br.When, br.Decision, br.Reason)
+		}
 	}
 }
