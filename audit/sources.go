@@ -23,9 +23,10 @@ const OTLPScope = "github.com/tameflare/tf/audit"
 const MaxExportLine = 64 << 20
 
 // reorderWindow is how many records each source holds to put records that
-// arrived out of time order (batches of several machines interleaved in a
-// collector's file) back in order; memory stays bounded by it.
-const reorderWindow = 4096
+// arrived out of time order (a shipper's four batches in flight, batches of
+// several machines interleaved in a collector's file) back in order;
+// memory stays bounded by it.
+const reorderWindow = 8192
 
 // ScanSources calls fn for every record of the sources that passes f,
 // merged in time order, each record once: records shipped more than once

@@ -239,7 +239,7 @@ func BenchmarkShipInFlight(b *testing.B) {
 	bin := collectorBinary(b)
 	addr := freeAddr(b)
 	col := startCollector(b, bin, addr, filepath.Join(b.TempDir(), "out.jsonl"))
-	for _, n := range []int{1, 2, 4} {
+	for _, n := range []int{1, 2, 3, 4, 6, 8} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			for range b.N {
 				shipThroughput(b, "http://"+addr, benchRecords, col.cmd.Process.Pid, n)
