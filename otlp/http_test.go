@@ -408,17 +408,6 @@ func TestBadTransportConfiguration(t *testing.T) {
 		{Config{Endpoint: "https://c:4318", ClientCertificate: notPEM}, "needs both a certificate and a key"},
 		{Config{Endpoint: "https://c:4318", ClientCertificate: notPEM, ClientKey: notPEM}, "OTLP client certificate"},
 	} {
-		home := t.TempDir()
-		_, err := Start(Options{Home: home, Config: tc.cfg})
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: error %v, want %q", tc.cfg, err, tc.want)
-			continue
-		}
-		if strings.Contains(err.Error(), secret) {
-			t.Errorf("the error quotes the file: %v", err)
-		}
-		if st, serr := ReadStatus(home, time.Now()); serr != nil || !strings.Contains(st.Error, tc.want) {
-			t.Errorf("%+v: status %+v, %v", tc.cfg, st, serr)
-		}
+		refusedAtStart(t, tc.cfg, tc.want)
 	}
 }

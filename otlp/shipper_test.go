@@ -473,21 +473,27 @@ func TestBadConfiguration(t *testing.T) {
 		{Config{Endpoint: "http://localhost:4317", Protocol: "grpc"}, "grpc is not supported"},
 		{Config{Endpoint: "http://localhost:4318", Protocol: "http/json"}, "not supported"},
 	} {
-		home := t.TempDir()
-		_, err := Start(Options{Home: home, Config: tc.cfg})
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: error %v, want %q", tc.cfg, err, tc.want)
-			continue
-		}
-		if strings.Contains(err.Error(), secret) {
-			t.Errorf("error quotes the secret: %v", err)
-		}
-		st, serr := ReadStatus(home, time.Now())
-		if serr != nil || !strings.Contains(st.Error, tc.want) {
-			t.Errorf("%+v: status %+v, %v", tc.cfg, st, serr)
-		}
-		checkNoSecret(t, home, nil)
+		refusedAtStart(t, tc.cfg, tc.want)
 	}
+}
+
+// refusedAtStart checks that Start refuses cfg with an error containing
+// want, says so in the status file, and quotes no secret anywhere.
+func refusedAtStart(t *testing.T, cfg Config, want string) {
+	t.Helper()
+	home := t.TempDir()
+	_, err := Start(Options{Home: home, Config: cfg})
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("%+v: error %v, want %q", cfg, err, want)
+		return
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Errorf("the error quotes a secret: %v", err)
+	}
+	if st, serr := ReadStatus(home, time.Now()); serr != nil || !strings.Contains(st.Error, want) {
+		t.Errorf("%+v: status %+v, %v", cfg, st, serr)
+	}
+	checkNoSecret(t, home, nil)
 }
 
 func TestResolveFromEnvironment(t *testing.T) {
