@@ -25,11 +25,15 @@ import (
 
 // claudeBin is the real Claude Code, pinned in testdata/claude-code and
 // installed there by .ci/run (npm ci).
-func claudeBin(t *testing.T) string {
+func claudeBin(t *testing.T) string { return npmBin(t, "Claude Code", "claude-code", "claude") }
+
+// npmBin is the command cmd of an agent pinned in testdata/dir, which
+// scripts/test installs there (npm ci).
+func npmBin(t *testing.T, agent, dir, cmd string) string {
 	t.Helper()
-	bin := absPath(t, filepath.Join("testdata", "claude-code", "node_modules", ".bin", "claude"))
+	bin := absPath(t, filepath.Join("testdata", dir, "node_modules", ".bin", cmd))
 	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("Claude Code is not installed; run: cd cmd/tf/testdata/claude-code && npm ci")
+		t.Fatalf("%s is not installed; run: cd cmd/tf/testdata/%s && npm ci", agent, dir)
 	}
 	return bin
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,14 +19,7 @@ import (
 
 // codexBin is the real Codex CLI, pinned in testdata/codex and installed
 // there by scripts/test (npm ci).
-func codexBin(t *testing.T) string {
-	t.Helper()
-	bin := absPath(t, filepath.Join("testdata", "codex", "node_modules", ".bin", "codex"))
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("Codex CLI is not installed; run: cd cmd/tf/testdata/codex && npm ci")
-	}
-	return bin
-}
+func codexBin(t *testing.T) string { return npmBin(t, "Codex CLI", "codex", "codex") }
 
 // responsesStandIn answers OpenAI's Responses API as a stream, the way
 // Codex asks for it, and every other request with {}; it records what it

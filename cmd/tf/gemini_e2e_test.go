@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,14 +18,7 @@ import (
 
 // geminiBin is the real Gemini CLI, pinned in testdata/gemini-cli and
 // installed there by scripts/test (npm ci).
-func geminiBin(t *testing.T) string {
-	t.Helper()
-	bin := absPath(t, filepath.Join("testdata", "gemini-cli", "node_modules", ".bin", "gemini"))
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("Gemini CLI is not installed; run: cd cmd/tf/testdata/gemini-cli && npm ci")
-	}
-	return bin
-}
+func geminiBin(t *testing.T) string { return npmBin(t, "Gemini CLI", "gemini-cli", "gemini") }
 
 // geminiStandIn answers the Gemini API's generateContent and
 // streamGenerateContent (alt=sse) as Google's does, and every other
