@@ -396,22 +396,9 @@ func (w *Wait) Finish(noAnswer string) { w.finish(noAnswer, true) }
 // finish is Finish; release false leaves the requests not yet answered
 // in the table (timed out).
 func (w *Wait) finish(noAnswer string, release bool) {
-	w.mu.Lock()
-	if w.finished {
-		w.mu.Unlock()
+	keys, ans, ok := w.end(noAnswer)
+	if !ok {
 		return
-	}
-	w.finished = true
-	keys, t := w.keys, w.timer
-	w.keys = nil
-	if len(keys) > 0 {
-		w.ans.NoAnswer = noAnswer
-	}
-	w.ans.Took = time.Since(w.start)
-	ans := w.ans
-	w.mu.Unlock()
-	if t != nil {
-		t.Stop()
 	}
 	if release {
 		w.release(keys)
@@ -424,19 +411,33 @@ func (w *Wait) finish(noAnswer string, release bool) {
 // Cancel takes the requests off the table without calling done: the
 // POST was not forwarded.
 func (w *Wait) Cancel() {
+	if keys, _, ok := w.end(""); ok {
+		w.release(keys)
+	}
+}
+
+// end marks w finished and stops its timer, once: it returns the keys
+// still awaited and the answer as it stands (noAnswer set when some
+// requests went unanswered); ok is false if w had ended before.
+func (w *Wait) end(noAnswer string) (keys []string, ans Answered, ok bool) {
 	w.mu.Lock()
 	if w.finished {
 		w.mu.Unlock()
-		return
+		return nil, Answered{}, false
 	}
 	w.finished = true
 	keys, t := w.keys, w.timer
 	w.keys = nil
+	if len(keys) > 0 {
+		w.ans.NoAnswer = noAnswer
+	}
+	w.ans.Took = time.Since(w.start)
+	ans = w.ans
 	w.mu.Unlock()
 	if t != nil {
 		t.Stop()
 	}
-	w.release(keys)
+	return keys, ans, true
 }
 
 func (w *Wait) release(keys []string) {
