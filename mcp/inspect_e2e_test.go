@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	mcpclient "github.com/mark3labs/mcp-go/client"
+
 	"github.com/tameflare/tf/audit"
 	"github.com/tameflare/tf/rules"
 )
@@ -48,12 +50,9 @@ func TestResponseInspection(t *testing.T) {
 			t.Errorf("%d mcp.response_redacted events, want %d", redacted, wantRedacted)
 		}
 	}
-	t.Run("http", func(t *testing.T) {
-		f := startGoServer(t, inspectPolicy)
-		c := mcpgoClient(t, f, "https://mcp.test/mcp")
-		if err := initialize(ctx, c); err != nil {
-			t.Fatal(err)
-		}
+	// checkResults calls the tools whose results tf rewrites or refuses.
+	checkResults := func(t *testing.T, c *mcpclient.Client) {
+		t.Helper()
 		for _, tool := range []string{"leak", "leak-escaped"} {
 			res := callTool(t, ctx, c, tool)
 			if text := resultText(res); res.IsError || strings.Contains(text, docsToken) || !strings.Contains(text, "[redacted]") {
@@ -64,6 +63,14 @@ func TestResponseInspection(t *testing.T) {
 		if text := resultText(res); !res.IsError || text != "no-private-keys: results holding private keys are withheld" {
 			t.Errorf("key: %+v %q", res.IsError, text)
 		}
+	}
+	t.Run("http", func(t *testing.T) {
+		f := startGoServer(t, inspectPolicy)
+		c := mcpgoClient(t, f, "https://mcp.test/mcp")
+		if err := initialize(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		checkResults(t, c)
 		if res := callTool(t, ctx, c, "echo"); res.IsError {
 			t.Errorf("echo: %q", resultText(res))
 		}
@@ -86,16 +93,7 @@ func TestResponseInspection(t *testing.T) {
 		if err := initialize(ctx, c); err != nil {
 			t.Fatal(err)
 		}
-		for _, tool := range []string{"leak", "leak-escaped"} {
-			res := callTool(t, ctx, c, tool)
-			if text := resultText(res); res.IsError || strings.Contains(text, docsToken) || !strings.Contains(text, "[redacted]") {
-				t.Errorf("%s: %q", tool, text)
-			}
-		}
-		res := callTool(t, ctx, c, "key")
-		if text := resultText(res); !res.IsError || text != "no-private-keys: results holding private keys are withheld" {
-			t.Errorf("key: %+v %q", res.IsError, text)
-		}
+		checkResults(t, c)
 		f.g.Close()
 		checkLog(t, f.home, 2)
 	})
