@@ -91,6 +91,12 @@ const (
 	kvBool
 )
 
+// another is an encoder for another batch in flight: the same resource
+// and scope (never written after newEncoder), scratch space of its own.
+func (e *encoder) another() *encoder {
+	return &encoder{resource: e.resource, scope: e.scope, attrs: make([]kv, 0, cap(e.attrs))}
+}
+
 // newEncoder encodes the resource and scope once.
 func newEncoder(gateway string) (*encoder, error) {
 	res := newResource(gateway)

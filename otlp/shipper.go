@@ -213,12 +213,13 @@ func Start(opts Options) (*Shipper, error) {
 	}
 	s.client = &http.Client{Timeout: opts.ExportTimeout, Transport: tr}
 	s.slots = make(chan *slot, opts.Concurrency)
-	for range opts.Concurrency {
-		enc, err := newEncoder(opts.Gateway)
-		if err != nil {
-			return nil, fmt.Errorf("audit shipping: %w", err)
-		}
-		s.slots <- &slot{enc: enc}
+	enc, err := newEncoder(opts.Gateway)
+	if err != nil {
+		return nil, fmt.Errorf("audit shipping: %w", err)
+	}
+	s.slots <- &slot{enc: enc}
+	for range opts.Concurrency - 1 {
+		s.slots <- &slot{enc: enc.another()}
 	}
 	s.lock = flock.New(filepath.Join(Dir(opts.Home), "lock"))
 	if c, err := ReadCursor(opts.Home); err == nil {
