@@ -23,66 +23,34 @@ import (
 // variant for a gateway's pace). -count runs off several times, then on;
 // to interleave them, run the benchmark several times with -count 1.
 func BenchmarkAppendWhileShipping(b *testing.B) {
-	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-	}))
-	defer sink.Close()
-	for _, ship := range []bool{false, true} {
-		name := "off"
-		if ship {
-			name = "on"
+	offOn(b, func(b *testing.B, l *audit.Log) {
+		recs := make([]*audit.Record, 1024)
+		for i := range recs {
+			recs[i] = decision(i)
 		}
-		b.Run(name, func(b *testing.B) {
-			home := b.TempDir()
-			l, err := audit.Open(audit.Dir(home), audit.Options{Gateway: "bench"})
-			if err != nil {
+		ctx := context.Background()
+		b.ReportAllocs()
+		i := 0
+		cpu0 := cpuTime()
+		for b.Loop() {
+			r := *recs[i%len(recs)]
+			r.Time = time.Time{}
+			if err := l.Append(ctx, &r); err != nil {
 				b.Fatal(err)
 			}
-			defer l.Close()
-			var s *Shipper
-			if ship {
-				if s, err = Start(Options{Home: home, Gateway: "bench", Config: Config{Endpoint: sink.URL}}); err != nil {
-					b.Fatal(err)
-				}
-				defer s.Close()
-			}
-			recs := make([]*audit.Record, 1024)
-			for i := range recs {
-				recs[i] = decision(i)
-			}
-			ctx := context.Background()
-			b.ReportAllocs()
-			i := 0
-			cpu0 := cpuTime()
-			for b.Loop() {
-				r := *recs[i%len(recs)]
-				r.Time = time.Time{}
-				if err := l.Append(ctx, &r); err != nil {
-					b.Fatal(err)
-				}
-				i++
-			}
-			if cpu := cpuTime() - cpu0; cpu > 0 {
-				b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
-			}
-		})
-	}
+			i++
+		}
+		if cpu := cpuTime() - cpu0; cpu > 0 {
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+		}
+	})
 }
 
-// BenchmarkAppendWhileShippingPaced is BenchmarkAppendWhileShipping at
-// a gateway's pace rather than flat out: one Append every 200 µs (5,000
-// records/s, a busy tf serve's decisions and outcomes), with and without
-// a shipper following the log, reporting the median and 90th percentile
-// of an Append. Flat out, the shipper and the appender compete for the
-// same cores; at a gateway's pace the shipper has room, and the
-// difference is what shipping itself costs a decision.
-// Run: go test ./otlp -run '^$' -bench AppendWhileShippingPaced -benchtime 5000x -count 5
-func BenchmarkAppendWhileShippingPaced(b *testing.B) {
-	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-	}))
-	defer sink.Close()
-	const pace = 200 * time.Microsecond
+// offOn runs bench as two sub-benchmarks on a fresh audit log: "off"
+// without a shipper, "on" with one following the log and posting to a
+// local endpoint that discards what it gets.
+func offOn(b *testing.B, bench func(b *testing.B, l *audit.Log)) {
+	sink := discardSink(b)
 	for _, ship := range []bool{false, true} {
 		name := "off"
 		if ship {
@@ -102,29 +70,53 @@ func BenchmarkAppendWhileShippingPaced(b *testing.B) {
 				}
 				defer s.Close()
 			}
-			ctx := context.Background()
-			ds := make([]time.Duration, 0, b.N)
-			next := time.Now()
-			i := 0
-			for b.Loop() {
-				next = next.Add(pace)
-				if d := time.Until(next); d > 0 {
-					time.Sleep(d)
-				}
-				r := decision(i)
-				r.Time = time.Time{}
-				st := time.Now()
-				if err := l.Append(ctx, r); err != nil {
-					b.Fatal(err)
-				}
-				ds = append(ds, time.Since(st))
-				i++
-			}
-			slices.Sort(ds)
-			b.ReportMetric(float64(ds[len(ds)/2].Nanoseconds()), "p50-ns/append")
-			b.ReportMetric(float64(ds[len(ds)*9/10].Nanoseconds()), "p90-ns/append")
+			bench(b, l)
 		})
 	}
+}
+
+// discardSink is a local endpoint that reads and discards every request.
+func discardSink(b *testing.B) *httptest.Server {
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+	}))
+	b.Cleanup(sink.Close)
+	return sink
+}
+
+// BenchmarkAppendWhileShippingPaced is BenchmarkAppendWhileShipping at
+// a gateway's pace rather than flat out: one Append every 200 µs (5,000
+// records/s, a busy tf serve's decisions and outcomes), with and without
+// a shipper following the log, reporting the median and 90th percentile
+// of an Append. Flat out, the shipper and the appender compete for the
+// same cores; at a gateway's pace the shipper has room, and the
+// difference is what shipping itself costs a decision.
+// Run: go test ./otlp -run '^$' -bench AppendWhileShippingPaced -benchtime 5000x -count 5
+func BenchmarkAppendWhileShippingPaced(b *testing.B) {
+	const pace = 200 * time.Microsecond
+	offOn(b, func(b *testing.B, l *audit.Log) {
+		ctx := context.Background()
+		ds := make([]time.Duration, 0, b.N)
+		next := time.Now()
+		i := 0
+		for b.Loop() {
+			next = next.Add(pace)
+			if d := time.Until(next); d > 0 {
+				time.Sleep(d)
+			}
+			r := decision(i)
+			r.Time = time.Time{}
+			st := time.Now()
+			if err := l.Append(ctx, r); err != nil {
+				b.Fatal(err)
+			}
+			ds = append(ds, time.Since(st))
+			i++
+		}
+		slices.Sort(ds)
+		b.ReportMetric(float64(ds[len(ds)/2].Nanoseconds()), "p50-ns/append")
+		b.ReportMetric(float64(ds[len(ds)*9/10].Nanoseconds()), "p90-ns/append")
+	})
 }
 
 // shipThroughput writes n records, then ships them all to endpoint and
@@ -205,10 +197,7 @@ func shipRecords(b *testing.B, endpoint string, n, collectorPID, inFlight int, r
 // BenchmarkShipThroughput ships 100,000 records to a local endpoint that
 // reads and discards the requests (the exporter and shipper alone).
 func BenchmarkShipThroughput(b *testing.B) {
-	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-	}))
-	defer sink.Close()
+	sink := discardSink(b)
 	for range b.N {
 		shipThroughput(b, sink.URL, benchRecords, 0, 0)
 	}
