@@ -118,16 +118,28 @@ type upstream struct {
 
 func newTLSUpstream(t testing.TB, names []string, h http.Handler) *upstream {
 	t.Helper()
-	ca, err := LoadOrCreateCA(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &upstream{roots: x509.NewCertPool()}
-	u.roots.AddCert(ca.Certificate())
+	certs, roots := upstreamCerts(t, names...)
+	u := &upstream{roots: roots}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.hits.Add(1)
 		h.ServeHTTP(w, r)
 	}))
+	srv.TLS = &tls.Config{Certificates: certs}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected in some tests
+	srv.StartTLS()
+	u.Server = srv
+	t.Cleanup(srv.Close)
+	return u
+}
+
+// upstreamCerts gives an upstream certificates for names, signed by a CA
+// of its own (not the proxy's), and the pool that trusts them.
+func upstreamCerts(t testing.TB, names ...string) ([]tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	ca, err := LoadOrCreateCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	certs := make([]tls.Certificate, 0, len(names))
 	for _, n := range names {
 		c, err := ca.Leaf(n)
@@ -136,12 +148,9 @@ func newTLSUpstream(t testing.TB, names []string, h http.Handler) *upstream {
 		}
 		certs = append(certs, *c)
 	}
-	srv.TLS = &tls.Config{Certificates: certs}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected in some tests
-	srv.StartTLS()
-	u.Server = srv
-	t.Cleanup(srv.Close)
-	return u
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Certificate())
+	return certs, roots
 }
 
 func newPlainUpstream(t testing.TB, h http.Handler) *upstream {

@@ -3,7 +3,6 @@ package httpproxy
 import (
 	"bufio"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -239,18 +238,7 @@ func TestUpstreamClosesKeptAliveConnections(t *testing.T) {
 		mu.Unlock()
 		return key
 	}
-	ca, err := LoadOrCreateCA(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var certs []tls.Certificate
-	for _, n := range []string{apiHost, "idle.example.test"} {
-		leaf, err := ca.Leaf(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		certs = append(certs, *leaf)
-	}
+	certs, roots := upstreamCerts(t, apiHost, "idle.example.test")
 	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := count(r)
 		if r.Host == "idle.example.test" {
@@ -271,8 +259,6 @@ func TestUpstreamClosesKeptAliveConnections(t *testing.T) {
 	up.TLS = &tls.Config{Certificates: certs}
 	up.StartTLS()
 	defer up.Close()
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Certificate())
 	addr := up.Listener.Addr().String()
 	tp := startProxy(t, Config{Upstreams: map[string]string{apiHost: addr, "idle.example.test": addr}, RootCAs: roots})
 	c := tp.client(t)
@@ -313,17 +299,7 @@ func TestUpstreamClosesKeptAliveConnections(t *testing.T) {
 // answer, does not answer the next request with it: a GET taken onto that
 // connection without a look is sent again on a fresh one.
 func TestUnaskedTimeoutOnReusedConnection(t *testing.T) {
-	ca, err := LoadOrCreateCA(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.Leaf(apiHost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got atomic.Int64
-	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got.Add(1)
+	up := newTLSUpstream(t, []string{apiHost}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conn, brw, err := http.NewResponseController(w).Hijack()
 		if err != nil {
 			t.Error(err)
@@ -336,12 +312,7 @@ func TestUnaskedTimeoutOnReusedConnection(t *testing.T) {
 		io.WriteString(conn, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 		time.Sleep(10 * time.Millisecond)
 	}))
-	up.TLS = &tls.Config{Certificates: []tls.Certificate{*leaf}}
-	up.StartTLS()
-	defer up.Close()
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Certificate())
-	tp := startProxy(t, Config{Upstreams: map[string]string{apiHost: up.Listener.Addr().String()}, RootCAs: roots})
+	tp := startProxy(t, Config{Upstreams: map[string]string{apiHost: up.Listener.Addr().String()}, RootCAs: up.roots})
 	c := tp.client(t)
 	for i := range 10 {
 		resp, err := c.Get(fmt.Sprintf("https://%s/get%d", apiHost, i))
@@ -360,17 +331,8 @@ func TestUnaskedTimeoutOnReusedConnection(t *testing.T) {
 // TestUpstreamHeadLimit: an upstream response head past 1 MiB is refused
 // with a 502, as http.Transport did.
 func TestUpstreamHeadLimit(t *testing.T) {
-	ca, err := LoadOrCreateCA(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.Leaf(apiHost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Certificate())
-	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{*leaf}})
+	certs, roots := upstreamCerts(t, apiHost)
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: certs})
 	if err != nil {
 		t.Fatal(err)
 	}
