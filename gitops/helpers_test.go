@@ -188,24 +188,34 @@ func writeLog(t testing.TB, home string, recs []rec) {
 // writeLogAs is writeLog for the gateway of another machine.
 func writeLogAs(t testing.TB, home, gateway string, recs []rec) {
 	t.Helper()
+	actions := make([]*rules.Action, len(recs))
+	decisions := make([]rules.Decision, len(recs))
+	for i, r := range recs {
+		actions[i] = &rules.Action{
+			ID: idOf(i), Type: r.typ, Connector: "github",
+			Resource: map[string]string{"owner": "acme", "repo": "app"},
+			Params:   r.params,
+			Request:  rules.Request{Method: "POST", Host: "api.github.com"},
+		}
+		decisions[i] = rules.Decision{Effect: r.recorded, Revision: "old"}
+	}
+	appendDecisions(t, home, gateway, actions, decisions)
+}
+
+// appendDecisions records decisions[i] of actions[i] as request idOf(i),
+// one second apart, through the audit package's own writer.
+func appendDecisions(t testing.TB, home, gateway string, actions []*rules.Action, decisions []rules.Decision) {
+	t.Helper()
 	l, err := audit.Open(audit.Dir(home), audit.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	ctx := testCtx(t)
-	for i, r := range recs {
-		conn := "github"
-		a := &rules.Action{
-			ID: idOf(i), Type: r.typ, Connector: conn,
-			Resource: map[string]string{"owner": "acme", "repo": "app"},
-			Params:   r.params,
-			Request:  rules.Request{Method: "POST", Host: "api.github.com"},
-		}
+	for i, a := range actions {
 		err := l.Append(ctx, &audit.Record{
 			Kind: audit.KindDecision, Time: epoch.Add(time.Duration(i) * time.Second),
-			RequestID: idOf(i), Gateway: gateway, Action: a,
-			Decision: &rules.Decision{Effect: r.recorded, Revision: "old"},
+			RequestID: idOf(i), Gateway: gateway, Action: a, Decision: &decisions[i],
 		})
 		if err != nil {
 			t.Fatal(err)

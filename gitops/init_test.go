@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"testing/fstest"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -17,10 +16,7 @@ import (
 )
 
 func TestStarterPolicyPassesItsTests(t *testing.T) {
-	fsys := fstest.MapFS{}
-	for _, f := range starterFiles {
-		fsys[f.name] = &fstest.MapFile{Data: []byte(f.body)}
-	}
+	fsys := starterFS(starterFiles)
 	p, err := rules.LoadFS(fsys, "starter")
 	if err != nil {
 		t.Fatal(err)
@@ -270,14 +266,7 @@ func TestRemoteRepositoryIsCached(t *testing.T) {
 // say the same, or a user would get one answer from tf run and another
 // after tf init.
 func TestStarterAgentRulesMatchBuiltIn(t *testing.T) {
-	fsys := fstest.MapFS{}
-	for _, f := range starterFiles {
-		fsys[f.name] = &fstest.MapFile{Data: []byte(f.body)}
-	}
-	starter, err := rules.LoadFS(fsys, "starter")
-	if err != nil {
-		t.Fatal(err)
-	}
+	starter := presetPolicy(t, GenericAgent)
 	builtin, err := rules.LoadFS(testdata.ExamplePolicy(), "built-in")
 	if err != nil {
 		t.Fatal(err)

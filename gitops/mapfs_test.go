@@ -9,3 +9,12 @@ func mapFS(files map[string]string) fstest.MapFS {
 	}
 	return m
 }
+
+// starterFS is the repository tf init writes with files.
+func starterFS(files []starterFile) fstest.MapFS {
+	m := fstest.MapFS{}
+	for _, f := range files {
+		m[f.name] = &fstest.MapFile{Data: []byte(f.body)}
+	}
+	return m
+}

@@ -314,10 +314,8 @@ func TestPlanReplaysMCPBaselineAndCountsOtherRevisions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := audit.Open(audit.Dir(home), audit.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var actions []*rules.Action
+	var decisions []rules.Decision
 	for i, r := range []struct {
 		conn, typ string
 		recorded  rules.Effect
@@ -337,14 +335,10 @@ func TestPlanReplaysMCPBaselineAndCountsOtherRevisions(t *testing.T) {
 			// server: the baseline applies only to those.
 			a.Resource = map[string]string{"server": "files", "method": method}
 		}
-		if err := l.Append(testCtx(t), &audit.Record{Kind: audit.KindDecision, Time: epoch.Add(time.Duration(i) * time.Second),
-			RequestID: idOf(i), Gateway: "gw1", Action: a, Decision: &rules.Decision{Effect: r.recorded, Revision: r.revision}}); err != nil {
-			t.Fatal(err)
-		}
+		actions = append(actions, a)
+		decisions = append(decisions, rules.Decision{Effect: r.recorded, Revision: r.revision})
 	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	appendDecisions(t, home, "gw1", actions, decisions)
 	pl, err := ComputePlan(testCtx(t), PlanOptions{Home: home, Rev: second})
 	if err != nil {
 		t.Fatal(err)
@@ -452,20 +446,13 @@ func TestPlanReplaysTruncatedBodies(t *testing.T) {
     decision: deny
 `}, nil)
 	pinTo(t, home, f.dir, first)
-	l, err := audit.Open(audit.Dir(home), audit.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var actions []*rules.Action
+	var decisions []rules.Decision
 	for i, params := range []map[string]any{{"model": "claude-sonnet-4-5"}, {"body_truncated": true}} {
-		a := &rules.Action{ID: idOf(i), Type: "anthropic.messages.create", Connector: "anthropic", Params: params}
-		if err := l.Append(testCtx(t), &audit.Record{Kind: audit.KindDecision, Time: epoch.Add(time.Duration(i) * time.Second),
-			RequestID: idOf(i), Gateway: "gw1", Action: a, Decision: &rules.Decision{Effect: rules.Allow, Rule: "model-calls"}}); err != nil {
-			t.Fatal(err)
-		}
+		actions = append(actions, &rules.Action{ID: idOf(i), Type: "anthropic.messages.create", Connector: "anthropic", Params: params})
+		decisions = append(decisions, rules.Decision{Effect: rules.Allow, Rule: "model-calls"})
 	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
+	appendDecisions(t, home, "gw1", actions, decisions)
 	pl, err := ComputePlan(testCtx(t), PlanOptions{Home: home, Rev: second})
 	if err != nil {
 		t.Fatal(err)

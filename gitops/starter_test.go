@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"testing/fstest"
 
 	"github.com/goccy/go-yaml"
 
@@ -17,10 +16,7 @@ import (
 // presetPolicy loads the starter of a preset and runs its tests.
 func presetPolicy(t *testing.T, agent string) *rules.Policy {
 	t.Helper()
-	fsys := fstest.MapFS{}
-	for _, f := range starterFor(agentPresets[agent]) {
-		fsys[f.name] = &fstest.MapFile{Data: []byte(f.body)}
-	}
+	fsys := starterFS(starterFor(agentPresets[agent]))
 	p, err := rules.LoadFS(fsys, agent)
 	if err != nil {
 		t.Fatalf("%s: %v", agent, err)
