@@ -21,64 +21,7 @@
 // GODEBUG=schedtrace=0 (any schedtrace setting) turns this off.
 package sched
 
-import (
-	"strings"
-	"time"
-)
-
-const (
-	// marker carries the user's GODEBUG across the second start: "=" and
-	// the value, or "-" when it was unset.
-	marker = "TF_SCHED_REEXEC"
-	// setting keeps sysmon out of deep sleep. The trace it also asks for
-	// is due when the machine's monotonic clock passes its period
-	// (2^31-1 ms, 24.8 days of uptime), hence maxUptime.
-	setting = "schedtrace=2147483647"
-	// maxUptime leaves a gateway started on a machine up this long three
-	// days before the one trace line is due; older machines run without.
-	maxUptime = 21 * 24 * time.Hour
-)
-
 var applied bool
 
 // Applied reports whether this process runs with sysmon kept awake.
 func Applied() bool { return applied }
-
-// userSetsIt reports whether GODEBUG already chooses schedtrace (or asks
-// for scheduler detail): the user's choice wins.
-func userSetsIt(godebug string) bool {
-	for _, kv := range strings.Split(godebug, ",") {
-		k, _, _ := strings.Cut(strings.TrimSpace(kv), "=")
-		if k == "schedtrace" || k == "scheddetail" {
-			return true
-		}
-	}
-	return false
-}
-
-// encode and decode carry a possibly unset GODEBUG in marker.
-func encode(v string, set bool) string {
-	if !set {
-		return "-"
-	}
-	return "=" + v
-}
-
-func decode(m string) (v string, set bool) {
-	if rest, ok := strings.CutPrefix(m, "="); ok {
-		return rest, true
-	}
-	return "", false
-}
-
-// environ is env with GODEBUG set to godebug and the marker added.
-func environ(env []string, godebug, mark string) []string {
-	out := make([]string, 0, len(env)+2)
-	for _, kv := range env {
-		if strings.HasPrefix(kv, "GODEBUG=") || strings.HasPrefix(kv, marker+"=") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return append(out, "GODEBUG="+godebug, marker+"="+mark)
-}
